@@ -1,0 +1,504 @@
+"""Which kind of TensorFlow model is this path? Decided by content, never by suffix alone.
+
+`detect(path)` returns a Detection: the format, the files that make up the model
+(graph, checkpoint, ...) and a one-line reason a person can read. It parses what
+it must to be sure (protobuf, HDF5 attributes, zip directory, JSON) and keeps the
+parsed message so inspect does not read a 100 MB graph twice. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+from .skim import Truncated, skim_graphdef
+
+
+class Format(str, enum.Enum):
+    GRAPHDEF = "graphdef"  # frozen GraphDef, binary .pb
+    GRAPHDEF_TEXT = "graphdef_text"  # GraphDef in protobuf text format (.pbtxt)
+    CHECKPOINT = "checkpoint"  # inference GraphDef with variables + a checkpoint
+    METAGRAPH = "metagraph"  # .meta + .index/.data checkpoint
+    SAVED_MODEL = "saved_model"
+    KERAS_H5 = "keras_h5"
+    KERAS_V3 = "keras_v3"
+    # Recognised so we can say so, but not inputs we convert from.
+    TFJS = "tfjs"
+    TFLITE = "tflite"
+    ONNX = "onnx"
+
+    @property
+    def title(self) -> str:
+        return _TITLES[self]
+
+    @property
+    def convertible(self) -> bool:
+        return self not in (Format.TFJS, Format.TFLITE, Format.ONNX)
+
+
+_TITLES = {
+    Format.GRAPHDEF: "frozen GraphDef (binary)",
+    Format.GRAPHDEF_TEXT: "GraphDef (text)",
+    Format.CHECKPOINT: "inference graph + checkpoint",
+    Format.METAGRAPH: "MetaGraph + checkpoint",
+    Format.SAVED_MODEL: "SavedModel",
+    Format.KERAS_H5: "Keras HDF5",
+    Format.KERAS_V3: "Keras v3 (.keras)",
+    Format.TFJS: "TensorFlow.js model",
+    Format.TFLITE: "TFLite flatbuffer",
+    Format.ONNX: "ONNX model",
+}
+
+
+@dataclass(frozen=True)
+class Detection:
+    format: Format
+    path: Path  # what the user named: a file or a SavedModel directory
+    reason: str  # one line, for people
+    graph: Path | None = None  # GraphDef / MetaGraph / saved_model.pb file
+    checkpoint: str | None = None  # checkpoint prefix (V2) or file (V1)
+    parsed: object = field(default=None, compare=False, repr=False)  # message or config kept for inspect
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+# LevelDB-style table footer that TensorFlow's checkpoint files (V1 and V2 .index) end with.
+TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
+VARIABLE_OPS = {"VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable"}
+MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras", ".tflite", ".onnx", ".json"}
+_OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_>]*$")
+
+
+def detect(path: str | Path, *, checkpoint: str | Path | None = None) -> Detection:
+    """Detect the model at `path`. `checkpoint` overrides the checkpoint found beside a graph."""
+    path = Path(path)
+    try:
+        is_dir = path.is_dir()
+        exists = is_dir or path.is_file()
+    except OSError as e:  # symlink loops, permission problems
+        raise UserError(f"{path}: cannot be read ({e.strerror or e}); check the path and its permissions") from None
+    if not exists:
+        if path.exists():
+            raise UserError(f"{path}: not a regular file or directory; pass a model file or SavedModel directory")
+        hint = " (a broken symlink)" if path.is_symlink() else ""
+        raise UserError(f"{path}: no such file or directory{hint}; check the path")
+    if is_dir:
+        return _detect_dir(path, checkpoint)
+    return _detect_file(path, checkpoint)
+
+
+# --- directories -------------------------------------------------------------------------------
+
+
+def _detect_dir(path: Path, checkpoint) -> Detection:
+    for name in ("saved_model.pb", "saved_model.pbtxt"):
+        if (path / name).is_file():
+            return _saved_model(path, path / name)
+    if (path / "model.json").is_file():
+        return _detect_file(path / "model.json", checkpoint)
+    try:
+        candidates = sorted(p for p in path.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    except OSError as e:
+        raise UserError(f"{path}: cannot list the directory ({e.strerror}); check its permissions") from None
+    if len(candidates) == 1:
+        return _detect_file(candidates[0], checkpoint)
+    if not candidates:
+        raise UserError(
+            f"{path}: nothing recognisable in this directory; expected a SavedModel (saved_model.pb), "
+            "a .pb/.pbtxt graph, a .meta file or a Keras .h5/.keras file"
+        )
+    names = ", ".join(p.name for p in candidates[:6])
+    raise UserError(f"{path}: this directory holds several model files ({names}); pass the one to use")
+
+
+def _saved_model(directory: Path, pb: Path) -> Detection:
+    from . import protos
+
+    message = protos.saved_model_class()()
+    _parse(message, pb, text=pb.suffix == ".pbtxt", what="SavedModel")
+    graphs = list(message.meta_graphs)
+    if not graphs:
+        raise UserError(f"{pb}: the SavedModel holds no meta graph; re-export it with tf.saved_model.save")
+    if not (directory / "variables" / "variables.index").is_file() and _has_variables(graphs):
+        raise UserError(
+            f"{directory}: SavedModel without variables/ (variables/variables.index is missing); "
+            "copy the whole SavedModel directory, including variables/"
+        )
+    tags = " | ".join(",".join(g.meta_info_def.tags) or "(none)" for g in graphs)
+    signatures = sorted({k for g in graphs for k in g.signature_def if not k.startswith("__")})
+    version = graphs[0].meta_info_def.tensorflow_version
+    kind = "TF2" if any(g.object_graph_def.nodes for g in graphs) else "TF1"
+    reason = (
+        f"directory with {pb.name}: {len(graphs)} meta graph{'s' * (len(graphs) > 1)}, tags [{tags}], "
+        f"signatures [{', '.join(signatures) or 'none'}] ({kind}"
+        + (f", TensorFlow {version})" if version else ")")
+    )
+    return Detection(Format.SAVED_MODEL, directory, reason, graph=pb, parsed=message)
+
+
+def _has_variables(meta_graphs) -> bool:
+    for g in meta_graphs:
+        if any(n.op in VARIABLE_OPS for n in g.graph_def.node):
+            return True
+        if any(n.WhichOneof("kind") == "variable" for n in g.object_graph_def.nodes):
+            return True
+    return False
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def _detect_file(path: Path, checkpoint) -> Detection:
+    if path.name in ("saved_model.pb", "saved_model.pbtxt"):
+        return _saved_model(path.parent, path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(16)
+            f.seek(max(size - 8, 0))
+            tail = f.read(8)
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+    if size == 0:
+        raise UserError(f"{path}: the file is empty (0 bytes); it was probably not fully written or downloaded")
+
+    if head.startswith(HDF5_MAGIC):
+        return _keras_h5(path)
+    if head.startswith(ZIP_MAGIC):
+        return _keras_v3(path)
+    if head[4:8] == b"TFL3":
+        return Detection(Format.TFLITE, path, "TFLite flatbuffer (file identifier TFL3)")
+    if head.lstrip()[:1] == b"{":
+        return _json_model(path)
+    if tail == TABLE_MAGIC:
+        raise UserError(
+            f"{path}: this is a TensorFlow checkpoint (weights only, no graph); "
+            "pass the graph that goes with it (.pb or .meta) instead"
+        )
+    return _protobuf(path, checkpoint)
+
+
+def _keras_h5(path: Path) -> Detection:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            keys = set(f.keys())
+    except OSError as e:
+        raise UserError(f"{path}: HDF5 signature but unreadable ({e}); the file may be truncated") from None
+    config = attrs.get("model_config")
+    if config is None:
+        if "layer_names" in attrs or {"layers", "vars"} & keys or "model_weights" in keys:
+            raise UserError(
+                f"{path}: Keras weights-only HDF5: it holds the weights but not the architecture "
+                "(no model_config); save the full model with model.save('model.keras') and convert that"
+            )
+        raise UserError(f"{path}: HDF5 file without a Keras model_config; it is not a Keras model")
+    config = _json_loads(config, path, "model_config")
+    version = _text(attrs.get("keras_version", ""))
+    major = version.split(".")[0] if version else "?"
+    cls = config.get("class_name", "?")
+    reason = f"HDF5 with model_config: Keras {cls} model, written by Keras {version or 'unknown'}"
+    return Detection(Format.KERAS_H5, path, reason, parsed={"config": config, "keras_version": version, "keras_major": major})
+
+
+def _keras_v3(path: Path) -> Detection:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if "config.json" not in names:
+                raise UserError(f"{path}: a zip archive without config.json; it is not a Keras v3 .keras file")
+            config = _json_loads(z.read("config.json"), path, "config.json")
+            meta = _json_loads(z.read("metadata.json"), path, "metadata.json") if "metadata.json" in names else {}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise UserError(f"{path}: zip signature but unreadable ({e}); the file may be truncated") from None
+    if "model.weights.h5" not in names:
+        raise UserError(f"{path}: .keras archive without model.weights.h5; re-save the model with model.save()")
+    version = meta.get("keras_version", "")
+    reason = (
+        f"zip with config.json + model.weights.h5: Keras {config.get('class_name', '?')} model, "
+        f"written by Keras {version or 'unknown'}"
+    )
+    return Detection(Format.KERAS_V3, path, reason, parsed={"config": config, "keras_version": version, "keras_major": "3"})
+
+
+def _json_model(path: Path) -> Detection:
+    try:
+        doc = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path}: starts like JSON but does not parse; it is not a model file") from None
+    if isinstance(doc, dict) and ("modelTopology" in doc or "weightsManifest" in doc):
+        kind = doc.get("format", "graph-model")
+        return Detection(Format.TFJS, path, f"JSON with modelTopology/weightsManifest: TensorFlow.js {kind}")
+    raise UserError(f"{path}: a JSON file that is not a TensorFlow.js model.json; pass a TensorFlow model")
+
+
+def _protobuf(path: Path, checkpoint) -> Detection:
+    from . import protos
+
+    kind, message = "graph", None
+    if path.suffix != ".meta":  # the common case, a frozen graph: read its structure, not its weights
+        try:
+            message = _try_binary("graph", skim_graphdef(path))
+        except Truncated:
+            pass
+        except OSError as e:
+            raise UserError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+    if message is None:
+        data = path.read_bytes()
+        for kind in ("meta", "graph", "saved_model"):
+            message = _try_binary(kind, data)
+            if message is not None:
+                break
+    if message is None:
+        if _looks_like_onnx(data):
+            return Detection(Format.ONNX, path, "protobuf ModelProto with ir_version and graph: ONNX")
+        message = _try_text(data)
+        if message is None:
+            what = {".pb": "a binary GraphDef", ".meta": "a MetaGraph", ".pbtxt": "a text GraphDef"}.get(path.suffix)
+            raise UserError(
+                f"{path}: not a readable TensorFlow model"
+                + (f" (does not parse as {what}; it may be truncated or corrupt)" if what else
+                   " (not a GraphDef, MetaGraph, SavedModel, Keras, TF.js, TFLite or ONNX file)")
+                + "; re-export or re-download it"
+            )
+        kind = "graph_text" if isinstance(message, protos.GraphDef) else "meta_text"
+
+    if kind == "saved_model":
+        return _saved_model(path.parent, path)
+    if kind.startswith("meta"):
+        return _metagraph(path, message, checkpoint)
+    nodes = message.node
+    variables = sum(n.op in VARIABLE_OPS for n in nodes)
+    fmt = "text" if kind == "graph_text" else "binary"
+    if variables:
+        ckpt = _find_checkpoint(path, checkpoint, graph_kind=f"{fmt} GraphDef with {variables} variables")
+        reason = (
+            f"{fmt} GraphDef with {len(nodes)} nodes and {variables} variables (not frozen); "
+            f"checkpoint {_describe_checkpoint(ckpt)}"
+        )
+        return Detection(Format.CHECKPOINT, path, reason, graph=path, checkpoint=ckpt, parsed=message)
+    producer = message.versions.producer
+    reason = f"parses as a {fmt} GraphDef: {len(nodes)} nodes, no variables (frozen)" + (
+        f", graph producer version {producer}" if producer else "")
+    return Detection(Format.GRAPHDEF if fmt == "binary" else Format.GRAPHDEF_TEXT, path, reason, graph=path, parsed=message)
+
+
+def _metagraph(path: Path, message, checkpoint) -> Detection:
+    nodes = message.graph_def.node
+    variables = sum(n.op in VARIABLE_OPS for n in nodes)
+    ckpt = None
+    if variables:
+        ckpt = _find_checkpoint(path, checkpoint, graph_kind=f"MetaGraph with {variables} variables")
+    version = message.meta_info_def.tensorflow_version
+    reason = (
+        f"MetaGraphDef: {len(nodes)} nodes, {variables} variables"
+        + (f", checkpoint {_describe_checkpoint(ckpt)}" if ckpt else "")
+        + (f", written by TensorFlow {version}" if version else "")
+    )
+    return Detection(Format.METAGRAPH, path, reason, graph=path, checkpoint=ckpt, parsed=message)
+
+
+def _try_binary(kind: str, data: bytes):
+    from . import protos
+
+    cls = {"graph": protos.GraphDef, "meta": protos.MetaGraphDef, "saved_model": protos.saved_model_class()}[kind]
+    message = cls()
+    try:
+        message.ParseFromString(data)
+    except (protos.DecodeError, RuntimeError, ValueError):
+        return None
+    graphs = {"graph": lambda m: [m], "meta": lambda m: [m.graph_def], "saved_model": lambda m: [g.graph_def for g in m.meta_graphs]}[kind](message)
+    if not graphs or not all(_plausible_graph(g) for g in graphs):
+        return None
+    if kind == "meta" and not message.HasField("meta_info_def") and not message.signature_def and not message.collection_def:
+        return None  # a GraphDef also parses as a MetaGraph with a graph_def; call it what it is
+    return message
+
+
+def _plausible_graph(graph) -> bool:
+    """Every node has a name and an op that looks like an op name; random bytes rarely manage that."""
+    if not graph.node and not graph.library.function:
+        return False
+    return all(n.name and _OP_NAME.match(n.op) for n in graph.node)
+
+
+def _try_text(data: bytes):
+    from . import protos
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    for cls in (protos.GraphDef, protos.MetaGraphDef):
+        message = cls()
+        try:
+            protos.text_format.Parse(text, message, allow_unknown_field=False)
+        except (protos.text_format.ParseError, ValueError, RuntimeError):
+            continue
+        graph = message if cls is protos.GraphDef else message.graph_def
+        if _plausible_graph(graph):
+            return message
+    return None
+
+
+def _looks_like_onnx(data: bytes) -> bool:
+    """ONNX ModelProto: ir_version (field 1, varint) first, a graph (field 7) and only ModelProto fields."""
+    fields = _top_level_fields(data)
+    return bool(fields) and fields[0] == (1, 0) and (7, 2) in fields and {f for f, _ in fields} <= _ONNX_FIELDS
+
+
+_ONNX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25}
+
+
+def _top_level_fields(data: bytes, limit: int = 10_000) -> list[tuple[int, int]] | None:
+    """(field number, wire type) of each top-level protobuf field, or None if the bytes are not protobuf."""
+    fields, i, n = [], 0, len(data)
+
+    def varint():
+        nonlocal i
+        shift = value = 0
+        while i < n and shift < 64:
+            byte = data[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+        raise ValueError
+
+    try:
+        while i < n and len(fields) < limit:
+            key = varint()
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                return None
+            if wire == 0:
+                varint()
+            elif wire == 1:
+                i += 8
+            elif wire == 2:
+                i += varint()
+            elif wire == 5:
+                i += 4
+            else:
+                return None
+            if i > n:
+                return None
+            fields.append((number, wire))
+    except ValueError:
+        return None
+    return fields
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def _find_checkpoint(graph: Path, explicit, *, graph_kind: str) -> str:
+    """The checkpoint that goes with `graph`: explicit, `checkpoint` state file, or the only one beside it.
+
+    The `checkpoint` state file often holds absolute paths from the machine that trained the model;
+    we take its basename and look beside the graph, as users copying a model directory expect.
+    """
+    if explicit is not None:
+        prefix = _checkpoint_prefix(Path(explicit))
+        if prefix is None:
+            raise UserError(f"{explicit}: not a TensorFlow checkpoint (no .index/.data files, no V1 checkpoint file); check --checkpoint")
+        return prefix
+    folder = graph.parent
+    state = folder / "checkpoint"
+    if state.is_file():
+        m = re.search(r'^model_checkpoint_path:\s*"(.*)"', state.read_text(errors="replace"), re.M)
+        if m:
+            named = Path(m.group(1))
+            for candidate in (named if named.is_absolute() else folder / named, folder / named.name):
+                prefix = _checkpoint_prefix(candidate)
+                if prefix:
+                    return prefix
+    prefixes = sorted({p for f in folder.iterdir() if (p := _checkpoint_prefix(f))})
+    if graph.suffix == ".meta" and (own := _checkpoint_prefix(graph.with_suffix(""))):
+        return own
+    if len(prefixes) == 1:
+        return prefixes[0]
+    if not prefixes:
+        raise UserError(
+            f"{graph}: {graph_kind} but no checkpoint (.index + .data, or a V1 .ckpt) beside it; "
+            "put the checkpoint next to it or pass --checkpoint PREFIX"
+        )
+    names = ", ".join(Path(p).name for p in prefixes[:5])
+    raise UserError(f"{graph}: several checkpoints beside it ({names}); choose one with --checkpoint PREFIX")
+
+
+def _checkpoint_prefix(path: Path) -> str | None:
+    """Return the checkpoint prefix for a V2 prefix/.index/.data path or a V1 file, else None."""
+    name = path.name
+    for suffix in (".index", ".meta"):
+        if name.endswith(suffix):
+            path = path.with_name(name[: -len(suffix)])
+    if ".data-" in path.name:
+        path = path.with_name(path.name.split(".data-")[0])
+    index = path.with_name(path.name + ".index")
+    if index.is_file() and _ends_with_table_magic(index) and list(path.parent.glob(glob_escape(path.name) + ".data-*")):
+        return str(path)
+    if path.is_file() and path.suffix != ".index" and _ends_with_table_magic(path):
+        return str(path)  # TF1 V1 checkpoint: a single table file
+    return None
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _ends_with_table_magic(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            if f.tell() < 48:
+                return False
+            f.seek(-8, 2)
+            return f.read(8) == TABLE_MAGIC
+    except OSError:
+        return False
+
+
+def _describe_checkpoint(prefix: str) -> str:
+    p = Path(prefix)
+    return f"{p.name} (V2: .index + .data)" if Path(prefix + ".index").is_file() else f"{p.name} (V1)"
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def _parse(message, path: Path, *, text: bool, what: str):
+    from . import protos
+
+    try:
+        data = path.read_bytes()
+        if text:
+            protos.text_format.Parse(data.decode("utf-8"), message)
+        else:
+            message.ParseFromString(data)
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+    except (protos.DecodeError, protos.text_format.ParseError, UnicodeDecodeError, RuntimeError, ValueError):
+        raise UserError(f"{path}: does not parse as a {what} (it may be truncated or corrupt); re-export it") from None
+
+
+def _json_loads(raw, path: Path, what: str) -> dict:
+    try:
+        doc = json.loads(_text(raw))
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: the Keras {what} is not valid JSON; re-save the model with model.save()")
+    return doc
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,358 @@
+"""What is inside a detected model: inputs, outputs, op inventory, tags and signatures.
+
+Works on the parsed protobuf / Keras config alone (no TensorFlow import), so the
+wizard and `tfwizard inspect` answer in a fraction of a second.
+
+Outputs of a graph follow the legacy summarize_graph rule: nodes whose outputs no
+other node consumes (control-only edges don't count), excluding Const, Assign, NoOp,
+Assert and Placeholder. Graphs exported with their training left in (MetaGraphs,
+Slim inference graphs from training code) would then list every optimizer update,
+save op and initializer; we first mark that training machinery and everything that
+only feeds it, and apply the rule to the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from .detect import VARIABLE_OPS, Detection, Format
+from .errors import UserError
+from .protos import dtype_name
+
+SCHEMA = "tfwizard.inspect/1"
+INIT_OP_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
+UNLIKELY_OUTPUT_OPS = {"Const", "Assign", "NoOp", "Assert", "Placeholder", "PlaceholderWithDefault"} | VARIABLE_OPS
+# Ops that only make sense while training or checkpointing.
+TRAINING_OPS = re.compile(
+    r"^(Resource)?(Apply|SparseApply)\w+$|^Assign(Add|Sub)?(VariableOp)?$|^(Save|Restore)(V2|Slice|Slices)?$"
+    r"|^MergeV2Checkpoints$|^ShardedFilename$|^(IsVariableInitialized|VarIsInitializedOp)$"
+    r"|Summary(V2)?$|^Merge(All)?Summary$|^(Print|PrintV2)$"
+)
+TRAINING_SCOPES = re.compile(r"^(save(_\d+)?|gradients(_\d+)?|report_uninitialized_variables(_\d+)?|\w*[Oo]ptimizer)(/|$)")
+FUNCTION_CALL_ATTRS = ("f", "then_branch", "else_branch", "body", "cond", "branches")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str  # what users pass to --input/--output: node name, signature key or layer name
+    dtype: str | None  # "float32"; None where the file does not say
+    shape: list[int] | None  # -1 for unknown dims; None for unknown rank / not recorded
+    tensor: str | None = None  # graph tensor ("input:0", "serving_default_x:0") where it differs from name
+    note: str | None = None  # e.g. "boolean switch (is_training?): feed False for inference"
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    format: str
+    format_title: str
+    reason: str
+    producer: str | None  # "TensorFlow 2.19.0", "Keras 3.15.1"; None where the file does not record it
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    ops: dict[str, int]  # op type (or Keras layer class) → count, in the part that gets converted
+    op_kind: str  # "tf_op" or "keras_layer"
+    checkpoint: str | None = None
+    tags: list[list[str]] = field(default_factory=list)  # SavedModel: every tag set
+    tag: list[str] | None = None  # the chosen one
+    signatures: list[str] = field(default_factory=list)  # for the chosen tag set
+    signature: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA, **asdict(self)}
+
+
+def inspect(detection: Detection, *, tag: str | None = None, signature: str | None = None) -> ModelInfo:
+    """Describe `detection`. `tag` ("serve" or "serve,gpu") and `signature` choose within a SavedModel."""
+    fmt = detection.format
+    if not fmt.convertible:
+        raise UserError(
+            f"{detection.path}: {detection.reason}; converting from a {fmt.title} is out of scope, "
+            "give the original TensorFlow model (SavedModel, .pb, .meta, Keras file)"
+        )
+    if (tag or signature) and fmt is not Format.SAVED_MODEL:
+        raise UserError(f"--tag/--signature apply to SavedModels only; {detection.path} is a {fmt.title}")
+    base = dict(path=str(detection.path), format=fmt.value, format_title=fmt.title, reason=detection.reason)
+    if fmt in (Format.KERAS_H5, Format.KERAS_V3):
+        return _inspect_keras(detection, base)
+    if fmt is Format.SAVED_MODEL:
+        return _inspect_saved_model(detection, base, tag, signature)
+    message = detection.parsed
+    if fmt is Format.METAGRAPH:
+        graph = message.graph_def
+        version = message.meta_info_def.tensorflow_version
+        producer = f"TensorFlow {version}" if version else None
+        sig_outputs = _signature_tensors(message)
+    else:
+        graph = message
+        producer = None  # a GraphDef records only its graph version (in the reason), not the release
+        sig_outputs = None
+    inputs, outputs, ops, warnings = summarize_graph(graph)
+    if sig_outputs:  # a MetaGraph exported with a serving signature says what its outputs are
+        outputs = [o for o in outputs if o.name in sig_outputs] or outputs
+    return ModelInfo(**base, producer=producer, inputs=inputs, outputs=outputs, ops=ops, op_kind="tf_op",
+                     checkpoint=detection.checkpoint, warnings=warnings)
+
+
+# --- graphs ------------------------------------------------------------------------------------
+
+
+def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str, int], list[str]]:
+    """Inputs, outputs, op inventory (of what feeds the outputs) and warnings for a GraphDef."""
+    nodes = {n.name: n for n in graph.node}
+    consumers: dict[str, list[str]] = {name: [] for name in nodes}
+    for n in graph.node:
+        for inp in n.input:
+            if not inp.startswith("^"):
+                source = inp.split(":")[0]
+                if source in consumers:
+                    consumers[source].append(n.name)
+
+    noise = _training_noise(graph.node, nodes, consumers)
+    live = [n for n in graph.node if n.name not in noise]
+    outputs = [
+        _node_tensor(n) for n in live
+        if n.op not in UNLIKELY_OUTPUT_OPS and not any(c not in noise for c in consumers[n.name])
+    ]
+    placeholders = [n for n in live if n.op in ("Placeholder", "PlaceholderWithDefault")]
+    inputs = [_placeholder(n) for n in placeholders]
+    warnings = []
+    if noise:
+        warnings.append(f"training left in the graph: {len(noise)} nodes (optimizer, save/restore, initializers) "
+                        "are ignored; they are not converted")
+    ops = Counter(nodes[name].op for name in _ancestors([o.name for o in outputs], nodes))
+    _count_function_ops(graph, ops)
+    return inputs, outputs, dict(ops.most_common()), warnings
+
+
+def _training_noise(order, nodes, consumers) -> set[str]:
+    """Training/checkpoint ops, plus every node whose consumers are all such ops (fixpoint)."""
+    noise = {n.name for n in order if TRAINING_OPS.search(n.op) or TRAINING_SCOPES.match(n.name)}
+    if not noise:
+        return noise
+    changed = True
+    while changed:  # graphs are mostly topologically ordered, so walking backwards converges fast
+        changed = False
+        for n in reversed(order):
+            if n.name not in noise and consumers[n.name] and all(c in noise for c in consumers[n.name]):
+                noise.add(n.name)
+                changed = True
+    return noise
+
+
+def _ancestors(roots: list[str], nodes) -> set[str]:
+    seen, stack = set(), list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        stack.extend(i.lstrip("^").split(":")[0] for i in nodes[name].input)
+    return seen
+
+
+def _count_function_ops(graph, ops: Counter) -> None:
+    """Add the ops inside functions called from the counted nodes (TF2 graphs keep everything there)."""
+    functions = {f.signature.name: f for f in graph.library.function}
+    if not functions:
+        return
+    pending = [name for op in list(ops) for name in ([op] if op in functions else [])]
+    pending += _called_functions(graph.node)
+    seen = set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        body = functions[name].node_def
+        ops.update(n.op for n in body)
+        pending += _called_functions(body)
+
+
+def _called_functions(nodes) -> list[str]:
+    called = []
+    for n in nodes:
+        for key in FUNCTION_CALL_ATTRS:
+            if key in n.attr:
+                value = n.attr[key]
+                called += [value.func.name] if value.func.name else [f.name for f in value.list.func]
+    return called
+
+
+def _placeholder(node) -> TensorInfo:
+    dtype = dtype_name(node.attr["dtype"].type) if "dtype" in node.attr else None
+    shape = _shape(node.attr["shape"].shape) if "shape" in node.attr else None
+    note = None
+    if dtype == "bool":
+        note = "boolean switch (like is_training): feed False for inference"
+    elif node.op == "PlaceholderWithDefault":
+        note = "optional: has a default value"
+    return TensorInfo(node.name, dtype, shape, tensor=f"{node.name}:0", note=note)
+
+
+def _node_tensor(node) -> TensorInfo:
+    dtype = None
+    for key in ("T", "dtype", "out_type", "output_type", "DstT"):
+        if key in node.attr and node.attr[key].type:
+            dtype = dtype_name(node.attr[key].type)
+            break
+    shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
+    return TensorInfo(node.name, dtype, _shape(shapes[0]) if shapes else None, tensor=f"{node.name}:0")
+
+
+def _shape(proto) -> list[int] | None:
+    if proto.unknown_rank:
+        return None
+    return [d.size if d.size >= 0 else -1 for d in proto.dim]
+
+
+def _signature_tensors(meta) -> set[str]:
+    names = set()
+    for key, sig in meta.signature_def.items():
+        if not key.startswith("__"):
+            names |= {t.name.split(":")[0] for t in sig.outputs.values()}
+    return names
+
+
+# --- SavedModel --------------------------------------------------------------------------------
+
+
+def _inspect_saved_model(detection: Detection, base: dict, tag: str | None, signature: str | None) -> ModelInfo:
+    graphs = list(detection.parsed.meta_graphs)
+    tag_sets = [list(g.meta_info_def.tags) for g in graphs]
+    meta = _choose_meta_graph(detection, graphs, tag)
+    signatures = [k for k in meta.signature_def if k not in INIT_OP_SIGNATURES]
+    chosen = _choose_signature(detection, signatures, signature)
+    sig = meta.signature_def[chosen]
+    inputs = [_tensor_info(key, t) for key, t in sorted(sig.inputs.items())]
+    outputs = [_tensor_info(key, t) for key, t in sorted(sig.outputs.items())]
+    graph = meta.graph_def
+    nodes = {n.name: n for n in graph.node}
+    reachable = _ancestors([t.tensor.split(":")[0] for t in outputs], nodes)
+    ops = Counter(nodes[name].op for name in reachable)
+    _count_function_ops(_SubGraph(graph, [nodes[n] for n in reachable]), ops)
+    version = meta.meta_info_def.tensorflow_version
+    return ModelInfo(
+        **base, producer=f"TensorFlow {version}" if version else None, inputs=inputs, outputs=outputs,
+        ops=dict(ops.most_common()), op_kind="tf_op", tags=tag_sets, tag=list(meta.meta_info_def.tags),
+        signatures=sorted(signatures), signature=chosen,
+    )
+
+
+class _SubGraph:
+    """A GraphDef-like view: the reachable nodes with the graph's function library."""
+
+    def __init__(self, graph, nodes):
+        self.node, self.library = nodes, graph.library
+
+
+def _choose_meta_graph(detection, graphs, tag: str | None):
+    available = " | ".join(",".join(g.meta_info_def.tags) for g in graphs)
+    if tag is not None:
+        wanted = {t.strip() for t in tag.split(",") if t.strip()}
+        for g in graphs:
+            if set(g.meta_info_def.tags) == wanted:
+                return g
+        raise UserError(f"{detection.path}: no meta graph with tags '{tag}'; available: {available}; pass one with --tag")
+    if len(graphs) == 1:
+        return graphs[0]
+    for g in graphs:
+        if set(g.meta_info_def.tags) == {"serve"}:
+            return g
+    raise UserError(f"{detection.path}: several meta graphs ({available}); choose one with --tag")
+
+
+def _choose_signature(detection, signatures: list[str], signature: str | None) -> str:
+    if signature is not None:
+        if signature in signatures:
+            return signature
+        raise UserError(
+            f"{detection.path}: no signature '{signature}'; available: {', '.join(sorted(signatures)) or 'none'}; "
+            "pass one with --signature"
+        )
+    if not signatures:
+        raise UserError(f"{detection.path}: the SavedModel has no serving signature; re-export it with signatures=...")
+    if "serving_default" in signatures or len(signatures) == 1:
+        return "serving_default" if "serving_default" in signatures else signatures[0]
+    raise UserError(f"{detection.path}: several signatures ({', '.join(sorted(signatures))}); choose one with --signature")
+
+
+def _tensor_info(key: str, t) -> TensorInfo:
+    shape = None if t.tensor_shape.unknown_rank else _shape(t.tensor_shape)
+    return TensorInfo(key, dtype_name(t.dtype), shape, tensor=t.name or None)
+
+
+# --- Keras -------------------------------------------------------------------------------------
+
+
+def _inspect_keras(detection: Detection, base: dict) -> ModelInfo:
+    config = detection.parsed["config"]
+    version = detection.parsed["keras_version"]
+    body = config.get("config", {})
+    layers = body.get("layers", [])
+    if config.get("class_name") == "Sequential":
+        inputs, outputs = _sequential_io(body, layers)
+    else:
+        by_name = {(layer.get("config", {}).get("name") or layer.get("name")): layer for layer in layers}
+        inputs = [_keras_input(by_name.get(n), n) for n in _layer_refs(body.get("input_layers"))]
+        outputs = [TensorInfo(n, _keras_dtype(by_name.get(n)), None) for n in _layer_refs(body.get("output_layers"))]
+    counts = Counter()
+    _count_layers(layers, counts)
+    return ModelInfo(
+        **base, producer=f"Keras {version}" if version else None, inputs=inputs, outputs=outputs,
+        ops=dict(counts.most_common()), op_kind="keras_layer",
+    )
+
+
+def _sequential_io(body: dict, layers: list) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    first = layers[0] if layers else {}
+    cfg = first.get("config", {})
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    if shape is None and body.get("build_input_shape") is not None:
+        shape = body["build_input_shape"]
+    name = cfg.get("name", "input") if first.get("class_name") == "InputLayer" else f"{body.get('name', 'sequential')}_input"
+    inputs = [TensorInfo(name, _keras_dtype(first) or "float32", _dims(shape))]
+    last = layers[-1] if layers else {}
+    outputs = [TensorInfo(last.get("config", {}).get("name", "output"), _keras_dtype(last), None)]
+    return inputs, outputs
+
+
+def _layer_refs(refs) -> list[str]:
+    """input_layers/output_layers: [[name, node, tensor], ...] or, in Keras 3 for one tensor, [name, node, tensor]."""
+    if not refs:
+        return []
+    if isinstance(refs[0], str):
+        return [refs[0]]
+    return [r[0] for r in refs]
+
+
+def _keras_input(layer: dict | None, name: str) -> TensorInfo:
+    cfg = (layer or {}).get("config", {})
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    return TensorInfo(name, _keras_dtype(layer) or "float32", _dims(shape))
+
+
+def _keras_dtype(layer: dict | None) -> str | None:
+    dtype = (layer or {}).get("config", {}).get("dtype")
+    if isinstance(dtype, dict):  # Keras 3 DTypePolicy
+        dtype = dtype.get("config", {}).get("name")
+    if dtype in ("mixed_float16", "mixed_bfloat16"):
+        return "float32"
+    return dtype if isinstance(dtype, str) else None
+
+
+def _dims(shape) -> list[int] | None:
+    if shape is None:
+        return None
+    return [-1 if d is None else int(d) for d in shape]
+
+
+def _count_layers(layers: list, counts: Counter) -> None:
+    for layer in layers:
+        counts[layer.get("class_name", "?")] += 1
+        inner = layer.get("config", {})
+        if isinstance(inner, dict) and isinstance(inner.get("layers"), list):  # nested models
+            _count_layers(inner["layers"], counts)
