@@ -55,7 +55,7 @@ def _inspect(args) -> int:
 def format_info(info) -> str:
     """The human-readable inspect report."""
     lines = [f"model      {info.path}", f"format     {info.format_title}: {info.reason}"]
-    if info.producer:
+    if info.producer and info.producer.split()[-1] not in info.reason:
         lines.append(f"written by {info.producer}")
     if info.checkpoint:
         lines.append(f"checkpoint {info.checkpoint}")

@@ -12,11 +12,12 @@ import enum
 import json
 import re
 import zipfile
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
-from .skim import Truncated, skim_graphdef
+from .skim import Truncated, skim_graphdef, wire_fields
 
 
 class Format(str, enum.Enum):
@@ -350,51 +351,14 @@ def _try_text(data: bytes):
 
 def _looks_like_onnx(data: bytes) -> bool:
     """ONNX ModelProto: ir_version (field 1, varint) first, a graph (field 7) and only ModelProto fields."""
-    fields = _top_level_fields(data)
+    try:
+        fields = [(number, wire) for number, wire, *_ in islice(wire_fields(data, 0, len(data)), 1000)]
+    except Truncated:
+        return False
     return bool(fields) and fields[0] == (1, 0) and (7, 2) in fields and {f for f, _ in fields} <= _ONNX_FIELDS
 
 
 _ONNX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25}
-
-
-def _top_level_fields(data: bytes, limit: int = 10_000) -> list[tuple[int, int]] | None:
-    """(field number, wire type) of each top-level protobuf field, or None if the bytes are not protobuf."""
-    fields, i, n = [], 0, len(data)
-
-    def varint():
-        nonlocal i
-        shift = value = 0
-        while i < n and shift < 64:
-            byte = data[i]
-            i += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value
-            shift += 7
-        raise ValueError
-
-    try:
-        while i < n and len(fields) < limit:
-            key = varint()
-            number, wire = key >> 3, key & 7
-            if number == 0:
-                return None
-            if wire == 0:
-                varint()
-            elif wire == 1:
-                i += 8
-            elif wire == 2:
-                i += varint()
-            elif wire == 5:
-                i += 4
-            else:
-                return None
-            if i > n:
-                return None
-            fields.append((number, wire))
-    except ValueError:
-        return None
-    return fields
 
 
 # --- checkpoints -------------------------------------------------------------------------------

@@ -23,14 +23,19 @@ from .protos import dtype_name
 
 SCHEMA = "tfwizard.inspect/1"
 INIT_OP_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
-UNLIKELY_OUTPUT_OPS = {"Const", "Assign", "NoOp", "Assert", "Placeholder", "PlaceholderWithDefault"} | VARIABLE_OPS
+# summarize_graph's list, plus variables and shape queries: a model never outputs the shape of its
+# input; a dangling Shape is a leftover of a shape check (sparse cross-entropy leaves one).
+UNLIKELY_OUTPUT_OPS = {"Const", "Assign", "NoOp", "Assert", "Placeholder", "PlaceholderWithDefault",
+                       "Shape", "ShapeN", "Size", "Rank"} | VARIABLE_OPS
 # Ops that only make sense while training or checkpointing.
 TRAINING_OPS = re.compile(
     r"^(Resource)?(Apply|SparseApply)\w+$|^Assign(Add|Sub)?(VariableOp)?$|^(Save|Restore)(V2|Slice|Slices)?$"
     r"|^MergeV2Checkpoints$|^ShardedFilename$|^(IsVariableInitialized|VarIsInitializedOp)$"
     r"|Summary(V2)?$|^Merge(All)?Summary$|^(Print|PrintV2)$"
 )
+TRAINER_OPS = re.compile(r"^(Resource)?(Apply|SparseApply)\w+$|^(Save|Restore)(V2|Slice|Slices)?$")
 TRAINING_SCOPES = re.compile(r"^(save(_\d+)?|gradients(_\d+)?|report_uninitialized_variables(_\d+)?|\w*[Oo]ptimizer)(/|$)")
+GRADIENT_OF = re.compile(r"^gradients(?:_\d+)?/(.+?)_grad/")
 FUNCTION_CALL_ATTRS = ("f", "then_branch", "else_branch", "body", "cond", "branches")
 
 
@@ -113,16 +118,28 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
 
     noise = _training_noise(graph.node, nodes, consumers)
     live = [n for n in graph.node if n.name not in noise]
-    outputs = [
-        _node_tensor(n) for n in live
+    candidates = [
+        n.name for n in live
         if n.op not in UNLIKELY_OUTPUT_OPS and not any(c not in noise for c in consumers[n.name])
     ]
     placeholders = [n for n in live if n.op in ("Placeholder", "PlaceholderWithDefault")]
-    inputs = [_placeholder(n) for n in placeholders]
+    # A dangling read of a variable (resource variables leave one per variable) computes nothing
+    # from the inputs; prefer the candidates that do, unless none do (e.g. a graph fed by a queue).
+    names = {p.name for p in placeholders}
+    fed = [c for c in candidates if _ancestors([c], nodes, data_only=True) & names]
+    # The loss dangles too. tf.gradients names its scopes gradients/<node>_grad/, so a dangling node
+    # that was differentiated is a loss, not an inference output (unless nothing else is left).
+    differentiated = {m.group(1) for n in noise if (m := GRADIENT_OF.match(n))}
+    fed = [c for c in fed if c not in differentiated] or fed
+    outputs = [_node_tensor(nodes[c]) for c in (fed or candidates)]
+    # Inputs are the placeholders the outputs need (a labels placeholder feeds only the loss).
+    needed = _ancestors([o.name for o in outputs], nodes, data_only=True)
+    inputs = [_placeholder(n) for n in placeholders if n.name in needed or not fed]
     warnings = []
-    if noise:
-        warnings.append(f"training left in the graph: {len(noise)} nodes (optimizer, save/restore, initializers) "
-                        "are ignored; they are not converted")
+    trainers = [n for n in graph.node if TRAINING_SCOPES.match(n.name) or TRAINER_OPS.match(n.op)]
+    if trainers:
+        warnings.append(f"training left in the graph: {len(noise)} nodes (optimizer, gradients, save/restore, "
+                        "initializers) set aside; they are not converted")
     ops = Counter(nodes[name].op for name in _ancestors([o.name for o in outputs], nodes))
     _count_function_ops(graph, ops)
     return inputs, outputs, dict(ops.most_common()), warnings
@@ -143,14 +160,15 @@ def _training_noise(order, nodes, consumers) -> set[str]:
     return noise
 
 
-def _ancestors(roots: list[str], nodes) -> set[str]:
+def _ancestors(roots: list[str], nodes, *, data_only: bool = False) -> set[str]:
+    """Names of `roots` and every node they depend on (through control edges too, unless data_only)."""
     seen, stack = set(), list(roots)
     while stack:
         name = stack.pop()
         if name in seen or name not in nodes:
             continue
         seen.add(name)
-        stack.extend(i.lstrip("^").split(":")[0] for i in nodes[name].input)
+        stack.extend(i.lstrip("^").split(":")[0] for i in nodes[name].input if not (data_only and i.startswith("^")))
     return seen
 
 

@@ -25,10 +25,10 @@ def skim_graphdef(path: Path) -> bytes:
     """The GraphDef at `path`, re-encoded without attr entries larger than LARGE_ATTR."""
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         out = bytearray()
-        for number, wire, start, end, header in _fields(data, 0, len(data)):
+        for number, wire, start, end, header in wire_fields(data, 0, len(data)):
             if number == NODE_FIELD and wire == LEN and end - start > LARGE_ATTR:
                 node = bytearray()
-                for n, w, s, e, h in _fields(data, start, end):
+                for n, w, s, e, h in wire_fields(data, start, end):
                     if not (n == NODE_ATTR_FIELD and e - s > LARGE_ATTR):
                         node += data[h:e]
                 out += _key(NODE_FIELD, LEN) + _varint(len(node)) + node
@@ -37,7 +37,7 @@ def skim_graphdef(path: Path) -> bytes:
         return bytes(out)
 
 
-def _fields(data, pos: int, end: int):
+def wire_fields(data, pos: int, end: int):
     """Yield (number, wire type, payload start, payload end, field start) for each field in data[pos:end]."""
     while pos < end:
         header = pos

@@ -1,0 +1,35 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_models"
+MANIFEST = json.loads((SAMPLES / "manifest.json").read_text())["models"]
+
+
+def run_cli(*args, cwd=None, timeout=120):
+    """Run `python -m wizard ARGS` as a user would; return the CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "wizard", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout,
+    )
+
+
+def assert_clean_error(proc, *needles):
+    """Exit 2, exactly one line on stderr naming the problem, nothing on stdout, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def samples():
+    return SAMPLES

@@ -1,0 +1,94 @@
+"""Bad input gets one line naming the problem and the fix, exit 2, no traceback, nothing written."""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import SAMPLES, assert_clean_error, run_cli
+
+
+def test_missing_path(tmp_path):
+    assert_clean_error(run_cli("inspect", tmp_path / "nope.pb"), "no such file", "check the path")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "model.pb").write_bytes(b"")
+    assert_clean_error(run_cli("inspect", tmp_path / "model.pb"), "empty")
+
+
+@pytest.mark.parametrize("suffix", [".pb", ".pbtxt", ".meta", ".h5", ".keras", ".bin"])
+def test_random_bytes(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(os.urandom(4096))
+    assert_clean_error(run_cli("inspect", path), str(path))
+
+
+def test_truncated_graphdef(tmp_path):
+    data = (SAMPLES / "frozen_graph.pb").read_bytes()
+    path = tmp_path / "frozen_graph.pb"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    assert_clean_error(run_cli("inspect", path), "truncated or corrupt")
+
+
+def test_directory_with_nothing_recognisable(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_clean_error(run_cli("inspect", tmp_path), "nothing recognisable", "SavedModel")
+
+
+def test_saved_model_without_variables(tmp_path):
+    copy = tmp_path / "sm"
+    shutil.copytree(SAMPLES / "saved_model_tf2", copy)
+    shutil.rmtree(copy / "variables")
+    assert_clean_error(run_cli("inspect", copy), "variables", "copy the whole SavedModel")
+
+
+def test_wrong_tag():
+    line = assert_clean_error(run_cli("inspect", SAMPLES / "saved_model_tf1", "--tag", "train"), "--tag")
+    assert "serve" in line  # names the tags that do exist
+
+
+def test_wrong_signature():
+    line = assert_clean_error(run_cli("inspect", SAMPLES / "saved_model_tf2", "--signature", "nope"), "--signature")
+    assert "serving_default" in line and "scale" in line
+
+
+def test_keras_weights_only_is_refused_with_what_is_missing():
+    assert_clean_error(run_cli("inspect", SAMPLES / "keras_weights_only.weights.h5"), "weights-only", "architecture")
+
+
+def test_bare_checkpoint_asks_for_the_graph():
+    prefix = SAMPLES / "tf1_checkpoint_v2" / "model.ckpt.index"
+    assert_clean_error(run_cli("inspect", prefix), "checkpoint", "pass the graph")
+
+
+def test_metagraph_without_its_checkpoint(tmp_path):
+    shutil.copy(SAMPLES / "metagraph" / "model.meta", tmp_path / "model.meta")
+    assert_clean_error(run_cli("inspect", tmp_path / "model.meta"), "no checkpoint", "--checkpoint")
+
+
+def test_graph_with_variables_but_no_checkpoint(tmp_path):
+    shutil.copy(SAMPLES / "tf1_checkpoint_v2" / "inference_graph.pb", tmp_path / "g.pb")
+    assert_clean_error(run_cli("inspect", tmp_path / "g.pb"), "variables", "--checkpoint")
+
+
+def test_symlink_loop(tmp_path):
+    loop = tmp_path / "loop.pb"
+    os.symlink(loop, loop)
+    assert_clean_error(run_cli("inspect", loop), str(loop))
+
+
+def test_tag_on_a_graph_is_a_usage_error():
+    assert_clean_error(run_cli("inspect", SAMPLES / "frozen_graph.pb", "--tag", "serve"), "SavedModels only")
+
+
+@pytest.mark.parametrize(
+    "name, content, what",
+    [
+        ("model.json", b'{"format": "graph-model", "modelTopology": {}, "weightsManifest": []}', "TensorFlow.js"),
+        ("model.tflite", b"\x1c\x00\x00\x00TFL3" + bytes(64), "TFLite"),
+    ],
+)
+def test_out_of_scope_formats_are_named(tmp_path, name, content, what):
+    (tmp_path / name).write_bytes(content)
+    assert_clean_error(run_cli("inspect", tmp_path / name), what, "out of scope")
