@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+from pathlib import Path
 
 from .errors import UserError
+from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_input, parse_quantize,
+                      parse_targets, strip_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +27,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature", help="SavedModel signature (default: serving_default)")
     p.add_argument("--checkpoint", help="checkpoint prefix for a graph with variables (default: found beside it)")
     p.add_argument("--json", action="store_true", help="print JSON (schema tfwizard.inspect/1, see README)")
+
+    c = sub.add_parser("convert", help="convert to onnx, tfjs, openvino and/or tflite, then verify against TensorFlow")
+    c.add_argument("model", help="model file or SavedModel directory")
+    c.add_argument("--to", required=True, help="targets, comma-separated: onnx,tfjs,openvino,tflite")
+    c.add_argument("-o", "--output-dir", required=True, help="output directory (OUTDIR/<target>/..., OUTDIR/report.json)")
+    c.add_argument("--input", action="append", default=[], metavar="NAME[d1,d2,...]",
+                   help="input shape override; -1 or ? keeps a dim dynamic (repeatable)")
+    c.add_argument("--output", action="append", default=[], metavar="NAME", help="cut the graph at this output (repeatable)")
+    c.add_argument("--batch", type=int, help="set the batch (first) dimension of every input")
+    c.add_argument("--tag", help="SavedModel tag set, comma-separated")
+    c.add_argument("--signature", help="SavedModel signature")
+    c.add_argument("--checkpoint", help="checkpoint prefix for a graph with variables")
+    c.add_argument("--mean-values", help="subtract per channel, e.g. '[127.5,127.5,127.5]'")
+    c.add_argument("--scale-values", help="divide per channel after the mean, e.g. '[127.5,127.5,127.5]'")
+    c.add_argument("--scale", help="one scale for every channel (same as --scale-values N)")
+    c.add_argument("--reverse-input-channels", action="store_true", help="RGB<->BGR before mean/scale")
+    c.add_argument("--preset", choices=sorted(PRESETS), help="mean/scale of a known model family")
+    c.add_argument("--quantize", action="append", default=[], metavar="TARGET:MODE",
+                   help="tfjs:float16|uint8|uint16[:node*,...], openvino:fp16, onnx:float16|int8, tflite:dynamic|float16")
+    c.add_argument("--opset", type=int, help="ONNX opset (default 15)")
+    c.add_argument("--inputs-as-nchw", default="", help="ONNX: these inputs take NCHW (comma-separated)")
+    c.add_argument("--tfjs-format", choices=["graph", "layers"], default="graph", help="TF.js model type")
+    c.add_argument("--weight-shard-size-bytes", type=int, default=DEFAULT_SHARD_BYTES, help="TF.js weight shard size")
+    c.add_argument("--split-weights-by-layer", action="store_true", help="TF.js: one weight group per layer")
+    c.add_argument("--keep-debug-ops", action="store_true", help="TF.js: keep Print/Assert ops (stripped by default)")
+    c.add_argument("--control-flow-v2", action="store_true", help="TF.js: keep control flow v2 ops")
+    c.add_argument("--use-structured-outputs-names", action="store_true", help="TF.js: outputs keyed by name")
+    c.add_argument("--metadata", action="append", default=[], metavar="KEY:FILE.json", help="TF.js user metadata")
+    c.add_argument("--no-verify", action="store_true", help="skip the numeric check against TensorFlow")
+    c.add_argument("--force", action="store_true", help="replace an existing output directory")
+    c.add_argument("--dryrun", action="store_true", help="print this command and the upstream commands; write nothing")
+    c.add_argument("--report", help="also write report.json here")
+    c.add_argument("--progress", choices=["text", "json"], default="text",
+                   help="progress as text on stderr (default) or JSON lines on stdout")
     return parser
+
+
+def options_from_args(args) -> ConversionOptions:
+    """argparse namespace → the one options object (validating every value)."""
+    if args.batch is not None and args.batch <= 0:
+        raise UserError(f"--batch {args.batch}: must be a positive integer")
+    if args.scale and args.scale_values:
+        raise UserError("--scale and --scale-values both given; use one")
+    if args.weight_shard_size_bytes <= 0:
+        raise UserError("--weight-shard-size-bytes must be positive")
+    scale = args.scale_values or args.scale
+    return ConversionOptions(
+        model=args.model, targets=parse_targets(args.to), output_dir=args.output_dir,
+        inputs=tuple(parse_input(i) for i in args.input), outputs=tuple(strip_port(o) for o in args.output),
+        batch=args.batch, tag=args.tag, signature=args.signature, checkpoint=args.checkpoint,
+        mean_values=parse_floats(args.mean_values, "--mean-values") if args.mean_values else None,
+        scale_values=parse_floats(scale, "--scale-values") if scale else None,
+        reverse_input_channels=args.reverse_input_channels, preset=args.preset,
+        quantize=tuple(parse_quantize(q) for q in args.quantize), opset=args.opset,
+        inputs_as_nchw=tuple(strip_port(n) for n in args.inputs_as_nchw.split(",") if n.strip()),
+        tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
+        split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
+        control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
+        metadata=tuple(args.metadata), verify=not args.no_verify, force=args.force, report=args.report,
+        progress=args.progress,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,12 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "convert":
+            return _convert(args)
     except UserError as e:
         print(f"tfwizard: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("tfwizard: interrupted", file=sys.stderr)
+        print("tfwizard: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug of ours or an upstream crash: one line, not a traceback
+        if os.environ.get("TFWIZARD_DEBUG"):
+            raise
+        print(f"tfwizard: internal error: {type(e).__name__}: {str(e).strip()[:300]}; "
+              "rerun with TFWIZARD_DEBUG=1 for details and please report it", file=sys.stderr)
+        return 1
     return 2
 
 
@@ -50,6 +123,69 @@ def _inspect(args) -> int:
     else:
         print(format_info(info))
     return 0
+
+
+def _convert(args) -> int:
+    from .convert import convert, plan, upstream_commands
+
+    options = options_from_args(args)
+    if args.dryrun:
+        _, info = plan(options)
+        print(options.command())
+        for target, command in upstream_commands(options, info).items():
+            print(command or f"# {target}: no upstream command takes a {info.format_title} directly; "
+                             "tfwizard freezes it with TensorFlow first")
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)  # unwind (and clean up) on SIGTERM as on Ctrl-C
+    emit = _json_emitter if options.progress == "json" else _text_emitter
+    report = convert(options, emit)
+    if options.progress == "text":
+        print(format_report(report))
+    return report.exit_code
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _json_emitter(event: str, **fields) -> None:
+    print(json.dumps({"event": event, **fields}, default=str), flush=True)
+
+
+def _text_emitter(event: str, **fields) -> None:
+    target = f"[{fields['target']}] " if fields.get("target") else ""
+    if event in ("stage", "log") or (event == "target" and fields.get("status") != "ok"):
+        print(f"tfwizard: {target}{fields.get('message') or fields.get('status')}", file=sys.stderr, flush=True)
+
+
+def format_report(report) -> str:
+    lines = []
+    for t in report.targets:
+        size = sum(t.files.values())
+        v = t.verification or {}
+        if "skipped" in v:
+            check = f"verification skipped: {v['skipped']}"
+        elif "error" in v:
+            check = f"verification failed: {v['error']}"
+        elif v:
+            check = (f"max abs diff {v['max_abs_diff']:.2e} (tolerance {v['tolerance']:.0e}) "
+                     f"{'PASS' if v['passed'] else 'FAIL'}")
+        else:
+            check = "not verified"
+        if t.status in ("failed", "unsupported"):
+            lines.append(f"{t.target:<9} {t.status.upper()}: {t.message}")
+        else:
+            lines.append(f"{t.target:<9} {size / 1e6:8.2f} MB  {t.seconds:6.1f} s  {check}")
+    status = {0: "done", 1: "some targets failed", 3: "verification out of tolerance"}[report.exit_code]
+    lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(report_dir(report)) / 'report.json'}")
+    return "\n".join(lines)
+
+
+def report_dir(report) -> str:
+    import shlex
+
+    argv = shlex.split(report.command)
+    return argv[argv.index("-o") + 1]
 
 
 def format_info(info) -> str:

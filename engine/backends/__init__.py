@@ -1,0 +1,73 @@
+"""Target backends behind one small interface. Adding a target = adding one module here.
+
+Backend modules import their converter (and TensorFlow) only inside functions, so the
+registry can be read by `inspect`, `--dryrun` and the wizard without the ~10 s import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:  # only for type names; never imported at run time here
+    import numpy as np
+
+TARGETS = ("onnx", "tfjs", "openvino", "tflite")  # the order targets run in and are listed in
+
+
+@dataclass
+class Prepared:
+    """The model, normalised once by TensorFlow, that every target converts from.
+
+    `graph_def` is a frozen tf.compat.v1.GraphDef: inputs are Placeholders named `inputs[i].name`
+    (final shapes: overrides and --batch applied), the preprocessing (reverse channels, mean,
+    scale) is already inside the graph right after them, and each output is an Identity node
+    named `outputs[i]`. `graph_path` is the same GraphDef written as binary .pb. `concrete` is a
+    tf.function ConcreteFunction computing the same thing (args in `inputs` order, returns a dict
+    keyed by output name); `saved_model_dir` is a SavedModel of it with signature serving_default
+    (input keys = input names, output keys = output names); `keras_model` is the loaded Keras
+    model for Keras inputs (for TF.js layers models), else None.
+    """
+
+    graph_def: object
+    graph_path: Path
+    inputs: list  # engine.inspect.TensorInfo, in feed order; shape list with -1 for dynamic dims
+    outputs: list[str]
+    concrete: object = None
+    saved_model_dir: Path | None = None
+    keras_model: object = None
+    keras_path: Path | None = None  # the original Keras file, when the input is one
+    has_preprocessing: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+Runner = Callable[[dict[str, "np.ndarray"]], dict[str, "np.ndarray"]]
+
+
+class Backend(Protocol):
+    name: str  # "onnx"; the --to value and the OUTDIR subdirectory
+    title: str  # "ONNX"
+    main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
+
+    def preflight(self, ops: dict[str, int]) -> dict[str, str]:
+        """Ops (from the op inventory) this target cannot convert → why. Must not import TensorFlow."""
+
+    def upstream_command(self, options, info) -> list[str] | None:
+        """argv of the upstream CLI that does this conversion directly, or None if it can't take the input."""
+
+    def convert(self, prepared: Prepared, options, outdir: Path, log: Callable[[str], None]) -> None:
+        """Write the converted model into `outdir` (an empty temporary directory)."""
+
+    def load(self, outdir: Path, prepared: Prepared) -> Runner:
+        """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name."""
+
+    def tolerance(self, options) -> float:
+        """Max abs difference from TensorFlow accepted in verification, given the quantization chosen."""
+
+
+def get(name: str) -> Backend:
+    if name not in TARGETS:
+        raise KeyError(name)
+    return importlib.import_module(f"engine.backends.{name}").BACKEND

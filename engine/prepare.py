@@ -1,0 +1,314 @@
+"""Normalise any input form, once, into the frozen graph every target converts from.
+
+This is the only module that imports TensorFlow at conversion time (inside functions).
+Each input form is frozen to a GraphDef plus a map from user-facing names (placeholder
+names, signature keys, Keras layer names) to tensors. Then one rebuild step puts fresh
+Placeholders with the final shapes in front, bakes the preprocessing in right after them
+(so mean/scale mean the same on every target), imports the model behind them, names the
+outputs with Identity nodes and prunes everything else away.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from .backends import Prepared
+from .detect import Detection, Format
+from .errors import UserError
+from .inspect import ModelInfo, TensorInfo
+from .options import ConversionOptions
+
+
+def import_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, workdir: Path, *,
+            preprocess: bool = True) -> Prepared:
+    """Freeze the model and rebuild it with the final inputs, preprocessing and outputs."""
+    tf = import_tensorflow()
+    inputs = final_inputs(info, options)
+    outputs = final_outputs(info, options)
+    frozen, tensor_of, keras_model = _freeze(tf, detection, info, options, [o for o in outputs])
+    graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options if preprocess else None, info)
+    graph_path = workdir / "prepared.pb"
+    graph_path.write_bytes(graph_def.SerializeToString())
+    prepared = Prepared(
+        graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
+        keras_model=keras_model, keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
+        has_preprocessing=preprocess and options.has_preprocessing,
+    )
+    prepared.concrete = _concrete(tf, graph_def, inputs, outputs)
+    return prepared
+
+
+# --- what the converted model's interface will be (no TensorFlow needed) --------------------------
+
+
+def final_inputs(info: ModelInfo, options: ConversionOptions) -> list[TensorInfo]:
+    """The model's inputs with --input overrides and --batch applied; boolean switches dropped."""
+    by_name = {i.name: i for i in info.inputs}
+    for name, _ in options.inputs:
+        if name not in by_name:
+            raise UserError(f"--input {name!r}: no such input; the model's inputs are {', '.join(by_name) or 'none'}")
+    overrides = dict(options.inputs)
+    result = []
+    for i in info.inputs:
+        if i.note and i.name not in overrides and (i.dtype == "bool" or "default" in i.note):
+            continue  # is_training-style switches and defaulted placeholders are frozen at their default
+        shape = list(overrides[i.name]) if i.name in overrides else (None if i.shape is None else list(i.shape))
+        if i.name in overrides and i.shape is not None and len(shape) != len(i.shape):
+            raise UserError(f"--input {i.name!r}: rank {len(shape)} but the model's input has rank {len(i.shape)} "
+                            f"({i.shape}); give {len(i.shape)} dimensions")
+        if options.batch is not None and shape:
+            shape[0] = options.batch
+        result.append(replace(i, shape=shape))
+    return result
+
+
+def final_outputs(info: ModelInfo, options: ConversionOptions) -> list[str]:
+    if not options.outputs:
+        return [o.name for o in info.outputs]
+    if info.format in ("saved_model", "keras_h5", "keras_v3"):
+        known = {o.name for o in info.outputs}
+        unknown = [o for o in options.outputs if o not in known]
+        if unknown:
+            raise UserError(f"--output {unknown[0]!r}: no such output; the model's outputs are {', '.join(sorted(known))}")
+    return list(options.outputs)  # graphs: any node can be an output; checked when freezing
+
+
+# --- freezing each input form ---------------------------------------------------------------------
+
+
+def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs):
+    """→ (frozen GraphDef, {user name: tensor name in it}, keras model or None)."""
+    fmt = detection.format
+    if fmt in (Format.GRAPHDEF, Format.GRAPHDEF_TEXT):
+        graph_def = _read_graph_def(tf, detection.graph)
+        return graph_def, _graph_names(graph_def, info, outputs), None
+    if fmt in (Format.CHECKPOINT, Format.METAGRAPH):
+        return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs), None
+    if fmt is Format.SAVED_MODEL:
+        return _freeze_saved_model(tf, detection, info)
+    return _freeze_keras(tf, detection, info)
+
+
+def _graph_names(graph_def, info, outputs) -> dict[str, str]:
+    names = {i.name: f"{i.name}:0" for i in info.inputs}
+    if graph_def is not None:
+        nodes = {n.name for n in graph_def.node}
+        missing = [o for o in outputs if o not in nodes]
+        if missing:
+            raise UserError(f"--output {missing[0]!r}: no such node in the graph; the outputs found are "
+                            f"{', '.join(o.name for o in info.outputs)}")
+    names.update({o: f"{o}:0" for o in outputs})
+    return names
+
+
+def _freeze_tf1(tf, detection: Detection, info: ModelInfo, outputs) -> object:
+    """Restore the checkpoint into the graph in a session and fold the variables into constants."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+        if detection.format is Format.METAGRAPH:
+            tf.compat.v1.train.import_meta_graph(str(detection.graph), clear_devices=True)
+        else:
+            tf.compat.v1.import_graph_def(_read_graph_def(tf, detection.graph), name="")
+        missing = [o for o in outputs if not _has_op(graph, o)]
+        if missing:
+            raise UserError(f"--output {missing[0]!r}: no such node in the graph; the outputs found are "
+                            f"{', '.join(o.name for o in info.outputs)}")
+        if detection.checkpoint:
+            sess.run(_restore_ops(tf, graph, detection.checkpoint))
+        return tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), outputs)
+
+
+def _restore_ops(tf, graph, checkpoint: str) -> list:
+    """Assign every variable its checkpoint value (V1 or V2; ref or resource variables).
+
+    A tf.train.Saver would need the graph's saver_def or Variable objects, which a bare
+    inference GraphDef doesn't have; the checkpoint reader needs neither.
+    """
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+    except (tf.errors.OpError, ValueError) as e:
+        raise UserError(f"{checkpoint}: cannot read the checkpoint ({str(e).splitlines()[0][:160]}); "
+                        "check --checkpoint") from None
+    stored = reader.get_variable_to_shape_map()
+    assigns = []
+    for op in graph.get_operations():
+        if op.type not in ("VariableV2", "Variable", "VarHandleOp"):
+            continue
+        key = op.get_attr("shared_name") if op.type == "VarHandleOp" and op.get_attr("shared_name") else op.name
+        key = key.decode() if isinstance(key, bytes) else key
+        if key not in stored:
+            raise UserError(f"{checkpoint}: no value for variable {key!r}; this checkpoint was not written for "
+                            "this graph: pass the right one with --checkpoint")
+        value = tf.constant(reader.get_tensor(key))
+        if op.type == "VarHandleOp":
+            assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
+        else:
+            assigns.append(tf.compat.v1.assign(op.outputs[0], value))
+    return assigns
+
+
+def _read_graph_def(tf, path):
+    graph_def = tf.compat.v1.GraphDef()
+    data = Path(path).read_bytes()
+    try:
+        graph_def.ParseFromString(data)
+    except Exception:  # detect() already proved it parses one way or the other: text it is
+        from google.protobuf import text_format
+
+        graph_def = text_format.Parse(data.decode(), tf.compat.v1.GraphDef())
+    return graph_def
+
+
+def _has_op(graph, name) -> bool:
+    try:
+        graph.get_operation_by_name(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _freeze_saved_model(tf, detection: Detection, info: ModelInfo):
+    loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
+    fn = loaded.signatures[info.signature]
+    return _freeze_function(tf, fn, info) + (None,)
+
+
+def _freeze_keras(tf, detection: Detection, info: ModelInfo):
+    if detection.parsed["keras_major"] == "2":
+        import tf_keras as keras  # Keras 2 files load faithfully only with Keras 2
+    else:
+        import keras
+    try:
+        model = keras.models.load_model(str(detection.path), compile=False)
+    except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{detection.path}: Keras could not load the model ({msg}); "
+                        "if it uses custom layers, export a SavedModel from the training code") from None
+    specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,
+                           i.dtype, name=i.name) for i in info.inputs]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        result = model(list(args) if len(args) > 1 else args[0], training=False)
+        result = result if isinstance(result, (list, tuple)) else [result]
+        return {o.name: r for o, r in zip(info.outputs, result)}
+
+    return _freeze_function(tf, serve.get_concrete_function(), info) + (model,)
+
+
+def _freeze_function(tf, fn, info: ModelInfo):
+    """Freeze a ConcreteFunction; map signature keys / input names to the frozen graph's tensors."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(fn)
+    graph_def = frozen.graph.as_graph_def()
+    args, kwargs = fn.structured_input_signature
+    specs = tf.nest.flatten((args, kwargs))
+    names = {}
+    placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
+    for spec, tensor in zip(specs, placeholders):
+        names[spec.name] = tensor.name
+    # Keyword signatures flatten by sorted key; positional ones keep their order. Match by name when we can.
+    for i in info.inputs:
+        for t in placeholders:
+            if t.op.name == i.name:
+                names[i.name] = t.name
+    flat_outputs = tf.nest.flatten(frozen.structured_outputs)
+    keys = sorted(frozen.structured_outputs) if isinstance(frozen.structured_outputs, dict) else None
+    if keys is None:
+        keys = [o.name for o in info.outputs]
+    for key, tensor in zip(keys, frozen.outputs if len(frozen.outputs) == len(flat_outputs) else flat_outputs):
+        names[key] = tensor.name
+    return graph_def, names
+
+
+# --- the rebuild ----------------------------------------------------------------------------------
+
+
+def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], outputs: list[str],
+             options: ConversionOptions | None, info: ModelInfo):
+    mean, scale = options.mean_scale if options else (None, None)
+    reverse = bool(options and options.reverse_input_channels)
+    targets = _preprocessed_inputs(inputs, mean, scale, reverse) if options and options.has_preprocessing else set()
+    kept = {i.name for i in inputs}
+    dropped = [i for i in info.inputs if i.name not in kept]
+    graph = tf.Graph()
+    with graph.as_default():
+        input_map = {}
+        for i in inputs:
+            shape = None if i.shape is None else [None if d == -1 else d for d in i.shape]
+            x = tf.compat.v1.placeholder(tf.as_dtype(i.dtype), shape, name=i.name)
+            if x.op.name != i.name:
+                raise UserError(f"input name {i.name!r} clashes with another name in the model; rename it in the model")
+            if i.name in targets:
+                x = _preprocess(tf, x, mean, scale, reverse)
+            input_map[tensor_of[i.name]] = x
+        for i in dropped:  # a boolean switch without default: inference means False
+            if i.dtype == "bool" and "default" not in (i.note or ""):
+                input_map[tensor_of[i.name]] = tf.zeros([d if d > 0 else 1 for d in i.shape or []], tf.bool)
+        fetched = [tensor_of.get(o, f"{o}:0") for o in outputs]
+        try:
+            results = tf.compat.v1.import_graph_def(frozen, input_map=input_map, return_elements=fetched, name="model")
+        except ValueError as e:
+            msg = str(e).strip().splitlines()[0][:240]
+            raise UserError(f"the model does not accept these input shapes ({msg}); check --input/--batch") from None
+        for name, tensor in zip(outputs, results):
+            tf.identity(tensor, name=name)
+    graph_def = graph.as_graph_def()
+    return tf.compat.v1.graph_util.extract_sub_graph(graph_def, outputs)
+
+
+def _preprocessed_inputs(inputs, mean, scale, reverse) -> set[str]:
+    """Float inputs whose channel count (last dim) matches the mean/scale vectors get the preprocessing."""
+    widths = {len(v) for v in (mean, scale) if v and len(v) > 1}
+    if len(widths) > 1:
+        raise UserError("--mean-values and --scale-values have different lengths; give one value per channel for both")
+    channels = widths.pop() if widths else (3 if reverse else None)
+    chosen = {
+        i.name for i in inputs
+        if i.dtype and i.dtype.startswith("float") and i.shape
+        and (channels is None or i.shape[-1] == channels)
+    }
+    if not chosen:
+        what = f"{channels} channels (last dimension)" if channels else "a float input"
+        raise UserError(f"preprocessing needs {what}, but the inputs are "
+                        f"{', '.join(f'{i.name}{i.shape}' for i in inputs)}; check --mean-values/--scale-values")
+    return chosen
+
+
+def _preprocess(tf, x, mean, scale, reverse):
+    """(x[..., ::-1] if reverse) - mean) / scale: the legacy Model Optimizer's meaning, in-graph."""
+    if reverse:
+        x = tf.reverse(x, axis=[-1])
+    if mean:
+        x = x - tf.constant(mean, dtype=x.dtype)
+    if scale:
+        x = x / tf.constant(scale, dtype=x.dtype)
+    return x
+
+
+def _concrete(tf, graph_def, inputs, outputs):
+    """A ConcreteFunction computing the prepared graph (args in input order, dict of outputs)."""
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    return wrapped.prune([wrapped.graph.get_tensor_by_name(f"{i.name}:0") for i in inputs],
+                         {o: wrapped.graph.get_tensor_by_name(f"{o}:0") for o in outputs})
+
+
+def run_reference(tf, prepared: Prepared, feeds: dict) -> dict:
+    """TensorFlow's own outputs for `feeds`: the numbers every target is checked against."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(prepared.graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        values = sess.run([f"{o}:0" for o in prepared.outputs], {f"{k}:0": v for k, v in feeds.items()})
+    return dict(zip(prepared.outputs, values))

@@ -1,0 +1,59 @@
+"""Seeded inputs for a model, and the comparison of a target's outputs with TensorFlow's."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SEED = 20261121
+DYNAMIC_BATCH, DYNAMIC_DIM, UNKNOWN_RANK_SHAPE = 2, 8, (2, 8)
+
+
+def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED) -> dict[str, np.ndarray]:
+    """Random inputs matching each input's dtype and shape, in ranges the model can take.
+
+    Floats are uniform in [0, 1), or [0, 255] when the model takes raw pixels (preprocessing
+    baked in); integers in [0, 10) so they stay valid as indices; booleans False/True.
+    Dynamic dims become 2 for the batch and 8 elsewhere.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for i in inputs:
+        if i.shape is None:
+            shape = UNKNOWN_RANK_SHAPE
+        else:
+            shape = tuple(d if d > 0 else (DYNAMIC_BATCH if k == 0 else DYNAMIC_DIM) for k, d in enumerate(i.shape))
+        dtype = np.dtype(i.dtype)
+        if dtype.kind == "f":
+            value = rng.uniform(0, 255 if raw_pixels else 1, shape)
+        elif dtype.kind in "iu":
+            value = rng.integers(0, 10, shape)
+        elif dtype.kind == "b":
+            value = rng.integers(0, 2, shape).astype(bool)
+        else:
+            raise ValueError(f"cannot make test data for input {i.name!r} of dtype {i.dtype}")
+        feeds[i.name] = value.astype(dtype)
+    return feeds
+
+
+def compare(reference: dict, actual: dict, tolerance: float) -> dict:
+    """Max abs and relative difference per output; passed when every abs diff is within tolerance.
+
+    The relative diff is taken against each output's largest magnitude, so tiny reference
+    values don't make it explode.
+    """
+    per_output = {}
+    for name, ref in reference.items():
+        if name not in actual:
+            return {"passed": False, "error": f"output {name!r} missing from the converted model's results"}
+        ref, got = np.asarray(ref, dtype=np.float64), np.asarray(actual[name], dtype=np.float64)
+        if ref.shape != got.shape:
+            got = got.reshape(ref.shape) if got.size == ref.size else got
+            if ref.shape != got.shape:
+                return {"passed": False, "error": f"output {name!r}: shape {list(got.shape)}, TensorFlow gives {list(ref.shape)}"}
+        abs_diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        per_output[name] = {"max_abs_diff": abs_diff, "max_rel_diff": abs_diff / scale if scale else abs_diff}
+    worst_abs = max((o["max_abs_diff"] for o in per_output.values()), default=0.0)
+    worst_rel = max((o["max_rel_diff"] for o in per_output.values()), default=0.0)
+    return {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "tolerance": tolerance,
+            "passed": worst_abs <= tolerance, "outputs": per_output}

@@ -1,0 +1,64 @@
+"""The options object renders the exact command that parses back to it; bad values get one line."""
+
+import shlex
+
+import pytest
+
+from conftest import SAMPLES, assert_clean_error, run_cli
+from engine.cli import build_parser, options_from_args
+from engine.errors import UserError
+from engine.options import ConversionOptions, parse_input
+
+
+def roundtrip(options: ConversionOptions) -> ConversionOptions:
+    argv = shlex.split(options.command())
+    assert argv[0] == "tfwizard"
+    return options_from_args(build_parser().parse_args(argv[1:]))
+
+
+@pytest.mark.parametrize("options", [
+    ConversionOptions(model="m.pb", targets=("onnx",), output_dir="out"),
+    ConversionOptions(
+        model="my models/ünï code.pb", targets=("onnx", "tfjs", "openvino", "tflite"), output_dir="out dir",
+        inputs=(("input", (1, 224, 224, -1)),), outputs=("a/b", "c"), batch=4, tag="serve,gpu", signature="s",
+        checkpoint="ck pt", mean_values=(103.94, 116.78, 123.68), scale_values=(58.4,), reverse_input_channels=True,
+        preset="resnet", quantize=("tfjs:uint8:conv*,dense*", "onnx:int8", "tflite:float16", "openvino:fp16"),
+        opset=17, inputs_as_nchw=("input",), weight_shard_size_bytes=1024, split_weights_by_layer=True,
+        strip_debug_ops=False, control_flow_v2=True, use_structured_outputs_names=True, metadata=("k:v.json",),
+        verify=False, force=True, report="r.json", progress="json",
+    ),
+])
+def test_command_parses_back_to_the_same_options(options):
+    assert roundtrip(options) == options
+
+
+def test_input_spec_forms():
+    assert parse_input("input:0[1,224,224,3]") == ("input", (1, 224, 224, 3))
+    assert parse_input("x[?, 16]") == ("x", (-1, 16))
+    for bad in ("x", "x[0,3]", "x[-2]", "x[a]"):
+        with pytest.raises(UserError):
+            parse_input(bad)
+
+
+def test_preset_resolves_and_explicit_values_win():
+    o = ConversionOptions(model="m", targets=("onnx",), output_dir="o", preset="mobilenet")
+    assert o.mean_scale == ((127.5,) * 3, (127.5,) * 3)
+    assert o.replace(mean_values=(1.0,)).mean_scale == ((1.0,), (127.5,) * 3)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--to", "caffe"], "unknown target"),
+    (["--to", "onnx", "--input", "image[0,32,32,3]"], "positive integer"),
+    (["--to", "onnx", "--input", "nope[1,32,32,3]"], "no such input"),
+    (["--to", "onnx", "--input", "image[1,32,32]"], "rank"),
+    (["--to", "onnx", "--output", "nope"], "no such output"),
+    (["--to", "onnx", "--quantize", "onnx:uint3"], "--quantize"),
+    (["--to", "onnx", "--scale-values", "[1,0,1]"], "divide by zero"),
+    (["--to", "onnx", "--batch", "0"], "--batch"),
+    (["--to", "onnx", "--tfjs-format", "layers", "--tag", "serve"], "SavedModels only"),
+])
+def test_bad_convert_arguments(args, needle, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("convert", SAMPLES / "keras_functional.keras", "-o", out, *args)
+    assert_clean_error(proc, needle)
+    assert not out.exists()
