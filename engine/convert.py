@@ -1,4 +1,4 @@
-"""`tfwizard convert`: detect → inspect → preflight → prepare (TensorFlow, once) → each target → verify.
+"""`tfwizard convert`: detect → inspect → prepare (TensorFlow, once) → per target: preflight, convert, verify.
 
 Output goes to a temporary sibling of OUTDIR and is renamed into place only at the end,
 so an interrupted or failed run leaves nothing half-written, and an existing OUTDIR is
@@ -12,6 +12,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -107,21 +108,9 @@ def convert(options: ConversionOptions, emit: Emit) -> Report:
                "inputs": [asdict(i) for i in info.inputs], "outputs": [asdict(o) for o in info.outputs]},
         command=options.command(), targets=[],
     )
-    todo = []
-    for target in options.targets:
-        blocked = backends.get(target).preflight(info.ops) if info.op_kind == "tf_op" else {}
-        if blocked:
-            ops = "; ".join(f"{op} ({why})" for op, why in sorted(blocked.items()))
-            report.targets.append(TargetResult(target, "unsupported", f"unsupported ops: {ops}",
-                                               upstream_command=commands[target]))
-            emit("target", target=target, status="unsupported", message=report.targets[-1].message)
-        else:
-            todo.append(target)
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
     try:
-        if todo:
-            _convert_targets(detection, info, options, todo, tmp, commands, report, emit)
+        _convert_targets(detection, info, options, tmp, commands, report, emit)
         report.targets.sort(key=lambda r: options.targets.index(r.target))
         report.seconds = round(time.perf_counter() - started, 2)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
@@ -135,7 +124,8 @@ def convert(options: ConversionOptions, emit: Emit) -> Report:
     return report
 
 
-def _convert_targets(detection, info, options, todo, tmp: Path, commands, report: Report, emit: Emit) -> None:
+def _convert_targets(detection, info, options, tmp: Path, commands, report: Report, emit: Emit) -> None:
+    from .inspect import graph_op_inventory
     from .prepare import import_tensorflow, prepare, run_reference
     from .verify import compare, make_feeds
 
@@ -144,12 +134,30 @@ def _convert_targets(detection, info, options, todo, tmp: Path, commands, report
     work.mkdir()
     tf = import_tensorflow()
     prepared = prepare(detection, info, options, work)
+    # Preflight on what will really be converted: the frozen graph (training branches, variables
+    # and Keras layers are gone; their TF ops are what the targets see).
+    main_ops = Counter(n.op for n in prepared.graph_def.node)
+    body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
     feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing) if options.verify else {}
     reference = run_reference(tf, prepared, feeds) if options.verify else {}
-    for target in todo:
+    for target in options.targets:
         backend = backends.get(target)
         result = TargetResult(target, "ok", upstream_command=commands[target])
         report.targets.append(result)
+        blocked = backend.preflight(dict(main_ops))
+        # Ops only inside control-flow bodies are often pruned when a converter lowers the
+        # control flow (cond_v2 leaves gradient plumbing there); let the converter decide.
+        maybe = backend.preflight(body_ops)
+        if maybe:
+            emit("log", target=target, message=f"note: {', '.join(sorted(maybe))} inside control-flow bodies may "
+                 "not convert; trying anyway")
+        if blocked:
+            result.status = "unsupported"
+            result.message = "unsupported ops: " + "; ".join(
+                f"{op} at {', '.join(_nodes_of(prepared.graph_def, op)[:3]) or 'a function body'} ({why})"
+                for op, why in sorted(blocked.items()))
+            emit("target", target=target, status="unsupported", message=result.message)
+            continue
         target_dir = tmp / target
         target_dir.mkdir()
         emit("stage", stage="convert", target=target, message=f"converting to {backend.title}")
@@ -173,6 +181,10 @@ def _convert_targets(detection, info, options, todo, tmp: Path, commands, report
         emit("target", target=target, status=result.status, files=result.files, seconds=result.seconds,
              verification=result.verification, message=result.message)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _nodes_of(graph_def, op: str) -> list[str]:
+    return [n.name for n in graph_def.node if n.op == op]
 
 
 def _verify(backend, target_dir, prepared, options, feeds, reference, compare) -> dict:

@@ -145,6 +145,13 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
     return inputs, outputs, dict(ops.most_common()), warnings
 
 
+def graph_op_inventory(graph) -> dict[str, int]:
+    """Op type → count over every node of a GraphDef and the functions it calls."""
+    ops = Counter(n.op for n in graph.node)
+    _count_function_ops(graph, ops)
+    return dict(ops.most_common())
+
+
 def _training_noise(order, nodes, consumers) -> set[str]:
     """Training/checkpoint ops, plus every node whose consumers are all such ops (fixpoint)."""
     noise = {n.name for n in order if TRAINING_OPS.search(n.op) or TRAINING_SCOPES.match(n.name)}

@@ -23,6 +23,9 @@ from .options import ConversionOptions
 
 def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # tensorflow_decision_forests (imported by tensorflowjs) crashes printing its banner when
+    # stderr is not a real terminal fd; we don't want the banner anyway.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
@@ -37,6 +40,8 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
     outputs = final_outputs(info, options)
     frozen, tensor_of, keras_model = _freeze(tf, detection, info, options, [o for o in outputs])
     graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options if preprocess else None, info)
+    if graph_def.library.function and not options.control_flow_v2:
+        graph_def = _lower_control_flow(tf, graph_def, inputs, outputs, info)
     graph_path = workdir / "prepared.pb"
     graph_path.write_bytes(graph_def.SerializeToString())
     prepared = Prepared(
@@ -254,7 +259,7 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
                 x = _preprocess(tf, x, mean, scale, reverse)
             input_map[tensor_of[i.name]] = x
         for i in dropped:  # a boolean switch without default: inference means False
-            if i.dtype == "bool" and "default" not in (i.note or ""):
+            if i.dtype == "bool" and "default" not in (i.note or "") and i.name in tensor_of:
                 input_map[tensor_of[i.name]] = tf.zeros([d if d > 0 else 1 for d in i.shape or []], tf.bool)
         fetched = [tensor_of.get(o, f"{o}:0") for o in outputs]
         try:
@@ -295,6 +300,21 @@ def _preprocess(tf, x, mean, scale, reverse):
     if scale:
         x = x / tf.constant(scale, dtype=x.dtype)
     return x
+
+
+def _lower_control_flow(tf, graph_def, inputs, outputs, info):
+    """Turn functional If/While into Switch/Merge and drop what inference doesn't need.
+
+    A TF1 graph frozen in a session keeps cond_v2 branch functions, gradient plumbing included
+    (Optional* ops), which TF.js and OpenVINO refuse; re-freezing as a TF2 function lowers it.
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    lowered = convert_variables_to_constants_v2(_concrete(tf, graph_def, inputs, outputs), lower_control_flow=True)
+    keys = sorted(outputs)  # dict outputs flatten in sorted key order
+    tensor_of = {i.name: t.name for i, t in zip(inputs, lowered.inputs)}
+    tensor_of.update({k: t.name for k, t in zip(keys, lowered.outputs)})
+    return _rebuild(tf, lowered.graph.as_graph_def(), tensor_of, inputs, outputs, None, info)
 
 
 def _concrete(tf, graph_def, inputs, outputs):

@@ -1,0 +1,234 @@
+"""TFLite target: tf.lite.TFLiteConverter (TensorFlow 2.19) → OUTDIR/tflite/model.tflite.
+
+We convert from `prepared.graph_def` through a tf.function of our own whose input_signature
+names every input after prepared's inputs and which returns a dict keyed by prepared's
+outputs. Handed to from_concrete_functions together with a trackable object, TFLite writes a
+SignatureDef "serving_default" whose input and output keys are exactly prepared's names, so
+loading needs no renaming (the tensors inside are "serving_default_x:0" / "PartitionedCall:0").
+
+TF ops that are not TFLite builtins: we convert with builtins only first; if the converter
+says some ops need Select TF ops (Flex), we convert again with SELECT_TF_OPS and log which
+ops and nodes need the Flex delegate. The full `tensorflow` pip package's tf.lite.Interpreter
+links Flex, so verification runs; `tflite-runtime`, LiteRT and mobile builds need the
+select-ops library. Ops that are neither builtins nor Flex fail the conversion (ConversionFailed).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+SIGNATURE = "serving_default"
+FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_error_data error codes
+
+
+class ConversionFailed(Exception):
+    """The TFLite converter could not convert the model; the message names the ops and nodes."""
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+class TFLiteBackend:
+    name = "tflite"
+    title = "TFLite"
+    main_file = "model.tflite"
+
+    def preflight(self, ops: dict[str, int]) -> dict[str, str]:
+        """Nothing flagged ahead of time, on purpose.
+
+        The TF → TFLite op mapping lives in compiled MLIR legalization patterns and the Flex
+        allowlist in libtensorflow_cc; the pip package ships no readable list (only TFLite's own
+        BuiltinOperator enum, in TFLite names). Many TF ops are also lowered into several builtins
+        (Lgamma, Einsum...), so a name check would be wrong both ways. TFLite support is found at
+        conversion time, with Flex (Select TF ops) as the fallback for ops that are not builtins.
+        """
+        return {}
+
+    def upstream_command(self, options, info) -> list[str] | None:
+        """tflite_convert from the original file, or None where it cannot do the same conversion.
+
+        Measured with TF 2.19's tflite_convert: the default (V2) CLI takes only --saved_model_dir or
+        --keras_model_file plus tag set/signature key, with no quantization or shape flags; those need
+        --enable_v1_converter (TF1 session path; also the only one taking --graph_def_file, binary or
+        text). --input_shapes can't say -1. --keras_model_file fails ('NoneType' object is not callable)
+        unless TF_USE_LEGACY_KERAS=1, and then loads Keras 2 (tf_keras) HDF5 files only. It can't bake in
+        mean/scale preprocessing and takes no checkpoint or MetaGraph.
+        """
+        fmt = getattr(info.format, "value", info.format)
+        keras2 = fmt == "keras_h5" and (info.producer or "").startswith("Keras 2")
+        if options.has_preprocessing or (fmt not in ("saved_model", "graphdef", "graphdef_text") and not keras2):
+            return None
+        quant = options.quantization(self.name)
+        overrides = dict(options.inputs)
+        reshaped = bool(overrides) or options.batch is not None
+        if keras2 and (reshaped or options.outputs):  # V1 Keras path: "input_arrays ... unsupported with Eager"
+            return None
+        # Only the V1 CLI reads GraphDefs, quantization, shapes and output names.
+        v1 = fmt in ("graphdef", "graphdef_text") or bool(quant or reshaped or options.outputs)
+        out = os.path.join(options.output_dir, self.name, self.main_file)
+        argv = (["env", "TF_USE_LEGACY_KERAS=1"] if keras2 else []) + ["tflite_convert"]
+        argv += ["--enable_v1_converter"] if v1 else []
+        if fmt == "saved_model":
+            argv += ["--saved_model_dir", options.model]
+            if info.tag:
+                argv += ["--saved_model_tag_set", ",".join(info.tag)]
+            if info.signature:
+                argv += ["--saved_model_signature_key", info.signature]
+        else:
+            argv += ["--keras_model_file" if keras2 else "--graph_def_file", options.model]
+        argv += ["--output_file", out]
+        if v1 and not keras2:
+            # V1 names graph tensors; for SavedModels those differ from the signature keys.
+            argv += ["--input_arrays", ",".join((i.tensor or i.name).removesuffix(":0") for i in info.inputs)]
+            if fmt.startswith("graphdef") or options.outputs:
+                outs = options.outputs or [o.name for o in info.outputs]
+                argv += ["--output_arrays", ",".join(outs)]
+        if reshaped:
+            shapes = []
+            for i in info.inputs:
+                dims = overrides.get(i.name, i.shape)
+                if dims and options.batch is not None and i.name not in overrides:
+                    dims = [options.batch, *dims[1:]]
+                if dims is None or any(d < 0 for d in dims):
+                    return None  # unknown rank or a -1 left: --input_shapes can't say so
+                shapes.append(",".join(map(str, dims)))
+            argv += ["--input_shapes", ":".join(shapes)]
+        if quant:
+            argv.append("--post_training_quantize")
+            if quant == "float16":
+                argv.append("--quantize_to_float16")
+        return argv
+
+    # --- conversion --------------------------------------------------------------------------
+
+    def convert(self, prepared, options, outdir: Path, log) -> None:
+        import tensorflow as tf
+        from tensorflow.lite.python.convert_phase import ConverterError
+
+        func, holder = _signature_function(prepared)
+        quant = options.quantization(self.name)
+
+        def run(select_tf_ops: bool) -> bytes:
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([func], holder)
+            if quant:  # "dynamic": int8 weights, float activations; "float16": fp16 weights
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                if quant == "float16":
+                    conv.target_spec.supported_types = [tf.float16]
+            if select_tf_ops:
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+            return conv.convert()
+
+        for i in prepared.inputs:
+            if i.shape is None:  # TFLite records unknown rank as shape [] and resizes at run time
+                log(f"input '{i.name}' has unknown rank; model.tflite lists it as shape [] — call "
+                    f"resize_tensor_input before allocate_tensors, or fix it, e.g. --input '{i.name}[1,16]'")
+        log("converting" + (f" ({quant} quantization)" if quant else ""))
+        try:
+            data = run(select_tf_ops=False)
+        except ConverterError as e:
+            flex, custom = _ops_by_code(e, FLEX), _ops_by_code(e, CUSTOM)
+            if custom:
+                also = f"; Flex would cover {_describe(flex)}" if flex else ""
+                raise ConversionFailed(f"TFLite has no builtin or Flex kernel for {_describe(custom)}{also}") from None
+            if not flex:
+                raise ConversionFailed(f"TFLite converter failed: {_first_error(e)}{_shape_hint(prepared)}") from None
+            log(f"not TFLite builtins: {_describe(flex)}; converting them as Select TF ops — "
+                "model.tflite needs the Flex delegate (tensorflow pip package, or the select-ops library)")
+            try:
+                data = run(select_tf_ops=True)
+            except ConverterError as e2:
+                raise ConversionFailed(f"TFLite converter failed with Select TF ops: {_first_error(e2)}") from None
+        (Path(outdir) / self.main_file).write_bytes(data)
+        size = f"wrote {self.main_file}, {_mb(len(data))}"
+        if quant:  # the frozen float32 GraphDef is the "before" size: weights are almost all of it
+            size += f" ({quant}-quantized; float32 graph was {_mb(prepared.graph_def.ByteSize())})"
+        log(size)
+
+    def load(self, outdir: Path, prepared):
+        import numpy as np
+        import tensorflow as tf
+
+        with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated ... use ai_edge_litert"
+            warnings.simplefilter("ignore")
+            interpreter = tf.lite.Interpreter(model_path=str(Path(outdir) / self.main_file))
+        runner = interpreter.get_signature_runner(SIGNATURE)  # resizes inputs to the feeds each call
+        dtypes = {k: d["dtype"] for k, d in runner.get_input_details().items()}
+        missing = [i.name for i in prepared.inputs if i.name not in dtypes]
+        if missing:
+            raise ConversionFailed(f"model.tflite signature {SIGNATURE!r} lacks inputs {missing}; has {sorted(dtypes)}")
+
+        def run(feeds):
+            result = runner(**{k: np.asarray(v, dtype=dtypes[k]) for k, v in feeds.items()})
+            return {name: result[name] for name in prepared.outputs}
+
+        return run
+
+    def tolerance(self, options) -> float:
+        # Max abs diff from TensorFlow. float32: kernels reorder sums (XNNPACK), ~1e-6 measured.
+        # float16: weights rounded to fp16 (rel. error ≤ 4.9e-4), computed in fp32 → 1e-2.
+        # dynamic: int8 weights and, in hybrid kernels, int8-quantized activations → 5e-2.
+        return {"float16": 1e-2, "dynamic": 5e-2}.get(options.quantization(self.name), 1e-4)
+
+
+def _signature_function(prepared):
+    """(ConcreteFunction, tf.Module holding it): graph_def with named inputs and dict outputs."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(None if i.shape is None else [None if d < 0 else d for d in i.shape],
+                           tf.as_dtype(i.dtype), name=i.name) for i in prepared.inputs]
+    graph_def, names, outputs = prepared.graph_def, [i.name for i in prepared.inputs], list(prepared.outputs)
+
+    def body(*args):
+        tensors = tf.graph_util.import_graph_def(
+            graph_def, input_map={f"{n}:0": a for n, a in zip(names, args)},
+            return_elements=[f"{o}:0" for o in outputs], name="")
+        return dict(zip(outputs, tensors))
+
+    holder = tf.Module()
+    holder.serve = tf.function(body, input_signature=specs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return holder.serve.get_concrete_function(), holder
+
+
+def _shape_hint(prepared) -> str:
+    """TFLite supports dynamic shapes only in part (its maintainers' advice: fix them); say how."""
+    dynamic = [i for i in prepared.inputs if i.shape is None or -1 in i.shape]
+    if not dynamic:
+        return ""
+    fixed = " ".join(f"--input '{i.name}[{','.join(str(max(d, 1)) for d in (i.shape or [1, 16]))}]'"
+                     for i in dynamic)
+    return f" (inputs with dynamic dimensions often cause this; fix them, e.g. {fixed})"
+
+
+def _ops_by_code(error, code: str) -> dict[str, list[str]]:
+    """{TF op type: [node names]} from the converter's structured errors with this error code."""
+    found: dict[str, list[str]] = {}
+    for d in getattr(error, "errors", []) or []:
+        if d.error_code != getattr(d, code):
+            continue
+        op = d.operator.name.removeprefix("tf.")
+        # The innermost call site is "node@function": our import keeps the GraphDef's node names.
+        node = next((c.name.split("@")[0] for c in d.location.call if c.name), "?")
+        found.setdefault(op, []).append(node)
+    return found
+
+
+def _describe(ops: dict[str, list[str]]) -> str:
+    return "; ".join(f"{op} (nodes: {', '.join(nodes[:5])}{', …' if len(nodes) > 5 else ''})"
+                     for op, nodes in sorted(ops.items()))
+
+
+def _first_error(error) -> str:
+    """The first 'error:' line of MLIR's diagnostics, without the call-site noise."""
+    for d in getattr(error, "errors", []) or []:
+        if d.error_message:
+            return d.error_message.splitlines()[0]
+    lines = [ln for ln in str(error).splitlines() if "error:" in ln]
+    return (lines[0].split("error:", 1)[1].strip() if lines else str(error).splitlines()[0])[:300]
+
+
+BACKEND = TFLiteBackend()

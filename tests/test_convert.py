@@ -1,0 +1,56 @@
+"""Every sample model form converts to every target, and each result matches TensorFlow.
+
+Runs in-process so TensorFlow is imported once for the whole module; each model is
+converted once to all targets (one TF load and freeze) and the assertions share it.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import MANIFEST, SAMPLES
+from engine.backends import TARGETS, get
+from engine.convert import convert
+from engine.options import ConversionOptions
+
+MODELS = [m for m in MANIFEST if m["format"] != "keras_weights_only"]
+MAIN_FILE = {"onnx": "model.onnx", "tfjs": "model.json", "openvino": "model.xml", "tflite": "model.tflite"}
+
+
+def fixed_shapes(entry):
+    """Unknown-rank inputs need a shape on some targets: give one, as a user would."""
+    return tuple((i["name"], (2, 8)) for i in entry["inputs"] if i.get("shape") is None)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    cache = {}
+
+    def get_report(entry):
+        if entry["path"] not in cache:
+            out = tmp_path_factory.mktemp("convert") / "out"
+            options = ConversionOptions(model=str(SAMPLES / entry["path"]), targets=TARGETS, output_dir=str(out),
+                                        inputs=fixed_shapes(entry))
+            cache[entry["path"]] = (convert(options, emit=lambda *a, **k: None), out)
+        return cache[entry["path"]]
+
+    return get_report
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("entry", MODELS, ids=[m["path"] for m in MODELS])
+def test_every_form_to_every_target(converted, entry, target):
+    report, out = converted(entry)
+    result = {t.target: t for t in report.targets}[target]
+    assert result.status == "ok", result.message
+    assert (out / target / MAIN_FILE[target]).is_file()
+    assert all((out / f).stat().st_size == size for f, size in result.files.items())
+    verification = result.verification
+    if "skipped" in verification:
+        pytest.skip(verification["skipped"])
+    assert verification["passed"], verification
+    assert verification["max_abs_diff"] <= 1e-4
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["schema"] == "tfwizard.report/1" and doc["exit_code"] == 0
+    assert not list(out.parent.glob(".out.tmp-*")), "temporary directory left behind"
