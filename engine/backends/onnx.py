@@ -85,16 +85,18 @@ class OnnxBackend:
         return blocked
 
     def upstream_command(self, options, info) -> list[str] | None:
-        # tf2onnx reads binary GraphDefs only (no .pbtxt), takes a checkpoint only as a .meta restored
-        # from the prefix beside it (not a GraphDef + checkpoint pair), loads Keras only from HDF5
-        # (and its from_keras fails on Keras 3 Sequential models), and passes --tag to TensorFlow as
-        # one tag (no multi-tag sets). It has no mean/scale and no quantization flags.
+        # tf2onnx reads binary GraphDefs only (no .pbtxt); takes a checkpoint only as a .meta restored
+        # from the prefix beside it (not a GraphDef + checkpoint pair); passes --tag to TensorFlow as
+        # one tag (no multi-tag sets); has no mean/scale or quantization flags. --keras loads .h5 and
+        # .keras (every sample here, Keras 2 and 3, Sequential too) but ignores --inputs/--outputs, so
+        # shape overrides can't be given there. Renames give the same names as ours (not "x:0").
         from engine.options import strip_port
         from engine.prepare import final_inputs  # no TensorFlow import at module level
 
         fmt, model = info.format, options.model
         inputs = final_inputs(info, options)  # overrides and --batch applied, optional switches dropped
         tensor = {t.name: t.tensor or f"{t.name}:0" for t in [*info.inputs, *info.outputs]}
+        outputs = list(options.outputs) or [o.name for o in info.outputs]
 
         def shape_of(i):
             shaped = i.shape and (i.name in dict(options.inputs) or options.batch)
@@ -107,16 +109,16 @@ class OnnxBackend:
         elif fmt == "saved_model" and (not info.tag or len(info.tag) == 1):
             argv = ["--saved-model", model] + (["--tag", info.tag[0]] if info.tag else [])
             argv += ["--signature_def", info.signature] if info.signature else []
-        elif fmt == "keras_h5":
-            argv = ["--keras", model]  # from_keras ignores --inputs/--outputs: no shape overrides
+        elif fmt in ("keras_h5", "keras_v3"):
+            argv = ["--keras", model, "--rename-inputs", ",".join(i.name for i in info.inputs),
+                    "--rename-outputs", ",".join(o.name for o in info.outputs)]
         else:
             return None
-        names_needed = fmt in ("graphdef", "metagraph")
-        if names_needed or (fmt == "saved_model" and any(shape_of(i) for i in inputs)):
-            argv += ["--inputs", ",".join(tensor[i.name] + shape_of(i) for i in inputs)]
-            argv += ["--rename-inputs", ",".join(i.name for i in inputs)]  # names as ours, not "x:0"
-        outputs = list(options.outputs) or ([o.name for o in info.outputs] if names_needed else [])
-        if outputs and fmt != "keras_h5":
+        graph = fmt in ("graphdef", "metagraph")  # tf2onnx needs --inputs/--outputs for these
+        if graph or (fmt == "saved_model" and any(shape_of(i) for i in inputs)):
+            argv += ["--inputs", ",".join(tensor[i.name] + shape_of(i) for i in inputs),
+                     "--rename-inputs", ",".join(i.name for i in inputs)]
+        if graph or (fmt == "saved_model" and options.outputs):
             argv += ["--outputs", ",".join(tensor.get(o, f"{o}:0") for o in outputs), "--rename-outputs", ",".join(outputs)]
         argv += ["--opset", str(options.opset or DEFAULT_OPSET)]
         if options.inputs_as_nchw:
@@ -157,26 +159,19 @@ class OnnxBackend:
         if nchw:
             model.metadata_props.add(key=NCHW_KEY, value=",".join(nchw))
 
-        path = outdir / self.main_file
-        mode = options.quantization("onnx")
+        path, mode = outdir / self.main_file, options.quantization("onnx")
+        before = model.ByteSize()
         if mode == "float16":
-            before = model.ByteSize()
-            count = _weights_to_float16(model)
-            log(f"float16: {count} weight tensors stored as float16, computed in float32")
-            _save(model, path)
-            log(f"float16: {before / 2**20:.1f} MiB -> {path.stat().st_size / 2**20:.1f} MiB")
-        elif mode == "int8":
+            log(f"float16: {_weights_to_float16(model)} weight tensors stored as float16, computed in float32")
+        _save(model, path)
+        if mode == "int8":  # dynamic: int8 weights, activations quantized at run time
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            fp32 = outdir / "model.fp32.onnx"
-            _save(model, fp32)
+            fp32 = path.rename(outdir / "model.fp32.onnx")
             del model
             quantize_dynamic(fp32, path, weight_type=QuantType.QInt8)
-            log(f"int8 (dynamic, weights int8): {fp32.stat().st_size / 2**20:.1f} MiB -> {path.stat().st_size / 2**20:.1f} MiB")
             fp32.unlink()
-        else:
-            _save(model, path)
-        log(f"wrote {path.name} ({path.stat().st_size / 2**20:.1f} MiB)")
+        log(f"wrote {path.name}: {path.stat().st_size / 2**20:.1f} MiB" + (f", {before / 2**20:.1f} MiB before {mode}" if mode else ""))
 
     def load(self, outdir: Path, prepared):
         import onnxruntime as ort
@@ -300,20 +295,23 @@ def _collect_between_optimizer_passes():
         gc.collect()
 
 
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage().splitlines()[0])
+
+
 @contextlib.contextmanager
 def _tf2onnx_errors():
-    """Collect tf2onnx's ERROR log lines (they name failing nodes) instead of printing them."""
-    errors: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            errors.append(record.getMessage().splitlines()[0])
-
-    logger, handler = logging.getLogger("tf2onnx"), Collect(logging.ERROR)
+    """Collect tf2onnx's ERROR log lines (they name failing nodes); keep its chatter off stderr."""
+    logger, handler = logging.getLogger("tf2onnx"), _Collect()
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False
     try:
-        yield errors
+        yield handler.lines
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
