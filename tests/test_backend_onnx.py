@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.backends import Prepared
-from engine.backends.onnx import BACKEND, OPS_FILE, ConversionFailed, write_ops_file
+from engine.backends.onnx import BACKEND, OPS_FILE, ConversionFailed, _check_converted, write_ops_file
 from engine.detect import detect
 from engine.errors import UserError
 from engine.inspect import TensorInfo, inspect
@@ -157,6 +157,10 @@ def test_unsupported_op_names_op_and_node(tf, tmp_path):
     prepared = make_prepared_from_frozen(path, [TensorInfo("x", "float32", [-1, 4])], ["y"])
     with pytest.raises(ConversionFailed, match=r"Lgamma \(nodes: .*Lgamma"):
         convert(prepared, tmp_path)
+    import onnx  # a handler that failed is only in tf2onnx's log: that fails the conversion too
+
+    with pytest.raises(ConversionFailed, match=r"failed on 1 node\(s\): Failed to convert node 'a/b'$"):
+        _check_converted(onnx.ModelProto(), ["Failed to convert node 'a/b' (fct=<function f>)", "other"])
 
 
 def test_bad_options_are_user_errors(convnet, tmp_path):

@@ -39,6 +39,7 @@ REWRITTEN = {"Switch": 1, "Merge": 1, "Enter": 7, "Exit": 7, "NextIteration": 7,
              "TensorArrayV3": 7, "TensorArrayReadV3": 7, "TensorArrayWriteV3": 7, "TensorArrayScatterV3": 7,
              "TensorArrayGatherV3": 7, "TensorArraySizeV3": 7, "_FusedConv2D": 1, "_FusedMatMul": 1,
              "_FusedDepthwiseConv2dNative": 1, "Rank": 1}  # Rank: our handler, _rank_as_size_of_shape
+GC_MIN_GRAPH_BYTES = 8 * 2**20  # smaller graphs: the gc runs (~0.3 s) cost more than they save
 FLOAT16_MIN_ELEMENTS = 16  # smaller float tensors stay float32: nothing to gain, one more Cast each
 
 
@@ -143,7 +144,8 @@ class OnnxBackend:
         import tf2onnx.convert  # imports TensorFlow
 
         log(f"tf2onnx {tf2onnx.__version__}, opset {opset}" + (" (tf2onnx's default)" if not options.opset else ""))
-        with _tf2onnx_errors() as errors, _collect_between_optimizer_passes():
+        big = prepared.graph_def.ByteSize() > GC_MIN_GRAPH_BYTES
+        with _tf2onnx_errors() as errors, _collect_between_optimizer_passes() if big else contextlib.nullcontext():
             model, _ = tf2onnx.convert.from_graph_def(
                 prepared.graph_def, input_names=[f"{n}:0" for n in names],
                 output_names=[f"{o}:0" for o in prepared.outputs], opset=opset,
@@ -163,7 +165,7 @@ class OnnxBackend:
         before = model.ByteSize()
         if mode == "float16":
             log(f"float16: {_weights_to_float16(model)} weight tensors stored as float16, computed in float32")
-        _save(model, path)
+        path.write_bytes(model.SerializeToString())  # models over 2 GB: not handled (protobuf limit)
         if mode == "int8":  # dynamic: int8 weights, activations quantized at run time
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -261,15 +263,6 @@ def _weights_to_float16(model) -> int:
     return len(casts)
 
 
-def _save(model, path: Path) -> None:
-    if model.ByteSize() >= 2**31 - 2**20:  # protobuf's 2 GB limit: weights go to a side file
-        import onnx
-
-        onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data")
-    else:
-        path.write_bytes(model.SerializeToString())
-
-
 @contextlib.contextmanager
 def _collect_between_optimizer_passes():
     """Run a full gc before each tf2onnx optimizer pass (see the module docstring)."""
@@ -285,33 +278,26 @@ def _collect_between_optimizer_passes():
         return make
 
     passes.update({name: collecting(factory) for name, factory in saved.items()})
-    gc.collect()
-    gc.freeze()  # what exists now (TF, the GraphDef) is not garbage: don't walk it on every run
+    gc.collect()  # then freeze what is left (TF, the GraphDef): each run below skips it, cheap
+    gc.freeze()
     try:
         yield
     finally:
         passes.update(saved)
         gc.unfreeze()
-        gc.collect()
-
-
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage().splitlines()[0])
+        gc.collect()  # the last passes' garbage, before the model is serialized
 
 
 @contextlib.contextmanager
 def _tf2onnx_errors():
     """Collect tf2onnx's ERROR log lines (they name failing nodes); keep its chatter off stderr."""
-    logger, handler = logging.getLogger("tf2onnx"), _Collect()
+    lines: list[str] = []
+    logger, handler = logging.getLogger("tf2onnx"), logging.Handler(logging.ERROR)
+    handler.emit = lambda record: lines.append(record.getMessage().splitlines()[0])
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False
     try:
-        yield handler.lines
+        yield lines
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
