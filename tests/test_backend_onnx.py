@@ -2,6 +2,7 @@
 weights, int8, NCHW inputs, Rank and unknown rank, an unsupported op), preflight and its op file,
 and the tf2onnx command (spelled, and run against the same model as ours)."""
 
+from conftest import make_prepared_from_frozen
 import subprocess
 import sys
 from pathlib import Path
@@ -27,16 +28,6 @@ def tf():
     return import_tensorflow()
 
 
-def make_prepared_from_frozen(path, inputs, outputs):
-    """A Prepared from a frozen .pb whose Placeholders/outputs are named after inputs/outputs."""
-    import tensorflow as tf
-
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(Path(path).read_bytes())
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    concrete = wrapped.prune([wrapped.graph.get_tensor_by_name(f"{i.name}:0") for i in inputs],
-                             {o: wrapped.graph.get_tensor_by_name(f"{o}:0") for o in outputs})
-    return Prepared(graph_def=graph_def, graph_path=Path(path), inputs=inputs, outputs=outputs, concrete=concrete)
 
 
 def freeze(tf, fn, specs, outputs, path):

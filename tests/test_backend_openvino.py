@@ -1,6 +1,7 @@
 """The OpenVINO backend: real conversions run in the OpenVINO runtime against TensorFlow, preflight,
 and the ovc command (spelled, and run once against our own IR)."""
 
+from conftest import make_prepared_from_frozen
 import subprocess
 import sys
 from pathlib import Path
@@ -25,16 +26,6 @@ def tf():
     return import_tensorflow()
 
 
-def make_prepared_from_frozen(path, inputs, outputs):
-    """A Prepared from a frozen .pb whose Placeholders/Identities are named after inputs/outputs."""
-    import tensorflow as tf
-
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(Path(path).read_bytes())
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    concrete = wrapped.prune([wrapped.graph.get_tensor_by_name(f"{i.name}:0") for i in inputs],
-                             {o: wrapped.graph.get_tensor_by_name(f"{o}:0") for o in outputs})
-    return Prepared(graph_def=graph_def, graph_path=Path(path), inputs=inputs, outputs=outputs, concrete=concrete)
 
 
 def freeze_signature(tf, saved_model, inputs, outputs, path):

@@ -1,5 +1,6 @@
 """TF.js backend: real conversions, run by @tensorflow/tfjs 4.22 in Node, compared with TensorFlow."""
 
+from conftest import make_prepared_from_frozen
 import json
 import os
 import shutil
@@ -22,16 +23,6 @@ BACKEND = tfjs.BACKEND
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
 
 
-def make_prepared_from_frozen(path, inputs, outputs):
-    """A Prepared from a frozen .pb whose Placeholders and output nodes already carry the names."""
-    import tensorflow as tf
-
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(Path(path).read_bytes())
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    concrete = wrapped.prune([wrapped.graph.get_tensor_by_name(f"{i.name}:0") for i in inputs],
-                             {o: wrapped.graph.get_tensor_by_name(f"{o}:0") for o in outputs})
-    return Prepared(graph_def=graph_def, graph_path=Path(path), inputs=inputs, outputs=outputs, concrete=concrete)
 
 
 def freeze_signature(saved_model_dir, out_pb):

@@ -1,5 +1,6 @@
 """The TFLite backend: real conversions run in tf.lite.Interpreter and compared with TensorFlow."""
 
+from conftest import make_prepared_from_frozen
 import os
 import subprocess
 import sys
@@ -20,15 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BACKEND = get("tflite")
 
 
-def make_prepared_from_frozen(path, inputs, outputs):
-    """Prepared from a frozen .pb whose Placeholders/Identity outputs carry the given names."""
-    import tensorflow as tf
-
-    gd = tf.compat.v1.GraphDef()
-    gd.ParseFromString(Path(path).read_bytes())
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(gd, name=""), [])
-    concrete = wrapped.prune([f"{i.name}:0" for i in inputs], {o: f"{o}:0" for o in outputs})
-    return Prepared(graph_def=gd, graph_path=Path(path), inputs=inputs, outputs=outputs, concrete=concrete)
 
 
 def freeze(function, path):
