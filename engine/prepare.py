@@ -49,7 +49,6 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
         keras_model=keras_model, keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
         has_preprocessing=preprocess and options.has_preprocessing,
     )
-    prepared.concrete = _concrete(tf, graph_def, inputs, outputs)
     return prepared
 
 
@@ -212,27 +211,30 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo):
 
 
 def _freeze_function(tf, fn, info: ModelInfo):
-    """Freeze a ConcreteFunction; map signature keys / input names to the frozen graph's tensors."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    """Freeze a ConcreteFunction; map signature keys / input names to the frozen graph's tensors.
 
-    frozen = convert_variables_to_constants_v2(fn)
-    graph_def = frozen.graph.as_graph_def()
+    convert_variables_to_constants_v2 is these two steps (grappler inlining, then variables to
+    Consts) plus building a new ConcreteFunction from the result, which we never call: for
+    ResNet-50 that last step alone took 2.9 s and 0.8 GB. The GraphDef keeps fn's tensor names.
+    """
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    data = c2c._FunctionConverterDataInEager(func=fn, lower_control_flow=True, aggressive_inlining=False)
+    graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
+    captured = fn.graph.internal_captures
+    frozen_inputs = {id(captured[k]) for k in converted}
+    placeholders = [t for t in fn.inputs if id(t) not in frozen_inputs and t.dtype != tf.resource]
     args, kwargs = fn.structured_input_signature
-    specs = tf.nest.flatten((args, kwargs))
-    names = {}
-    placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
-    for spec, tensor in zip(specs, placeholders):
-        names[spec.name] = tensor.name
+    names = {spec.name: t.name for spec, t in zip(tf.nest.flatten((args, kwargs)), placeholders)}
     # Keyword signatures flatten by sorted key; positional ones keep their order. Match by name when we can.
     for i in info.inputs:
         for t in placeholders:
             if t.op.name == i.name:
                 names[i.name] = t.name
-    flat_outputs = tf.nest.flatten(frozen.structured_outputs)
-    keys = sorted(frozen.structured_outputs) if isinstance(frozen.structured_outputs, dict) else None
-    if keys is None:
-        keys = [o.name for o in info.outputs]
-    for key, tensor in zip(keys, frozen.outputs if len(frozen.outputs) == len(flat_outputs) else flat_outputs):
+    structured = fn.structured_outputs
+    keys = sorted(structured) if isinstance(structured, dict) else [o.name for o in info.outputs]
+    flat = [t for t in tf.nest.flatten(structured) if t is not None]
+    for key, tensor in zip(keys, fn.outputs if len(fn.outputs) == len(flat) else flat):
         names[key] = tensor.name
     return graph_def, names
 

@@ -39,12 +39,17 @@ def make_prepared_from_frozen(path, inputs, outputs):
     """A Prepared from a frozen .pb whose Placeholders and output nodes already carry the names.
 
     For backend tests that need graphs prepare() can't make from the samples (unsupported ops,
-    synthetic nets); it reuses prepare()'s own graph reading and ConcreteFunction wrapping.
+    synthetic nets); it reuses prepare()'s own graph reading.
     """
     from engine.backends import Prepared
-    from engine.prepare import _concrete, _read_graph_def, import_tensorflow
+    from engine.prepare import _read_graph_def, import_tensorflow
 
-    tf = import_tensorflow()
-    graph_def = _read_graph_def(tf, path)
-    concrete = _concrete(tf, graph_def, inputs, outputs)
-    return Prepared(graph_def=graph_def, graph_path=Path(path), inputs=inputs, outputs=outputs, concrete=concrete)
+    graph_def = _read_graph_def(import_tensorflow(), path)
+    return Prepared(graph_def=graph_def, graph_path=Path(path), inputs=inputs, outputs=outputs)
+
+
+def tf_outputs(prepared, feeds):
+    """TensorFlow's outputs for the prepared graph: what the engine verifies every target against."""
+    from engine.prepare import import_tensorflow, run_reference
+
+    return run_reference(import_tensorflow(), prepared, feeds)

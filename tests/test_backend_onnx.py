@@ -2,7 +2,7 @@
 weights, int8, NCHW inputs, Rank and unknown rank, an unsupported op), preflight and its op file,
 and the tf2onnx command (spelled, and run against the same model as ours)."""
 
-from conftest import make_prepared_from_frozen
+from conftest import make_prepared_from_frozen, tf_outputs
 import subprocess
 import sys
 from pathlib import Path
@@ -75,13 +75,6 @@ def feeds_for(prepared, shapes=None):
     rng = np.random.default_rng(7)
     return {i.name: rng.uniform(0, 1, (shapes or {}).get(i.name) or [2 if d == -1 else d for d in i.shape]).astype("float32")
             for i in prepared.inputs}
-
-
-def tf_outputs(prepared, feeds):
-    import tensorflow as tf
-
-    result = prepared.concrete(*[tf.constant(feeds[i.name]) for i in prepared.inputs])
-    return {k: v.numpy() for k, v in result.items()}
 
 
 def max_diff(prepared, outdir, feeds):

@@ -1,7 +1,7 @@
 """The OpenVINO backend: real conversions run in the OpenVINO runtime against TensorFlow, preflight,
 and the ovc command (spelled, and run once against our own IR)."""
 
-from conftest import make_prepared_from_frozen
+from conftest import make_prepared_from_frozen, tf_outputs
 import subprocess
 import sys
 from pathlib import Path
@@ -57,13 +57,6 @@ def convert(prepared, tmp_path, **kw):
     lines = []
     BACKEND.convert(prepared, options(**kw), outdir, lines.append)
     return outdir, lines
-
-
-def tf_outputs(prepared, feeds):
-    import tensorflow as tf
-
-    result = prepared.concrete(*[tf.constant(feeds[i.name]) for i in prepared.inputs])
-    return {k: v.numpy() for k, v in result.items()}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """TF.js backend: real conversions, run by @tensorflow/tfjs 4.22 in Node, compared with TensorFlow."""
 
-from conftest import make_prepared_from_frozen
+from conftest import make_prepared_from_frozen, tf_outputs as reference
 import json
 import os
 import shutil
@@ -57,13 +57,6 @@ def feeds_for(inputs, seed=0):
         feeds[i.name] = (rng.integers(0, 120, shape).astype(i.dtype) if "int" in i.dtype
                          else rng.standard_normal(shape).astype(i.dtype))
     return feeds
-
-
-def reference(prepared, feeds):
-    import tensorflow as tf
-
-    args = [tf.constant(feeds[i.name]) for i in prepared.inputs]
-    return {k: v.numpy() for k, v in prepared.concrete(*args).items()}
 
 
 def convert(prepared, opts, tmp_path):

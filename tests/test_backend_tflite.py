@@ -1,6 +1,6 @@
 """The TFLite backend: real conversions run in tf.lite.Interpreter and compared with TensorFlow."""
 
-from conftest import make_prepared_from_frozen
+from conftest import make_prepared_from_frozen, tf_outputs
 import os
 import subprocess
 import sys
@@ -58,12 +58,9 @@ def convert(prepared, tmp_path, **kw):
 
 
 def max_diff(runner, prepared, feeds):
-    import tensorflow as tf
-
-    got = runner(feeds)
-    want = prepared.concrete(*[tf.constant(feeds[i.name]) for i in prepared.inputs])
+    got, want = runner(feeds), tf_outputs(prepared, feeds)
     assert sorted(got) == sorted(prepared.outputs)
-    return max(float(np.abs(got[k] - want[k].numpy()).max()) for k in prepared.outputs)
+    return max(float(np.abs(got[k] - want[k]).max()) for k in prepared.outputs)
 
 
 @pytest.fixture(scope="module")

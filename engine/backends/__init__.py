@@ -24,19 +24,14 @@ class Prepared:
     `graph_def` is a frozen tf.compat.v1.GraphDef: inputs are Placeholders named `inputs[i].name`
     (final shapes: overrides and --batch applied), the preprocessing (reverse channels, mean,
     scale) is already inside the graph right after them, and each output is an Identity node
-    named `outputs[i]`. `graph_path` is the same GraphDef written as binary .pb. `concrete` is a
-    tf.function ConcreteFunction computing the same thing (args in `inputs` order, returns a dict
-    keyed by output name); `saved_model_dir` is a SavedModel of it with signature serving_default
-    (input keys = input names, output keys = output names); `keras_model` is the loaded Keras
-    model for Keras inputs (for TF.js layers models), else None.
+    named `outputs[i]`. `graph_path` is the same GraphDef written as binary .pb. `keras_model` is
+    the loaded Keras model for Keras inputs (for TF.js layers models), else None.
     """
 
     graph_def: object
     graph_path: Path
     inputs: list  # engine.inspect.TensorInfo, in feed order; shape list with -1 for dynamic dims
     outputs: list[str]
-    concrete: object = None
-    saved_model_dir: Path | None = None
     keras_model: object = None
     keras_path: Path | None = None  # the original Keras file, when the input is one
     has_preprocessing: bool = False
