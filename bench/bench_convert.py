@@ -10,7 +10,8 @@ Run from the repo root (runs are long: a few minutes each):
 2. Runs each tool N times as a separate subprocess (wall time around the child, peak
    RSS from os.wait4's per-child rusage, which includes its reaped children):
      ours:     python -m wizard convert DIR --to onnx,tfjs,openvino -o OUT --no-verify
-               --force --progress json   (the arrival time of each JSON line gives phases)
+               --force --progress json   (the arrival time of each JSON line gives phases,
+               and the child's VmHWM read from /proc at that moment the peak so far)
      upstream: python -m tf2onnx.convert (default opset), tensorflowjs_converter
                (tfjs_graph_model), ovc (--compress_to_fp16=False), one after another.
 3. Prints a table, ours' phase breakdown and the goals: ours <= 0.6x the upstream sum
@@ -72,7 +73,7 @@ def run_ours(out):
             except json.JSONDecodeError:
                 continue  # stray non-JSON output of a library
             if isinstance(doc, dict) and "event" in doc:
-                events.append((t, doc))
+                events.append((t, doc, hwm_mib(p.pid)))
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.stdout.close()
@@ -83,12 +84,21 @@ def run_ours(out):
     return wall, ru.ru_maxrss / 1024, events
 
 
-def phases(events, wall):
-    """[(label, seconds)] between consecutive non-log events, from process start to exit."""
-    marks = [(t, e) for t, e in events if e["event"] != "log"]
+def hwm_mib(pid):
+    """Peak RSS so far of a running process (Linux), in MiB; None if unavailable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def phases(events, wall, peak):
+    """[(label, seconds, peak MiB at its end)] between consecutive non-log events, start to exit."""
+    marks = [(t, e, m) for t, e, m in events if e["event"] != "log"]
     out, prev_t, label = [], 0.0, "start -> first event (python, wizard, plan)"
-    for t, e in marks:
-        out.append((label, t - prev_t))
+    for t, e, m in marks:
+        out.append((label, t - prev_t, m))
         tgt = f" {e['target']}" if e.get("target") else ""
         if e["event"] == "stage":
             label = f"stage {e.get('stage', '?')}{tgt}: {e.get('message', '')}"
@@ -97,7 +107,7 @@ def phases(events, wall):
         else:
             label = f"after {e['event']}{tgt} {e.get('status', '')}".rstrip()
         prev_t = t
-    out.append((label if marks else "whole run (no events)", wall - prev_t))
+    out.append((label if marks else "whole run (no events)", wall - prev_t, peak))
     return out
 
 
@@ -115,25 +125,33 @@ def upstream_cmds(out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--ours-only", action="store_true", help="skip the upstream CLIs (phases and peak only)")
     args = ap.parse_args()
 
     generate()
     print(f"model: {SM.relative_to(ROOT)}  {dir_mib(SM):.1f} MiB")
     res = {k: {"walls": [], "peaks": []} for k in ("ours", "tf2onnx", "tensorflowjs_converter", "ovc")}
-    last_events = []
+    last_events, last_peak = [], None
     with tempfile.TemporaryDirectory(prefix="bench_convert_") as tmp:
         tmp = Path(tmp)
         for i in range(args.repeat):
             print(f"run {i + 1}/{args.repeat}:", flush=True)
             w, m, last_events = run_ours(tmp / "ours")
+            last_peak = m
             res["ours"]["walls"].append(w), res["ours"]["peaks"].append(m)
             print(f"  ours: {w:.1f}s {m:.0f} MiB", flush=True)
+            if args.ours_only:
+                continue
             up = tmp / "upstream"
             up.mkdir(exist_ok=True)
             for name, cmd in upstream_cmds(up).items():
                 w, m, _ = run_once(cmd)
                 res[name]["walls"].append(w), res[name]["peaks"].append(m)
                 print(f"  {name}: {w:.1f}s {m:.0f} MiB", flush=True)
+        if args.ours_only:
+            for name, dt, m in phases(last_events, res["ours"]["walls"][-1], last_peak):
+                print(f"  {dt:7.2f} s  {'?' if m is None else f'{m:5.0f}'} MiB  {name}")
+            return
         theirs = {"onnx": up / "model.onnx", "tfjs": up / "tfjs", "openvino": up / "openvino"}
         sizes = {t: (dir_mib(tmp / "ours" / t), dir_mib(theirs[t])) for t in TARGETS}
         last_wall = res["ours"]["walls"][-1]
@@ -149,9 +167,9 @@ def main():
 
     print("\noutput size MiB (ours / upstream):  " +
           ",  ".join(f"{t} {a:.1f} / {b:.1f}" for t, (a, b) in sizes.items()))
-    print(f"\nours' phases (last run, {last_wall:.1f} s; from --progress json line arrival):")
-    for name, dt in phases(last_events, last_wall):
-        print(f"  {dt:7.2f} s  {name}")
+    print(f"\nours' phases (last run, {last_wall:.1f} s; from --progress json line arrival; peak RSS so far):")
+    for name, dt, m in phases(last_events, last_wall, last_peak):
+        print(f"  {dt:7.2f} s  {'?' if m is None else f'{m:5.0f}'} MiB  {name}")
 
     ratio = res["ours"]["median"] / upstream_sum
     mem = res["ours"]["peak"] / res["tf2onnx"]["peak"]

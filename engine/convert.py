@@ -129,10 +129,11 @@ def _convert_targets(detection, info, options, tmp: Path, commands, report: Repo
     from .prepare import import_tensorflow, prepare, run_reference
     from .verify import compare, make_feeds
 
-    emit("stage", stage="load", message="importing TensorFlow and freezing the model")
+    emit("stage", stage="import", message="importing TensorFlow")
     work = tmp / ".work"
     work.mkdir()
     tf = import_tensorflow()
+    emit("stage", stage="load", message="loading and freezing the model")
     prepared = prepare(detection, info, options, work)
     # Preflight on what will really be converted: the frozen graph (training branches, variables
     # and Keras layers are gone; their TF ops are what the targets see).
