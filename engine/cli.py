@@ -133,8 +133,8 @@ def _convert(args) -> int:
         _, info = plan(options)
         print(options.command())
         for target, command in upstream_commands(options, info).items():
-            print(command or f"# {target}: no upstream command takes a {info.format_title} directly; "
-                             "tfwizard freezes it with TensorFlow first")
+            print(command or f"# {target}: no upstream command does this conversion directly (from a "
+                             f"{info.format_title}, with these options); tfwizard goes through TensorFlow first")
         return 0
     signal.signal(signal.SIGTERM, _terminate)  # unwind (and clean up) on SIGTERM as on Ctrl-C
     emit = _json_emitter if options.progress == "json" else _text_emitter

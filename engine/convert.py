@@ -73,10 +73,15 @@ def plan(options: ConversionOptions) -> tuple[object, ModelInfo]:
 
 
 def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, str | None]:
+    """Each target's upstream command as one shell line (None: no upstream tool does this directly)."""
     result = {}
     for target in options.targets:
-        argv = backends.get(target).upstream_command(options, info)
-        result[target] = shlex.join(argv) if argv else None
+        backend = backends.get(target)
+        argv = backend.upstream_command(options, info)
+        line = shlex.join(argv) if argv else None
+        if line and not getattr(backend, "upstream_creates_output_dir", True):
+            line = f"mkdir -p {shlex.quote(str(Path(options.output_dir, target)))} && {line}"
+        result[target] = line
     return result
 
 

@@ -45,12 +45,21 @@ class Backend(Protocol):
     name: str  # "onnx"; the --to value and the OUTDIR subdirectory
     title: str  # "ONNX"
     main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
+    # Optional: False if the upstream tool fails on a missing OUTDIR/<name>/ (the printed command
+    # then starts with mkdir -p).
+    upstream_creates_output_dir: bool = True
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         """Ops (from the op inventory) this target cannot convert → why. Must not import TensorFlow."""
 
     def upstream_command(self, options, info) -> list[str] | None:
-        """argv of the upstream CLI that does this conversion directly, or None if it can't take the input."""
+        """argv of the upstream CLI that does this conversion directly, or None if it can't.
+
+        "This conversion" means: the same outputs for the same inputs. So None when the upstream
+        cannot read the input form, bake in the preprocessing, cut the outputs or quantize as asked;
+        shape overrides are passed where the upstream has a working flag for them and otherwise
+        left out (its model then keeps the dynamic dims, and computes the same numbers).
+        """
 
     def convert(self, prepared: Prepared, options, outdir: Path, log: Callable[[str], None]) -> None:
         """Write the converted model into `outdir` (an empty temporary directory)."""

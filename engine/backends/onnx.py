@@ -90,13 +90,24 @@ class OnnxBackend:
         # from the prefix beside it (not a GraphDef + checkpoint pair); passes --tag to TensorFlow as
         # one tag (no multi-tag sets); has no mean/scale or quantization flags. --keras loads .h5 and
         # .keras (every sample here, Keras 2 and 3, Sequential too) but ignores --inputs/--outputs, so
-        # shape overrides can't be given there. Renames give the same names as ours (not "x:0").
+        # shape overrides can't be given there (its model keeps the dynamic dims) nor outputs cut.
+        # Renames give the same names as ours (not "x:0").
         from engine.options import strip_port
         from engine.prepare import final_inputs  # no TensorFlow import at module level
 
         fmt, model = info.format, options.model
+        if options.has_preprocessing or options.quantization("onnx"):
+            return None
+        if options.outputs and fmt not in ("graphdef", "metagraph"):
+            return None  # --keras ignores --outputs; a SavedModel's would be the function's Identity_N names
         inputs = final_inputs(info, options)  # overrides and --batch applied, optional switches dropped
         tensor = {t.name: t.tensor or f"{t.name}:0" for t in [*info.inputs, *info.outputs]}
+        if fmt == "saved_model":
+            # tf2onnx names a SavedModel's inputs as the signature's function does: TF2 signatures
+            # ("serving_default_x:0" in the SignatureDef) call their placeholder "x:0"; TF1 ones keep
+            # the graph's tensor. Given "serving_default_x:0", --inputs fails and --inputs-as-nchw is
+            # silently ignored (checked with tf2onnx 1.17).
+            tensor.update({i.name: f"{i.name}:0" for i in info.inputs if i.tensor == f"{info.signature}_{i.name}:0"})
         outputs = list(options.outputs) or [o.name for o in info.outputs]
 
         def shape_of(i):
@@ -119,7 +130,7 @@ class OnnxBackend:
         if graph or (fmt == "saved_model" and any(shape_of(i) for i in inputs)):
             argv += ["--inputs", ",".join(tensor[i.name] + shape_of(i) for i in inputs),
                      "--rename-inputs", ",".join(i.name for i in inputs)]
-        if graph or (fmt == "saved_model" and options.outputs):
+        if graph:
             argv += ["--outputs", ",".join(tensor.get(o, f"{o}:0") for o in outputs), "--rename-outputs", ",".join(outputs)]
         argv += ["--opset", str(options.opset or DEFAULT_OPSET)]
         if options.inputs_as_nchw:

@@ -77,6 +77,10 @@ class TfjsBackend:
         # tensorflowjs_converter re-joins argv with spaces and splits on spaces (converter.pip_main):
         # paths with spaces cannot be passed to it at all, quoted or not.
         fmt, layers = info.format, options.tfjs_format == "layers"
+        if options.has_preprocessing or (options.outputs and fmt != "graphdef"):
+            return None  # no mean/scale flags; only frozen graphs take output names
+        if fmt == "keras_h5" and not layers and not (info.producer or "").startswith("Keras 2"):
+            return None  # --input_format=keras loads with tf_keras: a Keras 3 .h5 fails ("batch_shape")
         out = os.path.join(options.output_dir, "tfjs")
         argv = ["tensorflowjs_converter"]
         # nargs='?' flags: a bare one must not be followed by a positional, which it would swallow.
