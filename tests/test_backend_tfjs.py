@@ -204,19 +204,3 @@ def test_upstream_flags_parse_as_meant():
     args = get_arg_parser().parse_args(" ".join(frozen_argv[1:]).split(" "))
     assert (args.input_format, args.output_node_names, args.quantize_float16) == ("tf_frozen_model", "output", "fc1/*,fc2/*")
     assert args.strip_debug_ops is True
-
-
-@needs_node
-def test_upstream_cli_output_matches_ours(tmp_path):
-    """The real tensorflowjs_converter, run with our upstream_command, agrees with our conversion."""
-    path = SAMPLES / "saved_model_tf2"
-    pb = tmp_path / "tf2.pb"
-    prepared = make_prepared_from_frozen(pb, *freeze_signature(path, pb))
-    ours, _ = convert(prepared, options(), tmp_path)
-    argv = BACKEND.upstream_command(options(model=str(path), output_dir=str(tmp_path / "up")), inspect(detect(path)))
-    cli = Path(sys.executable).with_name("tensorflowjs_converter")
-    subprocess.run([str(cli), *argv[1:]], check=True, capture_output=True, timeout=300)
-    feeds = feeds_for(prepared.inputs)
-    theirs = BACKEND.load(tmp_path / "up" / "tfjs", prepared)(feeds)  # signature keys x -> y, tensor Identity:0
-    assert max_diffs(BACKEND.load(ours, prepared)(feeds), theirs)["y"] <= 1e-6
-    assert max_diffs(theirs, reference(prepared, feeds))["y"] <= 1e-4
