@@ -168,8 +168,9 @@ def format_report(report) -> str:
         elif "error" in v:
             check = f"verification failed: {v['error']}"
         elif v:
-            check = (f"max abs diff {v['max_abs_diff']:.2e} (tolerance {v['tolerance']:.0e}) "
-                     f"{'PASS' if v['passed'] else 'FAIL'}")
+            on = "rel" if v.get("tolerance_on") == "max_rel_diff" else "abs"
+            check = (f"max abs diff {v['max_abs_diff']:.2e}, rel {v['max_rel_diff']:.2e} "
+                     f"(tolerance {on} {v['tolerance']:.0e}) {'PASS' if v['passed'] else 'FAIL'}")
         else:
             check = "not verified"
         if t.status in ("failed", "unsupported"):

@@ -37,7 +37,7 @@ class TargetResult:
     files: dict[str, int] = field(default_factory=dict)  # relative path → bytes
     seconds: float = 0.0
     upstream_command: str | None = None
-    verification: dict | None = None  # {max_abs_diff, max_rel_diff, tolerance, passed, outputs} or {skipped}
+    verification: dict | None = None  # {max_abs_diff, max_rel_diff, tolerance, tolerance_on, passed, outputs} or {skipped}
 
 
 @dataclass
@@ -201,7 +201,7 @@ def _verify(backend, target_dir, prepared, options, feeds, reference, compare) -
         if type(e).__name__ == "VerifierUnavailable":  # e.g. no Node.js for TF.js: say so, don't fail
             return {"skipped": _one_line(e)}
         return {"passed": False, "error": _one_line(e)}
-    return compare(reference, actual, backend.tolerance(options))
+    return compare(reference, actual, backend.tolerance(options), relative=options.quantization(backend.name) is not None)
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

@@ -35,11 +35,20 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED) -> dict[st
     return feeds
 
 
-def compare(reference: dict, actual: dict, tolerance: float) -> dict:
-    """Max abs and relative difference per output; passed when every abs diff is within tolerance.
+def compare(reference: dict, actual: dict, tolerance: float, *, relative: bool = False) -> dict:
+    """Max abs and relative difference per output; passed when the chosen one is within tolerance.
 
-    The relative diff is taken against each output's largest magnitude, so tiny reference
-    values don't make it explode.
+    The relative diff is the abs diff over each output's largest magnitude (not elementwise), so tiny
+    reference values don't make it explode. float32 targets are held to an abs tolerance (1e-4);
+    quantized ones (`relative`) to a relative one, since their error scales with the output: an abs
+    1e-1 would pass any model whose outputs are probabilities near 1e-3 (a random-weight ResNet-50's
+    are), and fail logits near 100 that are off by a harmless 0.1 %.
+
+    The backends' quantized tolerances are 1e-2 for 16-bit weights (float16, fp16, uint16) and 1e-1
+    for 8-bit (int8, uint8, TFLite dynamic). Measured max rel diffs: 16-bit 3e-5..5e-4 on the sample
+    models and 8e-5 on ResNet-50; 8-bit 7e-4..1.1e-2 on the samples and 1.6e-3 on ResNet-50. That
+    leaves 5-20x headroom for deeper or less regular models, and still fails a broken conversion,
+    whose errors are of the size of the output itself.
     """
     per_output = {}
     for name, ref in reference.items():
@@ -56,4 +65,5 @@ def compare(reference: dict, actual: dict, tolerance: float) -> dict:
     worst_abs = max((o["max_abs_diff"] for o in per_output.values()), default=0.0)
     worst_rel = max((o["max_rel_diff"] for o in per_output.values()), default=0.0)
     return {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "tolerance": tolerance,
-            "passed": worst_abs <= tolerance, "outputs": per_output}
+            "tolerance_on": "max_rel_diff" if relative else "max_abs_diff",
+            "passed": (worst_rel if relative else worst_abs) <= tolerance, "outputs": per_output}

@@ -14,6 +14,7 @@ from engine.backends.openvino import BACKEND, ConversionFailed, preflight_model
 from engine.detect import detect
 from engine.inspect import TensorInfo, inspect
 from engine.options import ConversionOptions
+from engine.verify import compare
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 
@@ -84,8 +85,9 @@ def test_fp16_compresses_weights_within_tolerance(frozen, tmp_path):
     outdir, lines = convert(frozen, tmp_path, quantize=("openvino:fp16",))
     assert "fp16 weights" in lines[-1] and 'element_type="f16"' in (outdir / "model.xml").read_text()
     feeds = {"input": np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype(np.float32)}
-    diff = np.abs(BACKEND.load(outdir, frozen)(feeds)["output"] - tf_outputs(frozen, feeds)["output"]).max()
-    assert 0 < diff <= BACKEND.tolerance(options(quantize=("openvino:fp16",))) == 1e-2
+    check = compare(tf_outputs(frozen, feeds), BACKEND.load(outdir, frozen)(feeds),
+                    BACKEND.tolerance(options(quantize=("openvino:fp16",))), relative=True)
+    assert check["passed"] and check["max_abs_diff"] > 0 and check["tolerance"] == 1e-2
 
 
 def test_int32_and_unknown_rank_inputs(tf, tmp_path):

@@ -54,3 +54,23 @@ def test_every_form_to_every_target(converted, entry, target):
     doc = json.loads((out / "report.json").read_text())
     assert doc["schema"] == "tfwizard.report/1" and doc["exit_code"] == 0
     assert not list(out.parent.glob(".out.tmp-*")), "temporary directory left behind"
+
+
+def test_quantized_targets_are_verified_relative_to_the_output(tmp_path):
+    """Quantized models: max abs and rel diff reported; the tolerance applies to the relative one."""
+    from engine.cli import format_report
+
+    quantize = ("onnx:int8", "tfjs:uint8", "openvino:fp16", "tflite:float16")
+    options = ConversionOptions(model=str(SAMPLES / "image_classifier"), targets=TARGETS, output_dir=str(tmp_path / "q"),
+                                quantize=quantize)
+    report = convert(options, emit=lambda *a, **k: None)
+    assert report.exit_code == 0, [(t.target, t.status, t.message, t.verification) for t in report.targets]
+    text = format_report(report)
+    for t in report.targets:
+        v = t.verification
+        if "skipped" in v:
+            continue
+        assert v["tolerance_on"] == "max_rel_diff" and v["passed"], v
+        assert 0 < v["max_abs_diff"] <= v["max_rel_diff"]  # probabilities: |ref| <= 1
+        assert v["tolerance"] == (1e-2 if t.target in ("openvino", "tflite") else 1e-1)
+        assert f"rel {v['max_rel_diff']:.2e} (tolerance rel {v['tolerance']:.0e}) PASS" in text

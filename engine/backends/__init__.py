@@ -68,7 +68,8 @@ class Backend(Protocol):
         """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name."""
 
     def tolerance(self, options) -> float:
-        """Max abs difference from TensorFlow accepted in verification, given the quantization chosen."""
+        """What verification accepts: without quantization the max abs difference from TensorFlow;
+        with it, the max relative difference (abs diff over the output's largest magnitude)."""
 
 
 def get(name: str) -> Backend:
