@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--dryrun", action="store_true", help="print this command and the upstream commands; write nothing")
     c.add_argument("--report", help="also write report.json here")
-    c.add_argument("--progress", choices=["text", "json"], default="text",
-                   help="progress as text on stderr (default) or JSON lines on stdout")
+    # The wizard sets TFWIZARD_PROGRESS=json so the command it runs is exactly the one it shows.
+    c.add_argument("--progress", choices=["text", "json"], default=os.environ.get("TFWIZARD_PROGRESS", "text"),
+                   help="progress as text on stderr (default; TFWIZARD_PROGRESS=json changes it) or JSON lines on stdout")
     return parser
 
 
