@@ -59,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--dryrun", action="store_true", help="print this command and the upstream commands; write nothing")
     c.add_argument("--report", help="also write report.json here")
-    # The wizard sets TFWIZARD_PROGRESS=json so the command it runs is exactly the one it shows.
-    c.add_argument("--progress", choices=["text", "json"], default=os.environ.get("TFWIZARD_PROGRESS", "text"),
+    c.add_argument("--progress", choices=["text", "json"],
                    help="progress as text on stderr (default; TFWIZARD_PROGRESS=json changes it) or JSON lines on stdout")
     return parser
 
@@ -87,7 +86,7 @@ def options_from_args(args) -> ConversionOptions:
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
         metadata=tuple(args.metadata), verify=not args.no_verify, force=args.force, report=args.report,
-        progress=args.progress,
+        progress=args.progress or "text",
     )
 
 
@@ -138,9 +137,12 @@ def _convert(args) -> int:
                              "tfwizard freezes it with TensorFlow first")
         return 0
     signal.signal(signal.SIGTERM, _terminate)  # unwind (and clean up) on SIGTERM as on Ctrl-C
-    emit = _json_emitter if options.progress == "json" else _text_emitter
+    # The wizard sets TFWIZARD_PROGRESS=json so the command it runs is exactly the one it shows;
+    # it changes only how progress is printed, never what the command converts.
+    progress = args.progress or os.environ.get("TFWIZARD_PROGRESS") or "text"
+    emit = _json_emitter if progress == "json" else _text_emitter
     report = convert(options, emit)
-    if options.progress == "text":
+    if progress == "text":
         print(format_report(report))
     return report.exit_code
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+TF_INFO_LOG = re.compile(r"^I\d{4} \d\d:\d\d:\d\d")
 CANCEL_GRACE_SECONDS = 20  # TF may sit in native code for a while before Python sees the signal
 
 
@@ -43,7 +45,10 @@ class ConversionRun:
                 event = json.loads(line)
             except ValueError:
                 event = None
-            yield event if isinstance(event, dict) and "event" in event else {"event": "output", "message": line}
+            if isinstance(event, dict) and "event" in event:
+                yield event
+            elif not TF_INFO_LOG.match(line):  # TensorFlow's C++ info chatter says nothing to a user
+                yield {"event": "output", "message": line}
         self.process.wait()
 
     @property

@@ -34,10 +34,7 @@ QUANTIZATION_NOTES = {
     "dynamic": "dynamic range: int8 weights, ~a quarter of the size, some accuracy loss",
     "fp16": "fp16 weight compression: half the size, tiny accuracy loss",
 }
-PRESET_FAMILIES = {
-    "inception": "Inception (TF-Slim)", "mobilenet": "MobileNet", "nasnet": "NASNet",
-    "resnet": "ResNet (Caffe-style, BGR means)", "vgg": "VGG (Caffe-style, BGR means)",
-}
+PRESET_FAMILIES = {"inception": "Inception", "mobilenet": "MobileNet", "nasnet": "NASNet", "resnet": "ResNet", "vgg": "VGG"}
 DEFAULT_OPSET = 15
 
 
@@ -60,22 +57,21 @@ class Step:
 
 
 STEPS = (
-    Step("model", "Model", "Pick the model file, or the directory of a SavedModel. The format is found from the "
-         "file's content: a frozen graph holds the whole network with its weights baked in; a SavedModel or a "
-         "checkpoint keeps the weights in separate files."),
-    Step("graph", "Graph", "What goes into the model and what comes out. Converters need to know the input and "
-         "output tensors by name; a SavedModel can hold several graphs (tag sets) and entry points (signatures)."),
-    Step("shapes", "Shapes", "Fix the input shapes the converted model will accept. -1 (or ?) keeps a dimension "
-         "dynamic; a fixed batch size often makes the result faster. Outputs you untick are cut off."),
-    Step("preprocess", "Preprocessing", "Image models expect pixels scaled the way they were trained. Bake that "
-         "into the converted model so it takes raw pixels: (x - mean) / scale, per channel."),
-    Step("targets", "Targets", "Choose what to convert to. Quantization shrinks a model by storing weights with "
-         "fewer bits, at some cost in accuracy; none keeps results identical to TensorFlow."),
-    Step("review", "Review", "This is the exact command that will run. Copy it to reproduce the conversion in a "
-         "script, or run it here."),
-    Step("run", "Run", "Converting with TensorFlow in a separate process, then checking each result against "
-         "TensorFlow on random inputs. Cancel leaves nothing behind."),
-    Step("result", "Result", "Where each converted model is, how far its outputs are from TensorFlow's, and how "
+    Step("model", "Model", "Pick a model file or a SavedModel directory. The format is read from the content: "
+         "a frozen graph carries its weights inside; SavedModels and checkpoints keep them in files beside it."),
+    Step("graph", "Graph", "What goes in and what comes out. Converters need the input and output tensors by name; "
+         "a SavedModel may hold several graphs (tag sets) and entry points (signatures)."),
+    Step("shapes", "Shapes", "The input shapes the converted model accepts: -1 keeps a dimension dynamic, a fixed "
+         "batch size often runs faster. Unticked outputs are cut off."),
+    Step("preprocess", "Preprocessing", "Image models expect pixels scaled as in training. Baking (x - mean) / scale "
+         "into the converted model lets it take raw pixels."),
+    Step("targets", "Targets", "What to convert to. Quantization stores weights in fewer bits: smaller, at some "
+         "cost in accuracy; none keeps results identical to TensorFlow."),
+    Step("review", "Review", "The exact command that will run: copy it to reproduce this conversion in a script, "
+         "or run it here."),
+    Step("run", "Run", "TensorFlow converts in a separate process, then each result is checked against TensorFlow "
+         "on random inputs. Cancel leaves nothing behind."),
+    Step("result", "Result", "Where each converted model is, how close its outputs are to TensorFlow's, and how "
          "to load it."),
 )
 STEP_KEYS = tuple(s.key for s in STEPS)
@@ -108,8 +104,11 @@ class Answers:
         """Detect and inspect `path` (no TensorFlow); raises UserError with the message to show in place.
 
         A new model resets the answers that depend on it; a new tag or signature keeps the rest."""
-        info = load_model(path, tag=tag, signature=signature)
-        if path != self.model:
+        self.adopt(path, load_model(path, tag=tag, signature=signature))
+
+    def adopt(self, path: str, info) -> None:
+        """Take a model read elsewhere (the app reads it in a worker) as load() would."""
+        if path != self.model or self.info is None:
             fresh = Answers(targets=self.targets)
             self.__dict__.update(fresh.__dict__)
             self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
@@ -125,6 +124,8 @@ class Answers:
 
     def set(self, key: str, value: Any) -> None:
         kind, _, name = key.partition(":")
+        if key == "output_dir" and value != self.output_dir:
+            self.force = False  # consent to replace one directory is not consent for another
         if kind == "shape" and name:
             self.shapes[name] = value
         elif kind == "quantize" and name:
@@ -208,9 +209,10 @@ def _shape_questions(a: Answers) -> list[Question]:
 
 def _preprocess_questions(a: Answers) -> list[Question]:
     choices = [("none", "none: the model takes its inputs as they are")]
-    choices += [(p, f"{PRESET_FAMILIES[p]}: mean {_floats(m)}, scale {_floats(s)}") for p, (m, s) in PRESETS.items()]
+    choices += [(p, f"{PRESET_FAMILIES[p]}: mean {_floats(m, sep=',')}, scale {_floats(s)}") for p, (m, s) in PRESETS.items()]
     choices.append(("custom", "custom mean and scale"))
-    result = [Question("preprocessing", "select", "Preprocessing", "a preset matches how a model family was trained",
+    result = [Question("preprocessing", "select", "Preprocessing",
+                       "presets: how each family was trained (TF-Slim; ResNet/VGG means are Caffe's, in BGR order)",
                        choices=tuple(choices), default=a.preprocessing)]
     if a.preprocessing == "custom":
         channels = _channels(a)
@@ -278,13 +280,13 @@ def load_model(path: str, *, tag: str | None = None, signature: str | None = Non
     return inspect(detect(path), tag=tag, signature=signature)
 
 
-def preflight(info) -> dict[str, dict[str, str]]:
-    """target → {op: why it blocks}, from the op inventory; Keras layers are checked after freezing."""
+def preflight(info) -> dict[str, dict[str, str] | None]:
+    """target → {op: why it blocks} from the op inventory, or None where that can't be known before
+    converting (Keras layers become TF ops only when frozen; TFLite has no op list to check)."""
     from engine.backends import get
 
-    if info.op_kind != "tf_op":
-        return {}
-    return {t: get(t).preflight(dict(info.ops)) for t in TARGETS}
+    return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
+            for t in TARGETS}
 
 
 def preprocessing_preview(a: Answers) -> str:
@@ -304,6 +306,17 @@ def preprocessing_preview(a: Answers) -> str:
     high = [(255 - m) / s for m, s in _pairs(mean, scale)]
     span = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in dict.fromkeys(zip(low, high)))
     return f"y = ({x} - {_floats(mean)}) / {_floats(scale)}    pixels [0, 255] become {span}"
+
+
+def load_snippet(target: str, output_dir) -> str:
+    """Two lines that load and run the converted model, for the Result step."""
+    d = Path(output_dir) / target
+    return {
+        "onnx": f"import onnxruntime as ort\nsession = ort.InferenceSession('{d / 'model.onnx'}'); session.run(None, feeds)",
+        "tfjs": f"const tf = require('@tensorflow/tfjs-node');\nconst model = await tf.loadGraphModel('file://{d.resolve() / 'model.json'}');",
+        "openvino": f"import openvino as ov\ncompiled = ov.Core().compile_model('{d / 'model.xml'}', 'CPU'); compiled(feeds)",
+        "tflite": f"import tensorflow as tf\ninterpreter = tf.lite.Interpreter('{d / 'model.tflite'}'); interpreter.allocate_tensors()",
+    }[target]
 
 
 def default_output_dir(model: str) -> str:
@@ -390,5 +403,5 @@ def _pairs(mean, scale):
     return [(mean[min(k, len(mean) - 1)], scale[min(k, len(scale) - 1)]) for k in range(n)]
 
 
-def _floats(values) -> str:
-    return "[" + ", ".join(f"{v:g}" for v in values) + "]" if len(set(values)) > 1 else f"{values[0]:g}"
+def _floats(values, sep: str = ", ") -> str:
+    return "[" + sep.join(f"{v:g}" for v in values) + "]" if len(set(values)) > 1 else f"{values[0]:g}"

@@ -50,6 +50,7 @@ class Backend(Protocol):
     name: str  # "onnx"; the --to value and the OUTDIR subdirectory
     title: str  # "ONNX"
     main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
+    preflight_knows_ops: bool  # False: preflight() can't tell ahead of time; the conversion will
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         """Ops (from the op inventory) this target cannot convert → why. Must not import TensorFlow."""
