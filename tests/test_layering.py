@@ -31,3 +31,12 @@ def test_engine_never_imports_ui():
     modules = sorted(p.stem for p in (REPO / "engine").glob("*.py") if p.stem != "__init__")
     roots = imported_roots("".join(f"import engine.{m}\n" for m in modules))
     assert not roots & UI, roots & UI
+
+
+def test_wizard_app_reads_a_model_without_tensorflow():
+    roots = imported_roots(
+        "import wizard.app\nfrom wizard import steps\nfrom engine.convert import upstream_commands\n"
+        f"a = steps.Answers(); a.load({str(SAMPLES / 'saved_model_tf2')!r}); steps.preflight(a.info)\n"
+        "upstream_commands(a.options(), a.info)\n"
+    )
+    assert not roots & HEAVY, roots & HEAVY

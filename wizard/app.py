@@ -80,6 +80,9 @@ class WizardApp(App[object]):
         if run is not None and run.returncode is None:
             self.screen.action_cancel()  # never leave a converting child behind
             return
+        if isinstance(self.screen, ResultScreen):
+            self.screen.action_next()  # quitting from the result is finishing
+            return
         self.exit(None)
 
 
