@@ -11,6 +11,7 @@ child process (wizard/runner.py), exactly the command shown.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import signal
 import sys
@@ -206,7 +207,8 @@ def _progress_line(event: dict) -> str | None:
 
 
 def _show_result(report: dict, options, ui: "Prompter") -> None:
-    for o in outcomes(report, options.output_dir):
+    results = outcomes(report, options.output_dir)
+    for o in results:
         if o.status not in ("ok", "mismatch"):
             ui.say(f"  {o.title}: {o.status.upper()}: {o.message}")
             continue
@@ -216,6 +218,8 @@ def _show_result(report: dict, options, ui: "Prompter") -> None:
         ui.say(f"    verified: {o.check}" if o.passed is not None else f"    {o.check}")
         ui.say("    load it:\n" + textwrap.indent(o.snippet, "      "))
     ui.say(f"  report: {options.output_dir}/report.json")
+    for o in results[:1]:
+        ui.say(f"  see it as a graph: tfwizard view {shlex.quote(o.model_file)}")
     ui.say("  to convert again the same way:\n    " + options.command())
 
 
