@@ -71,21 +71,13 @@ def _prompt_session():
 def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", teach: bool) -> int:
     keys = [s.key for s in STEPS]
     given = bool(model)
-    if model:
-        try:
-            answers.apply("model", model)
-        except UserError as e:
-            ui.retry(str(e))
-            answers.model = model.strip()  # the default of the question, to correct in place
     index = 0
     while True:
         step = STEPS[index]
         _enter(step.key, ui, teach)
         if step.key == "model":
-            if not (given and answers.info is not None):
+            if not (given and _take_given(model, answers, ui)):
                 _ask_step(step, answers, ui)
-            else:
-                ui.say(f"  {answers.model}")
             given = False  # coming back here asks again
         elif step.key == "graph":
             _show_graph(answers, ui)
@@ -112,6 +104,18 @@ def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", tea
             if step.key == "preprocess":
                 ui.say("  " + preprocessing_preview(answers))
         index += 1
+
+
+def _take_given(model: str, answers: Answers, ui: "Prompter") -> bool:
+    """The model named on the command line, if it loads; else say why (it becomes the default to fix)."""
+    try:
+        answers.apply("model", model)
+    except UserError as e:
+        ui.retry(str(e))
+        answers.model = model.strip()
+        return False
+    ui.say(f"  {answers.model}")
+    return True
 
 
 def _ask_step(step: Step, answers: Answers, ui: "Prompter") -> None:
