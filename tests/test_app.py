@@ -328,3 +328,20 @@ def test_snapshot_result(snap_compare, in_samples):
         await settle(pilot)
 
     assert snap_compare(WizardApp("image_classifier.keras"), run_before=run_before, terminal_size=SIZE)
+
+
+def test_the_guided_demo_entry_explains_each_step_and_loads_the_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp()
+
+    async def script(pilot):
+        await pilot.click("#demo")
+        await settle(pilot)
+        assert app.teaching and app.screen.STEP == "model"
+        assert steps.DEMO_INTRO[:40] in str(app.screen.query_one(".teach", Static).render())
+        await press(pilot, "ctrl+n", "ctrl+n", "ctrl+n")
+        assert app.screen.STEP == "preprocess"
+        assert steps.STEPS[3].teach[:40] in str(app.screen.query_one(".teach", Static).render())
+        assert "--batch 1 --preset inception" in app.answers.options().command()
+
+    drive(app, script)

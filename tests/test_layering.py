@@ -40,3 +40,18 @@ def test_wizard_app_reads_a_model_without_tensorflow():
         "upstream_commands(a.options(), a.info)\n"
     )
     assert not roots & HEAVY, roots & HEAVY
+
+
+def test_plain_flow_walks_every_step_without_tensorflow():
+    # A whole dry run (inspect, outline, preflight, review checks) through the prompts.
+    roots = imported_roots(
+        "from prompt_toolkit.application import create_app_session\n"
+        "from prompt_toolkit.input import create_pipe_input\n"
+        "from prompt_toolkit.output import DummyOutput\n"
+        "from wizard.plain import run_plain\n"
+        "with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):\n"
+        "    inp.send_text('\\r' * 12)\n"
+        f"    assert run_plain({str(SAMPLES / 'image_classifier')!r}, dryrun=True) == 0\n"
+        "import wizard.demo, wizard.view\n"
+    )
+    assert not roots & HEAVY, roots & HEAVY

@@ -47,6 +47,7 @@ SelectionList { height: auto; max-height: 6; }
 #tree { height: 1fr; min-height: 5; border: none; }
 #detection { height: auto; max-height: 5; margin-top: 1; }
 .section { margin-top: 1; text-style: bold; }
+.teach { border-left: thick $accent; padding-left: 1; margin-bottom: 1; }
 .command { background: $boost; padding: 0 1; }
 #log { height: 1fr; min-height: 4; }
 .ok { color: $success; }
@@ -68,6 +69,7 @@ class WizardApp(App[object]):
         self.dryrun = dryrun
         self.report: dict | None = None  # the last run's report.json
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
+        self.teaching = False  # the guided demo is on
 
     def on_mount(self) -> None:
         self.push_screen(ModelScreen())  # pushed, not the default screen, so switch_screen can replace it
@@ -119,6 +121,10 @@ class StepScreen(Screen):
         yield Static(_breadcrumb(self.STEP), id="steps")
         yield Static(STEPS[STEP_KEYS.index(self.STEP)].help, id="help")
         with VerticalScroll(id="body"):
+            if self.app.teaching:  # the guided demo explains each step at more length
+                step = STEPS[STEP_KEYS.index(self.STEP)]
+                intro = steps.DEMO_INTRO + "\n\n" if self.STEP == "model" else ""
+                yield Static(intro + step.teach, classes="teach", markup=False)
             yield from self.body()
         yield Static("", id="error")
         with Horizontal(id="nav"):
@@ -215,7 +221,11 @@ class QuestionForm(Vertical):
         q = self.asked[n]
         if self.answers.get(q.key) == value:
             return
-        self.answers.set(q.key, value)
+        try:
+            self.answers.apply(q.key, value)  # a new tag or signature re-reads the model
+        except UserError as e:
+            self._show(n, str(e))
+            return
         self._show(n, q.validate(value))
         self.post_message(self.Answered(q.key, value))
         if [x.key for x in steps.questions(self.step, self.answers)] != [x.key for x in self.asked]:
@@ -299,7 +309,21 @@ class ModelScreen(StepScreen):
         yield ModelTree(".", id="tree")
 
     def buttons(self) -> ComposeResult:
+        if not self.app.teaching:
+            yield Button("Guided demo", id="demo", compact=True)
         yield Button("Next", id="next", variant="primary", compact=True)
+
+    @on(Button.Pressed, "#demo")
+    def _demo(self) -> None:
+        from .demo import demo_answers
+
+        try:
+            self.app.answers = demo_answers()
+        except UserError as e:
+            self.show_error(str(e))
+            return
+        self.app.teaching = True
+        self.app.go("model")
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
@@ -414,22 +438,9 @@ class GraphScreen(StepScreen):
         yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
 
     @on(QuestionForm.Answered)
-    def _reselect(self, event: QuestionForm.Answered) -> None:
-        self._reload(self.answers.tag, self.answers.signature)
-
-    @work(thread=True, exclusive=True, group="load")
-    def _reload(self, tag, signature) -> None:
-        try:
-            self.post_message(Loaded(self.answers.model, info=steps.load_model(self.answers.model, tag=tag, signature=signature)))
-        except UserError as e:
-            self.post_message(Loaded(self.answers.model, error=str(e)))
-
-    async def on_loaded(self, message: Loaded) -> None:
-        if message.info is None:
-            self.show_error(message.error)
-            return
-        self.answers.adopt(message.path, message.info)
-        await self.recompose()
+    async def _reselect(self, event: QuestionForm.Answered) -> None:
+        if event.key in ("tag", "signature"):  # other inputs and outputs: show them
+            await self.recompose()
 
 
 # --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------
@@ -584,7 +595,7 @@ class RunScreen(StepScreen):
             bar.advance(1)
             table.update_cell(target, "status", event["status"], update_width=True)
             table.update_cell(target, "seconds", f"{event.get('seconds') or 0:.1f}")
-            table.update_cell(target, "check", _check_text(event.get("verification")), update_width=True)
+            table.update_cell(target, "check", steps.check_text(event.get("verification"))[0], update_width=True)
         elif kind == "exit":
             self._finished(event["code"])
 
@@ -625,17 +636,6 @@ class RunScreen(StepScreen):
         self.app.go("review")
 
 
-def _check_text(verification: dict | None) -> str:
-    v = verification or {}
-    if "skipped" in v:
-        return "skipped: " + v["skipped"]
-    if "error" in v:
-        return "error: " + v["error"]
-    if "max_abs_diff" in v:
-        return f"{'pass' if v['passed'] else 'FAIL'}  max abs {v['max_abs_diff']:.1e}"
-    return ""
-
-
 # --- 8. Result ----------------------------------------------------------------------------------------
 
 
@@ -646,25 +646,24 @@ class ResultScreen(StepScreen):
         from textual.widgets import DataTable
 
         report = self.app.report or {"targets": []}
-        out = Path(self.answers.options().output_dir)
+        results = steps.outcomes(report, self.answers.options().output_dir)
         table = DataTable(show_cursor=False, id="results")
         table.add_columns("target", "status", "size", "max abs", "max rel", "tolerance", "check")
-        for t in report["targets"]:
+        for r, t in zip(results, report["targets"]):
             v = t.get("verification") or {}
-            size = sum(t.get("files", {}).values())
             numbers = [f"{v[k]:.1e}" for k in ("max_abs_diff", "max_rel_diff", "tolerance")] if "max_abs_diff" in v else ["", "", ""]
-            check = "pass" if v.get("passed") else "FAIL" if v.get("passed") is False else "skipped" if "skipped" in v else "-"
-            table.add_row(steps.TARGET_TITLES[t["target"]], t["status"], _size(size), *numbers, check)
-        table.styles.height = len(report["targets"]) + 1
+            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+            table.add_row(r.title, r.status, _size(r.size), *numbers, verdict)
+        table.styles.height = len(results) + 1
         yield table
-        for t in report["targets"]:
-            yield Label(f"{steps.TARGET_TITLES[t['target']]}: {t['status']}", classes="section")
-            if t.get("message"):
-                yield Static(t["message"], classes="bad", markup=False)
-            for name, size in t.get("files", {}).items():
-                yield Static(f"{out / name}  ({size:,} bytes)", markup=False)
-            if t["status"] in ("ok", "mismatch"):
-                yield Static(steps.load_snippet(t["target"], out), classes="command", markup=False)
+        for r in results:
+            yield Label(f"{r.title}: {r.status}", classes="section")
+            yield Static(r.message or r.check, classes="ok" if r.passed else "bad" if r.passed is False else "",
+                         markup=False)
+            for name, size in r.files.items():
+                yield Static(f"{Path(self.answers.options().output_dir) / name}  ({size:,} bytes)", markup=False)
+            if r.snippet:
+                yield Static(r.snippet, classes="command", markup=False)
         yield Label("Reproduce it", classes="section")
         yield Static(report.get("command", ""), classes="command", markup=False)
 

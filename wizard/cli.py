@@ -1,7 +1,7 @@
 """`tfwizard`: the interactive wizard, or one of the scriptable commands.
 
     tfwizard [MODEL] [--dryrun]           full-screen wizard (Textual)
-    tfwizard --plain [MODEL] [--dryrun]   the same steps as plain prompts
+    tfwizard --plain [MODEL] [--dryrun] [--yes]   the same steps as plain prompts
     tfwizard demo                         a guided conversion of a bundled sample
     tfwizard view MODEL                   open the model in Netron (127.0.0.1 only)
     tfwizard inspect|convert ...          the engine's commands (see --help of each)
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plain:
         from .plain import run_plain
 
-        return run_plain(args.model, dryrun=args.dryrun)
+        return run_plain(args.model, dryrun=args.dryrun, yes=args.yes)
     from .app import run_app
 
     return run_app(args.model, dryrun=args.dryrun)
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", nargs="?", help="model file or SavedModel directory (or pick it in the wizard)")
     parser.add_argument("--plain", action="store_true", help="plain prompts instead of the full-screen app")
+    parser.add_argument("--yes", action="store_true", help="with --plain: take every default without asking")
     parser.add_argument("--dryrun", action="store_true",
                         help="walk the steps, then print the equivalent command on stdout; write nothing")
     return parser

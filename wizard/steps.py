@@ -9,6 +9,7 @@ and run. Nothing here imports a UI library or TensorFlow.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +48,7 @@ class Question:
     choices: tuple[tuple[str, str], ...] = ()  # (value, title) for select and multi
     default: Any = None
     validate: Callable[[Any], str | None] = lambda value: None  # → error message, or None if fine
+    completion: str = ""  # "path": the answer is a file or directory name (offer completion / a picker)
 
 
 @dataclass(frozen=True)
@@ -54,26 +56,72 @@ class Step:
     key: str
     title: str
     help: str  # what this step is about, for someone who has never converted a model
+    teach: str = ""  # a longer explanation for the guided demo (and anyone who asks "why?")
 
 
 STEPS = (
     Step("model", "Model", "Pick a model file or a SavedModel directory. The format is read from the content: "
-         "a frozen graph carries its weights inside; SavedModels and checkpoints keep them in files beside it."),
+         "a frozen graph carries its weights inside; SavedModels and checkpoints keep them in files beside it.",
+         teach="TensorFlow models come in a few forms. A frozen graph (.pb) is one file: the network and its "
+               "trained weights stored together as constants, the simplest thing to convert. A checkpoint keeps "
+               "them apart: an inference graph (.pb) describes the network, and checkpoint files (.ckpt, or "
+               ".index + .data) hold the trained values; TF-Slim's model library ships models this way. A "
+               "MetaGraph (.meta) is a graph saved with its training machinery still in it. A SavedModel is a "
+               "directory (saved_model.pb + variables/) with named entry points, TensorFlow 2's standard; Keras "
+               ".keras and .h5 files hold a Keras model's layers and weights. Whatever the form, tfwizard freezes "
+               "it into one graph with TensorFlow before converting."),
     Step("graph", "Graph", "What goes in and what comes out. Converters need the input and output tensors by name; "
-         "a SavedModel may hold several graphs (tag sets) and entry points (signatures)."),
+         "a SavedModel may hold several graphs (tag sets) and entry points (signatures).",
+         teach="A model is a graph of operations (ops) between named tensors. Converters need the names of the "
+               "inputs you feed and the outputs you read, and the converted model keeps them, so the code that "
+               "runs it later uses the same names. tfwizard reads them from the file without running TensorFlow. "
+               "Each target runtime supports its own set of ops; a target that lacks one of the model's ops "
+               "cannot run it, which is what the per-target check below tells you before anything is converted."),
     Step("shapes", "Shapes", "The input shapes the converted model accepts: -1 keeps a dimension dynamic, a fixed "
-         "batch size often runs faster. Unticked outputs are cut off."),
+         "batch size often runs faster. Unticked outputs are cut off.",
+         teach="A shape gives the size of each dimension of a tensor: [1, 224, 224, 3] is one 224x224 image "
+               "with 3 colour channels (batch, height, width, channels). -1 means any size. Several runtimes "
+               "(OpenVINO, TFLite, most accelerators) are faster with fixed sizes, or need them, and a batch of 1 "
+               "is the usual choice for serving one image at a time. A shape the model cannot take, such as the "
+               "wrong number of dimensions, is refused here, before TensorFlow starts."),
     Step("preprocess", "Preprocessing", "Image models expect pixels scaled as in training. Baking (x - mean) / scale "
-         "into the converted model lets it take raw pixels."),
+         "into the converted model lets it take raw pixels.",
+         teach="A network only gives good answers for inputs scaled the way it was trained. TF-Slim's Inception "
+               "models were trained on images mapped to [-1, 1]: convert to [0, 1], subtract 0.5, multiply by 2. "
+               "An image read from disk holds integers in [0, 255], so the same result is (x - 127.5) / 127.5: "
+               "mean 127.5 and scale 127.5, which turn 0 into -1 and 255 into 1. Baking this into the converted "
+               "model lets an application feed raw pixels. ResNet and VGG (Caffe-style) instead subtract per-"
+               "channel means, in BGR order, with scale 1. Get it wrong and the model still runs, but its answers "
+               "are poor, and no error tells you so."),
     Step("targets", "Targets", "What to convert to. Quantization stores weights in fewer bits: smaller, at some "
-         "cost in accuracy; none keeps results identical to TensorFlow."),
+         "cost in accuracy; none keeps results identical to TensorFlow.",
+         teach="Each target is a runtime: ONNX (onnxruntime, TensorRT, DirectML and most accelerators), "
+               "TensorFlow.js (browsers and Node.js), OpenVINO IR (Intel CPUs, GPUs and NPUs) and TFLite (phones "
+               "and microcontrollers). Quantization stores the weights with fewer bits: float16 halves the file "
+               "and moves outputs by about 1e-3; 8-bit modes make it about four times smaller, and often faster "
+               "on small devices, but the outputs drift further from TensorFlow's. Without quantization the "
+               "result matches TensorFlow to within 1e-4, and verification checks exactly that."),
     Step("review", "Review", "The exact command that will run: copy it to reproduce this conversion in a script, "
-         "or run it here."),
+         "or run it here.",
+         teach="Every answer so far is one command line, and the wizard runs exactly that command. Paste it into "
+               "a script or a CI job to repeat the conversion without the wizard."),
     Step("run", "Run", "TensorFlow converts in a separate process, then each result is checked against TensorFlow "
-         "on random inputs. Cancel leaves nothing behind."),
+         "on random inputs. Cancel leaves nothing behind.",
+         teach="TensorFlow starts in a separate process (about 10 s), freezes the model once and converts it for "
+               "each target. Then each converted model is run on the same random inputs as TensorFlow, and the "
+               "outputs are compared: max abs diff is the largest difference in any output value. Output goes to "
+               "a temporary directory that is renamed into place only at the end, so Ctrl-C leaves nothing."),
     Step("result", "Result", "Where each converted model is, how close its outputs are to TensorFlow's, and how "
-         "to load it."),
+         "to load it.",
+         teach="Each target's directory holds the model to ship, and report.json records the command, the files "
+               "and how close each result came to TensorFlow. The two lines under each target load it in its "
+               "runtime. `tfwizard view FILE` shows a model, original or converted, as a graph in Netron."),
 )
+# The guided demo's opening words (both front ends show it before the first step).
+DEMO_INTRO = ("This demo converts a small image classifier to ONNX and checks the result, explaining each step. "
+              "The model is a TF-Slim style Inception graph with its checkpoint, the same form as the TF-Slim "
+              "model library's inception_v1: an inference graph, a checkpoint, images in [-1, 1]. Press Enter "
+              "to take each suggested answer; Ctrl-C stops at any time and leaves nothing behind.")
 STEP_KEYS = tuple(s.key for s in STEPS)
 
 
@@ -104,6 +152,7 @@ class Answers:
         """Detect and inspect `path` (no TensorFlow); raises UserError with the message to show in place.
 
         A new model resets the answers that depend on it; a new tag or signature keeps the rest."""
+        path = normal_path(path)
         self.adopt(path, load_model(path, tag=tag, signature=signature))
 
     def adopt(self, path: str, info) -> None:
@@ -113,6 +162,24 @@ class Answers:
             self.__dict__.update(fresh.__dict__)
             self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
         self.info, self.tag, self.signature = info, _tag_text(info.tag), info.signature
+
+    def apply(self, key: str, value: Any) -> None:
+        """Record one answer the way both front ends must: a model path is loaded, and a new tag or
+        signature re-inspects the model (its inputs and outputs change); anything else is stored.
+        Raises UserError with the message to show in place (the answer is then not taken)."""
+        if key == "model":
+            self.load(str(value))
+        elif key == "tag" and value != self.tag:
+            try:  # keep the signature if the new tag set has it too
+                self.load(self.model, tag=value, signature=self.signature)
+            except UserError:
+                self.load(self.model, tag=value)
+            self.shapes, self.keep_outputs = {}, None
+        elif key == "signature" and value != self.signature:
+            self.load(self.model, tag=self.tag, signature=value)
+            self.shapes, self.keep_outputs = {}, None
+        elif key not in ("tag", "signature"):
+            self.set(key, value)
 
     def get(self, key: str) -> Any:
         kind, _, name = key.partition(":")
@@ -142,8 +209,10 @@ class Answers:
         overrides = []
         for i in info.inputs:
             text = self.shapes.get(i.name)
-            if text is not None and text.strip() and text.strip() != shape_text(i.shape):
-                overrides.append((i.name, parse_shape(text, rank=None if i.shape is None else len(i.shape))))
+            if text is not None and text.strip():
+                dims = parse_shape(text, rank=None if i.shape is None else len(i.shape))
+                if i.shape is None or list(dims) != i.shape:  # '?,32' is the model's own '-1,32': no override
+                    overrides.append((i.name, dims))
         keep = tuple(self.keep_outputs) if self.keep_outputs is not None else ()
         if set(keep) == {o.name for o in info.outputs}:
             keep = ()
@@ -173,7 +242,8 @@ def questions(step: str, answers: Answers) -> list[Question]:
 
 def _model_questions(a: Answers) -> list[Question]:
     return [Question("model", "text", "Model path", "a file (.pb, .pbtxt, .meta, .h5, .keras) or a SavedModel directory",
-                     default=a.model, validate=lambda v: None if str(v).strip() else "give a path to a model")]
+                     default=a.model, validate=lambda v: None if str(v).strip() else "give a path to a model",
+                     completion="path")]
 
 
 def _graph_questions(a: Answers) -> list[Question]:
@@ -254,12 +324,28 @@ def _target_questions(a: Answers) -> list[Question]:
 
 def _review_questions(a: Answers) -> list[Question]:
     result = [Question("output_dir", "text", "Output directory", "each target goes into a subdirectory of it",
-                       default=a.output_dir or default_output_dir(a.model), validate=_check_output_dir)]
+                       default=a.output_dir or default_output_dir(a.model), validate=_check_output_dir,
+                       completion="path")]
     out = Path(a.output_dir or default_output_dir(a.model))
     if out.is_dir() and any(out.iterdir()):
         result.append(Question("force", "confirm", f"{out} exists: replace it", "replaced only after a successful run",
                                default=a.force, validate=lambda v: None if v else "tick to replace, or choose another directory"))
     return result
+
+
+def review_action(*, dryrun: bool) -> Question:
+    """What to do with the reviewed command. Not part of the conversion: front ends act on it."""
+    choices = (() if dryrun else (("run", "Run it now"),)) + (
+        ("print", "Print the command and stop" + (" (dry run: nothing is converted)" if dryrun else "")),
+        ("back", "Go back and change an answer"))
+    return Question("action", "select", "Run or print?" if not dryrun else "Print the command?", "",
+                    choices=choices, default=choices[0][0])
+
+
+def back_question() -> Question:
+    """Which step to return to from the review; the answers given so far stay as defaults."""
+    choices = tuple((s.key, s.title) for s in STEPS if s.key in _QUESTIONS or s.key == "graph")
+    return Question("back_to", "select", "Go back to", "", choices=choices, default="shapes")
 
 
 _QUESTIONS = {"model": _model_questions, "graph": _graph_questions, "shapes": _shape_questions,
@@ -278,6 +364,16 @@ def load_model(path: str, *, tag: str | None = None, signature: str | None = Non
     if not path:
         raise UserError("give a path to a model")
     return inspect(detect(path), tag=tag, signature=signature)
+
+
+def checked_options(a: Answers) -> ConversionOptions:
+    """options(), checked the way `tfwizard convert` will check it before starting TensorFlow
+    (input names, ranks, outputs); raises UserError with the message to show at the review."""
+    from engine.convert import plan
+
+    options = a.options()
+    plan(options)
+    return options
 
 
 def preflight(info) -> dict[str, dict[str, str] | None]:
@@ -308,15 +404,10 @@ def preprocessing_preview(a: Answers) -> str:
     return f"y = ({x} - {_floats(mean)}) / {_floats(scale)}    pixels [0, 255] become {span}"
 
 
-def load_snippet(target: str, output_dir) -> str:
-    """Two lines that load and run the converted model, for the Result step."""
-    d = Path(output_dir) / target
-    return {
-        "onnx": f"import onnxruntime as ort\nsession = ort.InferenceSession('{d / 'model.onnx'}'); session.run(None, feeds)",
-        "tfjs": f"const tf = require('@tensorflow/tfjs-node');\nconst model = await tf.loadGraphModel('file://{d.resolve() / 'model.json'}');",
-        "openvino": f"import openvino as ov\ncompiled = ov.Core().compile_model('{d / 'model.xml'}', 'CPU'); compiled(feeds)",
-        "tflite": f"import tensorflow as tf\ninterpreter = tf.lite.Interpreter('{d / 'model.tflite'}'); interpreter.allocate_tensors()",
-    }[target]
+def normal_path(path: str) -> str:
+    """'  ~/m.pb ' → '/home/me/m.pb': the command (and the child process) get no shell to expand '~'."""
+    path = str(path).strip()
+    return str(Path(path).expanduser()) if path else ""
 
 
 def default_output_dir(model: str) -> str:
@@ -338,6 +429,77 @@ def parse_shape(text: str, *, rank: int | None) -> tuple[int, ...]:
     if rank is not None and len(dims) != rank:
         raise UserError(f"shape: the input has {rank} dimensions, not {len(dims)}")
     return dims
+
+
+# --- the result ---------------------------------------------------------------------------------
+
+# Two lines that load each target's model in its own runtime; {path} is the model file.
+LOADING_SNIPPETS = {
+    "onnx": 'import onnxruntime as ort\n'
+            'session = ort.InferenceSession({path})  # session.run(None, {{input_name: array}})',
+    "tfjs": 'import * as tf from "@tensorflow/tfjs";\n'
+            'const model = await tf.{loader}({path});  // served over HTTP; in Node: tfjs-node and "file://..."',
+    "openvino": 'import openvino as ov\n'
+                'model = ov.Core().compile_model({path}, "CPU")  # model({{input_name: array}})',
+    "tflite": 'import tensorflow as tf  # or: from ai_edge_litert.interpreter import Interpreter\n'
+              'interpreter = tf.lite.Interpreter(model_path={path}); interpreter.allocate_tensors()',
+}
+
+
+def loading_snippet(target: str, path: str, *, tfjs_format: str = "graph") -> str:
+    """Two lines of code that load the converted model at `path` (Python; JavaScript for tfjs)."""
+    loader = "loadLayersModel" if tfjs_format == "layers" else "loadGraphModel"
+    return LOADING_SNIPPETS[target].format(path=json.dumps(str(path)), loader=loader)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One target's result, from report.json, ready to show."""
+
+    target: str
+    title: str
+    status: str  # "ok", "failed", "unsupported", "mismatch"
+    message: str
+    model_file: str  # the file to load: OUTDIR/<target>/<main file>
+    files: dict[str, int]  # path (relative to OUTDIR) → bytes
+    seconds: float
+    check: str  # one line: the verification numbers and PASS/FAIL, or why there are none
+    passed: bool | None  # None when not verified
+    snippet: str  # loading_snippet(); "" when there is no model
+
+    @property
+    def size(self) -> int:
+        return sum(self.files.values())
+
+
+def outcomes(report: dict, output_dir: str) -> list[Outcome]:
+    """Per-target results of a finished run (report.json as a dict), in run order."""
+    from engine.backends import get
+
+    tfjs_format = "layers" if "--tfjs-format layers" in report.get("command", "") else "graph"
+    result = []
+    for t in report.get("targets", []):
+        model_file = str(Path(output_dir) / t["target"] / get(t["target"]).main_file)
+        has_model = t["status"] in ("ok", "mismatch")
+        check, passed = check_text(t.get("verification"))
+        result.append(Outcome(
+            target=t["target"], title=TARGET_TITLES[t["target"]], status=t["status"], message=t.get("message", ""),
+            model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,
+            passed=passed, snippet=loading_snippet(t["target"], model_file, tfjs_format=tfjs_format) if has_model else ""))
+    return result
+
+
+def check_text(v: dict | None) -> tuple[str, bool | None]:
+    """A verification result in one line, and whether it passed (None: not verified)."""
+    if not v:
+        return "not verified (--no-verify)", None
+    if "skipped" in v:
+        return f"not verified: {v['skipped']}", None
+    if "error" in v:
+        return f"verification failed: {v['error']}", False
+    verdict = "PASS" if v["passed"] else "FAIL"
+    return (f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} "
+            f"(tolerance {v['tolerance']:.0e}): {verdict}", bool(v["passed"]))
 
 
 # --- validators: an error message, or None --------------------------------------------------------
