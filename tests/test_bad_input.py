@@ -92,3 +92,30 @@ def test_tag_on_a_graph_is_a_usage_error():
 def test_out_of_scope_formats_are_named(tmp_path, name, content, what):
     (tmp_path / name).write_bytes(content)
     assert_clean_error(run_cli("inspect", tmp_path / name), what, "out of scope")
+
+
+def test_graph_cut_between_two_nodes_is_flagged(tmp_path):
+    """Nodes come in order, so a GraphDef cut at a node boundary still parses and is consistent;
+    only the missing `versions` record (written last) gives it away. Refusing would also refuse
+    hand-built graphs, so inspect warns; a cut inside a node is refused."""
+    from engine.skim import wire_fields
+
+    data = (SAMPLES / "frozen_graph.pb").read_bytes()
+    ends = [end for number, _, _, end, _ in wire_fields(data, 0, len(data)) if number == 1]
+    (tmp_path / "cut.pb").write_bytes(data[: ends[len(ends) // 2]])
+    proc = run_cli("inspect", tmp_path / "cut.pb")
+    assert proc.returncode == 0 and "no versions record" in proc.stdout and "cut short" in proc.stdout
+    assert "versions record" not in run_cli("inspect", SAMPLES / "frozen_graph.pb").stdout
+    (tmp_path / "inside.pb").write_bytes(data[: ends[len(ends) // 2] - 3])
+    assert_clean_error(run_cli("inspect", tmp_path / "inside.pb"), "truncated or corrupt")
+
+
+def test_graph_with_dangling_input_is_refused(tmp_path):
+    """A node naming an input that is not in the graph: damaged (or cut) - refused before TensorFlow."""
+    from engine.protos import GraphDef
+
+    graph = GraphDef()
+    graph.ParseFromString((SAMPLES / "frozen_graph.pb").read_bytes())
+    del graph.node[1]  # the first weights Const, which fc1/MatMul reads
+    (tmp_path / "g.pb").write_bytes(graph.SerializeToString())
+    assert_clean_error(run_cli("inspect", tmp_path / "g.pb"), "takes input", "not in the graph", "truncated or corrupt")
