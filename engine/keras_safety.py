@@ -43,8 +43,8 @@ def code_risks(config) -> list[str]:
         if risk:
             risks.append(risk)
             continue  # one line per object: what is inside it does not matter once it is flagged
-        name, cls = _name(node), node.get("class_name")
-        is_layer = isinstance(cls, str) and not isinstance((node.get("config") or {}).get("layers"), list)
+        name, cls, inner = _name(node), node.get("class_name"), node.get("config")
+        is_layer = isinstance(cls, str) and not (isinstance(inner, dict) and isinstance(inner.get("layers"), list))
         inner_where = f"{cls} {name!r}" if name and is_layer else where  # models: their layers speak for themselves
         stack.extend((value, inner_where) for value in reversed(list(node.values())))
     return risks
