@@ -105,6 +105,10 @@ def main() -> int:
         emit("error", user=True, message=str(e))
         return 2
     except Exception as e:  # reported by the parent as an internal error, in one line
+        if os.environ.get("TFWIZARD_DEBUG"):
+            import traceback
+
+            traceback.print_exc()  # our stderr is the user's in debug mode
         emit("error", user=False, message=_one_line(e))
         return 1
     emit("result", targets=[asdict(t) for t in report.targets])
