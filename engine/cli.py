@@ -101,6 +101,11 @@ def options_from_args(args) -> ConversionOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A file name that is not valid UTF-8 reaches us as surrogate escapes; print it back as the
+    # same bytes rather than fail (stdout is 'strict' under most UTF-8 locales).
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         args = build_parser().parse_args(argv)
         if args.command == "inspect":
@@ -114,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"tfwizard: interrupted ({signal.Signals(signum).name}); nothing was written", file=sys.stderr)
         return 128 + signum
+    except BrokenPipeError:  # `tfwizard inspect M | head`: the reader left; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 128 + signal.SIGPIPE
     except Exception as e:  # a bug of ours or an upstream crash: one line, not a traceback
         if os.environ.get("TFWIZARD_DEBUG"):
             raise

@@ -119,3 +119,29 @@ def test_graph_with_dangling_input_is_refused(tmp_path):
     del graph.node[1]  # the first weights Const, which fc1/MatMul reads
     (tmp_path / "g.pb").write_bytes(graph.SerializeToString())
     assert_clean_error(run_cli("inspect", tmp_path / "g.pb"), "takes input", "not in the graph", "truncated or corrupt")
+
+
+def test_a_model_whose_name_is_not_utf8_is_reported_under_a_strict_locale(tmp_path):
+    """Under en_US.UTF-8 Python's stdout is 'strict': printing the surrogate-escaped name crashed."""
+    import subprocess
+    import sys
+
+    name = os.fsdecode(b"model-\xff.pb")
+    shutil.copy(SAMPLES / "frozen_graph.pb", tmp_path / name)
+    proc = subprocess.run([sys.executable, "-m", "wizard", "inspect", os.fsencode(tmp_path / name)], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert b"model-\xff.pb" in proc.stdout
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error_message():
+    """`tfwizard inspect M | head -1`: the reader is gone; no 'internal error', no traceback."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write will fail with EPIPE, as after `head` exits
+    proc = subprocess.run([sys.executable, "-m", "wizard", "inspect", str(SAMPLES / "metagraph" / "model.meta")],
+                          stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+    os.close(write_end)
+    assert proc.stderr == b"" and proc.returncode == 141
