@@ -13,7 +13,9 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -285,6 +287,7 @@ def interruptible():
         _raised.append(_received[0])
         raise Interrupted(_received[0])
 
+    _drop_dangling_altstack()
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
     try:
         yield
@@ -294,6 +297,37 @@ def interruptible():
             signal.signal(s, h)
         _received.clear()
         _raised.clear()
+
+
+def _drop_dangling_altstack() -> None:
+    """Disable the main thread's alternate signal stack if its memory is gone.
+
+    OpenVINO 2026.4's CPU plugin can leave the thread an alternate stack it has already
+    unmapped (seen after two Cores compiled and were freed). Python installs its handlers with
+    SA_ONSTACK, so the next signal would segfault instead of interrupting. Linux only; the CLI
+    does not need it (its worker, where OpenVINO runs, handles no signals).
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return
+    import ctypes
+
+    class StackT(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    SS_DISABLE = 2
+    try:
+        libc = ctypes.CDLL(None)
+        current = StackT()
+        if libc.sigaltstack(None, ctypes.byref(current)) != 0 or not current.ss_sp or current.ss_flags & SS_DISABLE:
+            return
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                low, high = (int(x, 16) for x in line.split()[0].split("-"))
+                if low <= current.ss_sp < high:
+                    return  # mapped: leave it (faulthandler's, or a library's that is still alive)
+        libc.sigaltstack(ctypes.byref(StackT(None, SS_DISABLE, 0)), None)
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def _importing(frame) -> bool:

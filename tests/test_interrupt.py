@@ -120,3 +120,33 @@ def test_a_swallowed_interrupt_still_stops_the_conversion(tmp_path):
     with pytest.raises(Interrupted), interruptible():
         convert(options, emit)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_a_dangling_alternate_signal_stack_does_not_turn_an_interrupt_into_a_crash():
+    """OpenVINO's CPU plugin can leave the main thread an alternate signal stack it has unmapped
+    (after test_backend_openvino, the next signal here segfaulted the whole pytest run). Recreate
+    that in a child: set a stack, unmap it, then interrupt."""
+    code = """
+import ctypes, mmap, os, signal
+from engine.convert import Interrupted, interruptible
+
+class StackT(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+size = 64 * 1024
+sp = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+assert libc.sigaltstack(ctypes.byref(StackT(sp, 0, size)), None) == 0
+assert libc.munmap(ctypes.c_void_p(sp), ctypes.c_size_t(size)) == 0
+try:
+    with interruptible():
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+except Interrupted:
+    print("interrupted")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "interrupted"), (proc.returncode, proc.stderr[-500:])
