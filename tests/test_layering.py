@@ -27,6 +27,20 @@ def test_inspect_runs_without_tensorflow_or_ui():
     assert not roots & UI, roots & UI
 
 
+def test_convert_process_itself_never_imports_tensorflow(tmp_path):
+    """--dryrun plans without TensorFlow; a real convert imports it only in its worker process."""
+    model = SAMPLES / "frozen_graph.pb"
+    roots = imported_roots(
+        "from engine.cli import main\n"
+        f"assert main(['convert', {str(model)!r}, '--to', 'onnx,tfjs,openvino,tflite', '-o', {str(tmp_path / 'a')!r},"
+        " '--dryrun']) == 0\n"
+        f"assert main(['convert', {str(model)!r}, '--to', 'onnx', '-o', {str(tmp_path / 'b')!r}, '--no-verify',"
+        " '--progress', 'json']) == 0\n"
+    )
+    assert not roots & HEAVY, roots & HEAVY
+    assert (tmp_path / "b" / "onnx" / "model.onnx").is_file() and not (tmp_path / "a").exists()
+
+
 def test_engine_never_imports_ui():
     modules = sorted(p.stem for p in (REPO / "engine").glob("*.py") if p.stem != "__init__")
     roots = imported_roots("".join(f"import engine.{m}\n" for m in modules))
