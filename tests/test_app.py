@@ -345,3 +345,21 @@ def test_the_guided_demo_entry_explains_each_step_and_loads_the_sample(tmp_path,
         assert "--batch 1 --preset inception" in app.answers.options().command()
 
     drive(app, script)
+
+
+def test_a_model_that_runs_code_needs_an_explicit_yes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "keras_lambda.keras"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "graph"
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "graph" and "runs that code" in error_text(app)
+        assert "--trust-model" not in app.answers.options().command()
+        await press(pilot, "space")  # the trust checkbox has focus after the refusal
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "shapes"
+        assert "--trust-model" in app.answers.options().command()
+
+    drive(app, script)

@@ -146,6 +146,7 @@ class Answers:
     tfjs_format: str = "graph"
     output_dir: str = ""
     force: bool = False
+    trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
 
     def load(self, path: str, *, tag: str | None = None, signature: str | None = None) -> None:
@@ -231,7 +232,7 @@ class Answers:
             quantize=tuple(f"{t}:{self.quantize[t]}" for t in TARGETS if t in self.targets and self.quantize.get(t)),
             opset=int(self.opset) if self.opset.strip() and int(self.opset) != DEFAULT_OPSET else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
-            force=self.force,
+            force=self.force, trust_model=self.trust_model and bool(info.code_risks),
         )
 
 
@@ -248,6 +249,11 @@ def _model_questions(a: Answers) -> list[Question]:
 
 def _graph_questions(a: Answers) -> list[Question]:
     info, result = a.info, []
+    if info.code_risks:  # never load such a model without a yes from the person at the keyboard
+        result.append(Question("trust_model", "confirm", "Trust this model: loading it runs code from the file",
+                               "; ".join(info.code_risks), default=a.trust_model,
+                               validate=lambda v: None if v else "converting it runs that code: tick only for a "
+                                                                 "model from a source you trust, or quit"))
     if len(info.tags) > 1:
         result.append(Question("tag", "select", "Tag set", "SavedModels keep one graph per tag set; 'serve' is for inference",
                                choices=tuple((",".join(t), ",".join(t)) for t in info.tags), default=",".join(info.tag)))
