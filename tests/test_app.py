@@ -36,9 +36,14 @@ async def settle(pilot) -> None:
     """Wait for our workers (reading a model, the conversion, a cancel) and the messages they post.
 
     Not every worker: the DirectoryTree's loader runs for as long as the tree is shown."""
-    ours = [w for w in pilot.app.workers if w.group in ("load", "run", "cancel")]
-    if ours:  # an empty list would mean "all workers"
-        await pilot.app.workers.wait_for_complete(ours)
+    from textual.worker import WorkerState
+
+    await pilot.pause()
+    while ours := [w for w in pilot.app.workers if w.group in ("load", "run", "cancel") and not w.is_finished]:
+        if any(w.state == WorkerState.PENDING for w in ours):
+            await pilot.pause()  # a worker can't be awaited before it has started
+        else:
+            await pilot.app.workers.wait_for_complete(ours)
     await pilot.pause()
 
 
@@ -302,8 +307,11 @@ def in_samples(monkeypatch):
 
 @pytest.mark.parametrize("step", ["model", "graph", "shapes", "preprocess", "targets", "review"])
 def test_snapshot_steps(step, snap_compare, in_samples):
-    presses = ["ctrl+n"] * steps.STEP_KEYS.index(step)
-    assert snap_compare(WizardApp("image_classifier.keras"), press=["_", *presses, "_"], terminal_size=SIZE)
+    async def run_before(pilot):
+        await settle(pilot)
+        await press(pilot, *["ctrl+n"] * steps.STEP_KEYS.index(step))
+
+    assert snap_compare(WizardApp("image_classifier.keras"), run_before=run_before, terminal_size=SIZE)
 
 
 def test_snapshot_run(snap_compare, in_samples, monkeypatch):

@@ -22,7 +22,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import Suggester
-from textual.widgets import Button, Checkbox, DirectoryTree, Footer, Input, Label, Select, SelectionList, Static
+# Only what the first screen needs is imported here (start-up time is a goal); later screens
+# import their widgets when they are built.
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from engine.errors import UserError
 
@@ -251,6 +253,8 @@ class QuestionForm(Vertical):
 
 
 def _widget_for(q: Question, value, widget_id: str):
+    from textual.widgets import Checkbox, Select, SelectionList
+
     if q.kind == "select":
         return Select([(title, v) for v, title in q.choices], value=value, allow_blank=False, id=widget_id, compact=True)
     if q.kind == "multi":
@@ -282,12 +286,16 @@ class PathSuggester(Suggester):
         return None
 
 
-class ModelTree(DirectoryTree):
-    """Directories and files that may be models; everything else is hidden."""
+def model_tree(**kwargs):
+    """A DirectoryTree of the working directory showing only directories and files that may be models."""
+    from textual.widgets import DirectoryTree
 
-    def filter_paths(self, paths):
-        return [p for p in paths if not p.name.startswith(".") and
-                (p.is_dir() or p.suffix in MODEL_SUFFIXES or p.name == "checkpoint")]
+    class ModelTree(DirectoryTree):
+        def filter_paths(self, paths):
+            return [p for p in paths if not p.name.startswith(".") and
+                    (p.is_dir() or p.suffix in MODEL_SUFFIXES or p.name == "checkpoint")]
+
+    return ModelTree(Path.cwd(), **kwargs)
 
 
 class Loaded(Message):
@@ -306,7 +314,6 @@ class ModelScreen(StepScreen):
         yield Label(q.label, classes="label")
         yield Input(self.answers.model, placeholder=q.help, id="path", suggester=PathSuggester(), compact=True)
         yield Static("", id="detection", markup=False)
-        yield ModelTree(".", id="tree")
 
     def buttons(self) -> ComposeResult:
         if not self.app.teaching:
@@ -327,6 +334,11 @@ class ModelScreen(StepScreen):
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
+        # After the first paint: the file tree and reading the model must not delay the screen.
+        self.call_after_refresh(self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        self.query_one("#body").mount(model_tree(id="tree"))
         if self.answers.model:
             self._load(self.answers.model)
 
@@ -338,12 +350,10 @@ class ModelScreen(StepScreen):
     def _path_submitted(self) -> None:
         self.action_next()
 
-    @on(DirectoryTree.FileSelected)
-    def _file_picked(self, event: DirectoryTree.FileSelected) -> None:
+    def on_directory_tree_file_selected(self, event) -> None:
         self._pick(event.path)
 
-    @on(DirectoryTree.DirectorySelected)
-    def _dir_picked(self, event: DirectoryTree.DirectorySelected) -> None:
+    def on_directory_tree_directory_selected(self, event) -> None:
         if (event.path / "saved_model.pb").is_file():
             self._pick(event.path)
 
