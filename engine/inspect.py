@@ -134,21 +134,21 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
     # A dangling read of a variable (resource variables leave one per variable) computes nothing
     # from the inputs; prefer the candidates that do, unless none do (e.g. a graph fed by a queue).
     names = {p.name for p in placeholders}
-    fed = [c for c in candidates if _ancestors([c], nodes, data_only=True) & names]
+    fed = [c for c in candidates if ancestors([c], nodes, data_only=True) & names]
     # The loss dangles too. tf.gradients names its scopes gradients/<node>_grad/, so a dangling node
     # that was differentiated is a loss, not an inference output (unless nothing else is left).
     differentiated = {m.group(1) for n in noise if (m := GRADIENT_OF.match(n))}
     fed = [c for c in fed if c not in differentiated] or fed
     outputs = [_node_tensor(nodes[c]) for c in (fed or candidates)]
     # Inputs are the placeholders the outputs need (a labels placeholder feeds only the loss).
-    needed = _ancestors([o.name for o in outputs], nodes, data_only=True)
+    needed = ancestors([o.name for o in outputs], nodes, data_only=True)
     inputs = [_placeholder(n) for n in placeholders if n.name in needed or not fed]
     warnings = []
     trainers = [n for n in graph.node if TRAINING_SCOPES.match(n.name) or TRAINER_OPS.match(n.op)]
     if trainers:
         warnings.append(f"training left in the graph: {len(noise)} nodes (optimizer, gradients, save/restore, "
                         "initializers) set aside; they are not converted")
-    ops = Counter(nodes[name].op for name in _ancestors([o.name for o in outputs], nodes))
+    ops = Counter(nodes[name].op for name in ancestors([o.name for o in outputs], nodes))
     _count_function_ops(graph, ops)
     return inputs, outputs, dict(ops.most_common()), warnings
 
@@ -175,7 +175,7 @@ def _training_noise(order, nodes, consumers) -> set[str]:
     return noise
 
 
-def _ancestors(roots: list[str], nodes, *, data_only: bool = False) -> set[str]:
+def ancestors(roots: list[str], nodes, *, data_only: bool = False) -> set[str]:
     """Names of `roots` and every node they depend on (through control edges too, unless data_only)."""
     seen, stack = set(), list(roots)
     while stack:
@@ -264,7 +264,7 @@ def _inspect_saved_model(detection: Detection, base: dict, tag: str | None, sign
     outputs = [_tensor_info(key, t) for key, t in sorted(sig.outputs.items())]
     graph = meta.graph_def
     nodes = {n.name: n for n in graph.node}
-    reachable = _ancestors([t.tensor.split(":")[0] for t in outputs], nodes)
+    reachable = ancestors([t.tensor.split(":")[0] for t in outputs], nodes)
     ops = Counter(nodes[name].op for name in reachable)
     _count_function_ops(_SubGraph(graph, [nodes[n] for n in reachable]), ops)
     version = meta.meta_info_def.tensorflow_version

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 
 from .detect import Detection, Format, detect
-from .inspect import FUNCTION_CALL_ATTRS, ModelInfo, inspect
+from .inspect import FUNCTION_CALL_ATTRS, ModelInfo, ancestors, inspect
 
 MAX_BLOCKS = 14
 # Ops that carry weights or wiring, not computation; they would drown the blocks' op lists.
@@ -87,7 +87,7 @@ def _graph_blocks(detection: Detection, info: ModelInfo) -> list[Block]:
     functions = {f.signature.name: f for f in graph.library.function}
     nodes = {n.name: n for n in graph.node}
     roots = [(t.tensor or t.name).split(":")[0] for t in info.outputs]
-    live = _data_ancestors(roots, nodes)
+    live = ancestors(roots, nodes, data_only=True)
     ordered = [n for n in graph.node if n.name in live]
     significant = [(name, n.op) for name, n in _inline(ordered, functions, set(), "") if n.op not in PLUMBING_OPS]
     scopes = [name.split("/")[:-1] or [name] for name, _ in significant]
@@ -108,17 +108,6 @@ def _graph_of(detection: Detection, info: ModelInfo):
     if detection.format is Format.METAGRAPH:
         return detection.parsed.graph_def
     return detection.parsed
-
-
-def _data_ancestors(roots: list[str], nodes) -> set[str]:
-    seen, stack = set(), list(roots)
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in nodes:
-            continue
-        seen.add(name)
-        stack.extend(i.split(":")[0] for i in nodes[name].input if not i.startswith("^"))
-    return seen
 
 
 def _inline(nodes, functions, seen: set[str], scope: str):
