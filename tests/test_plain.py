@@ -119,7 +119,7 @@ def test_invalid_answers_are_asked_again_with_the_validators_message(tmp_path, c
         ("Batch size", "x" + ENTER),
         ("must be a positive integer, or blank", BACKSPACE + "2" + ENTER),
         ("Shape of input", CLEAR_LINE + "1,-2" + ENTER),
-        ("dimension '-2' must be a positive integer", CLEAR_LINE + "1,32,32" + ENTER),
+        ("dimension '-2' is not a positive integer", CLEAR_LINE + "1,32,32" + ENTER),
         ("the input has 4 dimensions, not 3", CLEAR_LINE + "?,32,32,3" + ENTER),
         ("Preprocessing", ENTER * 4 + CLEAR_LINE + str(tmp_path / "o") + ENTER + ENTER),
     ]
