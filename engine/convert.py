@@ -149,6 +149,7 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
     try:
         with _signals_held():  # a signal now would leave a temp dir we don't know the name of yet
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should be as readable as a mkdir's
         if isolated:
             from .worker import run_worker
 
@@ -455,3 +456,9 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import MANIFEST, SAMPLES
+from conftest import MANIFEST, SAMPLES, run_cli
 from engine.backends import TARGETS, get
 from engine.convert import convert
 from engine.options import ConversionOptions
@@ -55,3 +55,14 @@ def test_every_form_to_every_target(converted, entry, target):
     doc = json.loads((out / "report.json").read_text())
     assert doc["schema"] == "tfwizard.report/1" and doc["exit_code"] == 0
     assert not list(out.parent.glob(".out.tmp-*")), "temporary directory left behind"
+
+
+def test_output_directory_is_as_readable_as_a_mkdir(tmp_path):
+    """The temporary directory is renamed into place: it must not stay private (mkdtemp's 0700)."""
+    import os
+
+    out = tmp_path / "out"
+    proc = run_cli("convert", SAMPLES / "frozen_graph.pb", "--to", "onnx", "-o", out, "--no-verify")
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "made_by_mkdir").mkdir()
+    assert os.stat(out).st_mode & 0o777 == os.stat(tmp_path / "made_by_mkdir").st_mode & 0o777
