@@ -144,16 +144,15 @@ def _inspect(args) -> int:
 
 
 def _convert(args) -> int:
-    from .convert import check_output_dir, convert, interruptible, plan, upstream_commands
+    from .convert import check_output_dir, convert, interruptible, plan, upstream_lines
 
     options = options_from_args(args)
     if args.dryrun:
         _, info = plan(options)
         check_output_dir(options, probe=False)  # a dry run writes nothing, not even a probe
         print(options.command())
-        for target, command in upstream_commands(options, info).items():
-            print(command or f"# {target}: no upstream command takes a {info.format_title} directly; "
-                             "tfwizard freezes it with TensorFlow first")
+        for line in upstream_lines(options, info):
+            print(line)
         return 0
     # The wizard sets TFWIZARD_PROGRESS=json so the command it runs is exactly the one it shows;
     # it changes only how progress is printed, never what the command converts.

@@ -100,6 +100,13 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
     return result
 
 
+def upstream_lines(options: ConversionOptions, info: ModelInfo) -> list[str]:
+    """Each target's upstream command, or a shell comment saying why there is none (for --dryrun and the wizard)."""
+    return [command or f"# {target}: no upstream command takes a {info.format_title} directly; "
+                       "tfwizard freezes it with TensorFlow first"
+            for target, command in upstream_commands(options, info).items()]
+
+
 def check_output_dir(options: ConversionOptions, *, probe: bool = True) -> Path:
     """The output directory can be written (a probe directory is made and removed unless probe=False)."""
     out = Path(options.output_dir)

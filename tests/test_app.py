@@ -16,7 +16,7 @@ from conftest import REPO, SAMPLES
 from textual.widgets import DataTable, Input, Static
 
 from wizard import steps
-from wizard.app import Progress, RunScreen, WizardApp
+from wizard.app import PathSuggester, Progress, RunScreen, WizardApp
 
 SIZE = (80, 24)
 
@@ -108,6 +108,18 @@ def test_invalid_answers_are_explained_in_place_and_block_next(tmp_path, monkeyp
         assert "--batch 2" in command and "--input 'image[-1,64,64,3]'" in command
 
     drive(app, script)
+
+
+def test_path_completion_completes_relative_home_and_absolute_paths(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "model.pb").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    suggest = PathSuggester().get_suggestion
+    assert asyncio.run(suggest("mode")) == "model.pb"  # the first match, in sorted order
+    assert asyncio.run(suggest("models/..")) is None
+    assert asyncio.run(suggest("model.pb")) is None
+    assert asyncio.run(suggest(str(tmp_path / "model."))) == str(tmp_path / "model.pb")
+    assert asyncio.run(suggest("/" + tmp_path.parts[1][:2])) == "/" + tmp_path.parts[1] + "/"
 
 
 def test_a_bad_pick_is_explained_in_place(tmp_path, monkeypatch):
@@ -256,6 +268,8 @@ def test_full_run_converts_and_shows_a_passing_verification_table(tmp_path, monk
         table = app.screen.query_one("#results", DataTable)
         assert [str(c) for c in table.get_row_at(0)][:2] == ["ONNX", "ok"]
         assert str(table.get_row_at(0)[-1]) == "pass"
+        await press(pilot, "ctrl+p")  # back to the review: quitting there still reports the finished run
+        assert app.screen.STEP == "review"
         await press(pilot, "ctrl+q")
 
     drive(app, script)

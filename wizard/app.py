@@ -79,13 +79,12 @@ class WizardApp(App[object]):
     def go(self, step: str) -> None:
         self.switch_screen(SCREENS[step]())
 
-    async def action_quit(self) -> None:
-        run = getattr(self.screen, "run", None)
-        if run is not None and run.returncode is None:
+    def action_quit(self) -> None:
+        if isinstance(self.screen, RunScreen) and self.conversion.returncode is None:
             self.screen.action_cancel()  # never leave a converting child behind
             return
-        if isinstance(self.screen, ResultScreen):
-            self.screen.action_next()  # quitting from the result is finishing
+        if self.report is not None:  # a run finished (quitting from its result, or after going back)
+            self.exit(int(self.report.get("exit_code", 1)))
             return
         self.exit(None)
 
@@ -274,8 +273,8 @@ class PathSuggester(Suggester):
         super().__init__(use_cache=False, case_sensitive=True)
 
     async def get_suggestion(self, value: str) -> str | None:
-        head, _, stem = value.rpartition("/")
-        directory = Path(os.path.expanduser(head + "/" if head else ".") if head or value.startswith("/") else ".")
+        head, slash, stem = value.rpartition("/")
+        directory = Path(os.path.expanduser(head or "/")) if slash else Path(".")
         try:
             names = sorted(os.listdir(directory))
         except OSError:
@@ -340,11 +339,18 @@ class ModelScreen(StepScreen):
     def _after_first_paint(self) -> None:
         self.query_one("#body").mount(model_tree(id="tree"))
         if self.answers.model:
-            self._load(self.answers.model)
+            self._read(self.answers.model)
 
     @on(Input.Changed, "#path")
     def _path_changed(self, event: Input.Changed) -> None:
-        self._load(event.value)
+        self._read(event.value)
+
+    def _read(self, path: str) -> None:
+        detection = self.query_one("#detection", Static)
+        detection.update("reading…" if path.strip() else "")
+        detection.set_classes("")
+        if path.strip():
+            self._load(path)
 
     @on(Input.Submitted, "#path")
     def _path_submitted(self) -> None:
@@ -362,10 +368,6 @@ class ModelScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self, path: str) -> None:
-        if not path.strip():
-            self.post_message(Loaded(path, error=""))
-            return
-        self.post_message(Loaded(path, error="reading…"))
         try:
             self.post_message(Loaded(path, info=steps.load_model(path)))
         except UserError as e:
@@ -378,7 +380,7 @@ class ModelScreen(StepScreen):
             return  # an answer to an older keystroke
         detection = self.query_one("#detection", Static)
         if message.info is None:
-            detection.update(("✘ " + message.error) if message.error and message.error != "reading…" else message.error or "")
+            detection.update(f"✘ {message.error}")
             detection.set_classes("bad")
             return
         self.answers.adopt(message.path, message.info)
@@ -388,7 +390,7 @@ class ModelScreen(StepScreen):
 
     def problem(self) -> str | None:
         path = self.query_one("#path", Input).value
-        if self.answers.info is None or self.answers.model != path:
+        if self.answers.info is None or self.answers.model != steps.normal_path(path):
             try:  # Next pressed before the worker answered: read it now (inspect is fast)
                 self.answers.load(path)
             except UserError as e:
@@ -433,16 +435,9 @@ class GraphScreen(StepScreen):
             table.styles.height = len(tensors) + 1
             yield table
         yield Label("Can each target take it?", classes="section")
-        blocked = steps.preflight(info)
-        for target in steps.TARGETS:
-            title = steps.TARGET_TITLES[target]
-            if blocked[target] is None:
-                why = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
-                yield Static(f"? {title}: checked {why}", markup=False)
-            elif blocked.get(target):
-                yield Static(f"✘ {title}: cannot convert {', '.join(sorted(blocked[target]))}", classes="bad", markup=False)
-            else:
-                yield Static(f"✔ {title}: every op type is supported", classes="ok", markup=False)
+        for title, verdict, text in steps.preflight_verdicts(info):
+            mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
+            yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
         kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
         yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
         yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
@@ -505,14 +500,12 @@ class ReviewScreen(StepScreen):
             return f"(not yet: {e})"
 
     def _upstream(self) -> str:
-        from engine.convert import upstream_commands
+        from engine.convert import upstream_lines
 
         try:
-            commands = upstream_commands(self.answers.options(), self.answers.info)
+            return "\n".join(upstream_lines(self.answers.options(), self.answers.info))
         except UserError as e:
             return str(e)
-        return "\n".join(c or f"# {t}: no upstream tool takes a {self.answers.info.format_title} directly; "
-                         "tfwizard freezes it first" for t, c in commands.items())
 
     @on(QuestionForm.Answered)
     def _update(self) -> None:
@@ -685,11 +678,11 @@ class ResultScreen(StepScreen):
         self.query_one("#quit", Button).focus()
 
     @on(Button.Pressed, "#quit")
-    def _quit(self) -> None:
-        self.app.exit(int((self.app.report or {}).get("exit_code", 1)))
+    def _quit_pressed(self) -> None:
+        self.app.action_quit()
 
     def action_next(self) -> None:
-        self._quit()
+        self.app.action_quit()  # Next from the last step is finishing
 
     def action_back(self) -> None:
         self.app.go("review")

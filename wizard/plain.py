@@ -27,8 +27,8 @@ from prompt_toolkit.output import create_output
 
 from engine.errors import UserError
 
-from .steps import (STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes, preflight,
-                    preprocessing_preview, questions, review_action)
+from .steps import (STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes,
+                    preflight_verdicts, preprocessing_preview, questions, review_action)
 
 CANCELLED = "tfwizard: cancelled; nothing written"
 KEY_HINTS = {"select": "arrow keys, Enter", "multi": "arrow keys, Space to tick, Enter"}
@@ -146,12 +146,8 @@ def _show_graph(answers: Answers, ui: "Prompter") -> None:
     ui.say(textwrap.indent(format_info(info), "  "))
     ui.say("  outline")
     ui.say(textwrap.indent("\n".join(outline(info)), "    "))
-    for target, ops in preflight(info).items():
-        if ops is None:
-            verdict = "checked " + ("once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting")
-        else:
-            verdict = "ok" if not ops else "blocked by " + "; ".join(f"{op} ({why})" for op, why in sorted(ops.items()))
-        ui.say(f"  {TARGET_TITLES[target]:<14} {verdict}")
+    for title, _, text in preflight_verdicts(info):
+        ui.say(f"  {title:<14} {text}")
 
 
 # --- the run ---------------------------------------------------------------------------------------

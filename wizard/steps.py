@@ -153,11 +153,11 @@ class Answers:
         """Detect and inspect `path` (no TensorFlow); raises UserError with the message to show in place.
 
         A new model resets the answers that depend on it; a new tag or signature keeps the rest."""
-        path = normal_path(path)
         self.adopt(path, load_model(path, tag=tag, signature=signature))
 
     def adopt(self, path: str, info) -> None:
         """Take a model read elsewhere (the app reads it in a worker) as load() would."""
+        path = normal_path(path)
         if path != self.model or self.info is None:
             fresh = Answers(targets=self.targets)
             self.__dict__.update(fresh.__dict__)
@@ -366,7 +366,7 @@ def load_model(path: str, *, tag: str | None = None, signature: str | None = Non
     from engine.detect import detect
     from engine.inspect import inspect
 
-    path = str(Path(path.strip()).expanduser()) if path.strip() else ""
+    path = normal_path(path)
     if not path:
         raise UserError("give a path to a model")
     return inspect(detect(path), tag=tag, signature=signature)
@@ -389,6 +389,21 @@ def preflight(info) -> dict[str, dict[str, str] | None]:
 
     return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
             for t in TARGETS}
+
+
+def preflight_verdicts(info) -> list[tuple[str, str, str]]:
+    """(target title, "ok" | "blocked" | "later", one line) per target, for both front ends."""
+    result = []
+    for target, ops in preflight(info).items():
+        if ops is None:
+            when = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
+            result.append((TARGET_TITLES[target], "later", f"checked {when}"))
+        elif ops:
+            why = "; ".join(f"{op} ({reason})" for op, reason in sorted(ops.items()))
+            result.append((TARGET_TITLES[target], "blocked", f"blocked by {why}"))
+        else:
+            result.append((TARGET_TITLES[target], "ok", "every op type is supported"))
+    return result
 
 
 def preprocessing_preview(a: Answers) -> str:
