@@ -18,8 +18,15 @@ from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_flo
                       parse_targets, strip_port)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the whole usage before its error; we keep to one line (exit 2 all the same)."""
+
+    def error(self, message):
+        raise UserError(f"{message}; see '{self.prog} --help'")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfwizard", description="Inspect and convert TensorFlow models.")
+    parser = _Parser(prog="tfwizard", description="Inspect and convert TensorFlow models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{inspect,convert}")
     p = sub.add_parser("inspect", help="show format, inputs, outputs and ops of a model (no TensorFlow import)")
     p.add_argument("model", help="model file or SavedModel directory")
@@ -55,23 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--control-flow-v2", action="store_true", help="TF.js: keep control flow v2 ops")
     c.add_argument("--use-structured-outputs-names", action="store_true", help="TF.js: outputs keyed by name")
     c.add_argument("--metadata", action="append", default=[], metavar="KEY:FILE.json", help="TF.js user metadata")
+    c.add_argument("--trust-model", action="store_true",
+                   help="load Keras models with Lambda layers or custom objects, which run code (see inspect)")
     c.add_argument("--no-verify", action="store_true", help="skip the numeric check against TensorFlow")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--dryrun", action="store_true", help="print this command and the upstream commands; write nothing")
     c.add_argument("--report", help="also write report.json here")
-    c.add_argument("--progress", choices=["text", "json"], default="text",
-                   help="progress as text on stderr (default) or JSON lines on stdout")
+    c.add_argument("--progress", choices=["text", "json"],
+                   help="progress as text on stderr (default; TFWIZARD_PROGRESS=json changes it) or JSON lines on stdout")
     return parser
 
 
 def options_from_args(args) -> ConversionOptions:
     """argparse namespace → the one options object (validating every value)."""
     if args.batch is not None and args.batch <= 0:
-        raise UserError(f"--batch {args.batch}: must be a positive integer")
+        raise UserError(f"--batch {args.batch}: not a positive integer; pass the batch size, e.g. --batch 1")
     if args.scale and args.scale_values:
         raise UserError("--scale and --scale-values both given; use one")
     if args.weight_shard_size_bytes <= 0:
-        raise UserError("--weight-shard-size-bytes must be positive")
+        raise UserError("--weight-shard-size-bytes must be positive; e.g. 4194304 (4 MiB, the default)")
     scale = args.scale_values or args.scale
     return ConversionOptions(
         model=args.model, targets=parse_targets(args.to), output_dir=args.output_dir,
@@ -85,14 +94,19 @@ def options_from_args(args) -> ConversionOptions:
         tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
-        metadata=tuple(args.metadata), verify=not args.no_verify, force=args.force, report=args.report,
-        progress=args.progress,
+        metadata=tuple(args.metadata), trust_model=args.trust_model, verify=not args.no_verify, force=args.force,
+        report=args.report, progress=args.progress or "text",
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # A file name that is not valid UTF-8 reaches us as surrogate escapes; print it back as the
+    # same bytes rather than fail (stdout is 'strict' under most UTF-8 locales).
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
+        args = build_parser().parse_args(argv)
         if args.command == "inspect":
             return _inspect(args)
         if args.command == "convert":
@@ -100,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"tfwizard: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("tfwizard: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"tfwizard: interrupted ({signal.Signals(signum).name}); nothing was written", file=sys.stderr)
+        return 128 + signum
+    except BrokenPipeError:  # `tfwizard inspect M | head`: the reader left; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 128 + signal.SIGPIPE
     except Exception as e:  # a bug of ours or an upstream crash: one line, not a traceback
         if os.environ.get("TFWIZARD_DEBUG"):
             raise
@@ -126,26 +144,25 @@ def _inspect(args) -> int:
 
 
 def _convert(args) -> int:
-    from .convert import convert, plan, upstream_commands
+    from .convert import check_output_dir, convert, interruptible, plan, upstream_lines
 
     options = options_from_args(args)
     if args.dryrun:
         _, info = plan(options)
+        check_output_dir(options, probe=False)  # a dry run writes nothing, not even a probe
         print(options.command())
-        for target, command in upstream_commands(options, info).items():
-            print(command or f"# {target}: no upstream command does this conversion directly (from a "
-                             f"{info.format_title}, with these options); tfwizard goes through TensorFlow first")
+        for line in upstream_lines(options, info):
+            print(line)
         return 0
-    signal.signal(signal.SIGTERM, _terminate)  # unwind (and clean up) on SIGTERM as on Ctrl-C
-    emit = _json_emitter if options.progress == "json" else _text_emitter
-    report = convert(options, emit)
-    if options.progress == "text":
+    # The wizard sets TFWIZARD_PROGRESS=json so the command it runs is exactly the one it shows;
+    # it changes only how progress is printed, never what the command converts.
+    progress = args.progress or os.environ.get("TFWIZARD_PROGRESS") or "text"
+    emit = _json_emitter if progress == "json" else _text_emitter
+    with interruptible():
+        report = convert(options, emit, isolated=True)  # TensorFlow in a worker process we can kill
+    if progress == "text":
         print(format_report(report))
     return report.exit_code
-
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _json_emitter(event: str, **fields) -> None:
@@ -215,4 +232,7 @@ def format_info(info) -> str:
     total = sum(info.ops.values())
     lines.append(f"{kind:<10} {total} in {len(info.ops)} types: " + ", ".join(f"{op}×{n}" for op, n in info.ops.items()))
     lines += [f"warning    {w}" for w in info.warnings]
+    if info.code_risks:
+        lines.append("code       runs when loaded; convert refuses it without --trust-model (only for models you trust):")
+        lines += [f"  ! {risk}" for risk in info.code_risks]
     return "\n".join(lines)

@@ -7,10 +7,15 @@ replaced only with --force. One target failing does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -61,15 +66,30 @@ class Report:
 
 def plan(options: ConversionOptions) -> tuple[object, ModelInfo]:
     """Everything that can be checked without TensorFlow; raises UserError on bad input."""
-    from .prepare import final_inputs, final_outputs
+    from .prepare import final_inputs, final_outputs, preprocessed_inputs
 
     detection = detect(options.model, checkpoint=options.checkpoint)
     info = inspect(detection, tag=options.tag, signature=options.signature)
-    final_inputs(info, options)
-    final_outputs(info, options)
+    if info.code_risks and not options.trust_model:
+        more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
+        raise UserError(f"{info.path}: loading this model runs code stored in or named by it ({info.code_risks[0]}{more}); "
+                        "if you trust its source, pass --trust-model")
+    preprocessed_inputs(final_inputs(info, options), options)
+    final_outputs(info, options, graph=_parsed_graph(detection))
     if options.tfjs_format == "layers" and "tfjs" in options.targets and info.op_kind != "keras_layer":
         raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras); use the default graph format")
     return detection, info
+
+
+def _parsed_graph(detection):
+    """The GraphDef detect() parsed for graph formats (None for SavedModels and Keras)."""
+    from .detect import Format
+
+    if detection.format is Format.METAGRAPH:
+        return detection.parsed.graph_def
+    if detection.format in (Format.GRAPHDEF, Format.GRAPHDEF_TEXT, Format.CHECKPOINT):
+        return detection.parsed
+    return None
 
 
 def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, str | None]:
@@ -85,7 +105,15 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
     return result
 
 
-def check_output_dir(options: ConversionOptions) -> Path:
+def upstream_lines(options: ConversionOptions, info: ModelInfo) -> list[str]:
+    """Each target's upstream command, or a shell comment saying why there is none (for --dryrun and the wizard)."""
+    return [command or f"# {target}: no upstream command does this conversion directly (from a "
+                       f"{info.format_title}, with these options); tfwizard goes through TensorFlow first"
+            for target, command in upstream_commands(options, info).items()]
+
+
+def check_output_dir(options: ConversionOptions, *, probe: bool = True) -> Path:
+    """The output directory can be written (a probe directory is made and removed unless probe=False)."""
     out = Path(options.output_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: is a file, not a directory; choose another output directory")
@@ -94,6 +122,8 @@ def check_output_dir(options: ConversionOptions) -> Path:
     parent = out.resolve().parent
     if not parent.is_dir():
         raise UserError(f"-o {out}: the parent directory {parent} does not exist; create it first")
+    if not probe:
+        return out
     probe = parent / f".{out.name}.write-test"
     try:
         probe.mkdir()
@@ -103,25 +133,54 @@ def check_output_dir(options: ConversionOptions) -> Path:
     return out
 
 
-def convert(options: ConversionOptions, emit: Emit) -> Report:
+def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -> Report:
+    """Convert to every target into a temporary sibling of OUTDIR, then move it into place.
+
+    isolated=True (the CLI) runs the TensorFlow part in a worker process (engine.worker) in its
+    own session: this process never imports TensorFlow, and on SIGINT/SIGTERM (Interrupted, see
+    interruptible()) it kills the worker's process group and removes the temporary output. An
+    exception raised by a signal handler inside native code can abort the process instead of
+    unwinding (onnx's nanobind initialisation did), so only a process that runs nothing native
+    may be interrupted that way. In-process (isolated=False, for tests and library use), an
+    interruption is best effort.
+    """
     started = time.perf_counter()
     detection, info = plan(options)
     out = check_output_dir(options)
+    check_resources(detection, options, out)
     commands = upstream_commands(options, info)
     report = Report(
         model={"path": info.path, "format": info.format, "reason": info.reason,
                "inputs": [asdict(i) for i in info.inputs], "outputs": [asdict(o) for o in info.outputs]},
         command=options.command(), targets=[],
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
+    emit = _checking_interrupts(emit)
+    for warning in info.warnings:
+        emit("log", message=f"warning: {warning}")
+    tmp = None
     try:
-        _convert_targets(detection, info, options, tmp, commands, report, emit)
+        with _signals_held():  # a signal now would leave a temp dir we don't know the name of yet
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should be as readable as a mkdir's
+        if isolated:
+            from .worker import run_worker
+
+            report.targets = run_worker(options, tmp, emit)
+        else:
+            _convert_targets(detection, info, options, tmp, commands, report, emit)
         report.targets.sort(key=lambda r: options.targets.index(r.target))
         report.seconds = round(time.perf_counter() - started, 2)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        _move_into_place(tmp, out)
+        shutil.rmtree(tmp / ".tmp", ignore_errors=True)  # the worker's TMPDIR (engine.worker)
+        raise_if_interrupted()
+        with _signals_held():  # two renames: not to be split by a signal
+            _move_into_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        # Libraries turn an exception from a signal handler into their own errors on the way up
+        # (TensorFlow's tracing gave an AttributeError): after a signal, it is the interruption.
+        raise_if_interrupted()
         raise
     if options.report:
         Path(options.report).write_text(json.dumps(report.to_json(), indent=2) + "\n")
@@ -204,6 +263,198 @@ def _verify(backend, target_dir, prepared, options, feeds, reference, compare) -
     return compare(reference, actual, backend.tolerance(options), relative=options.quantization(backend.name) is not None)
 
 
+# --- interruption -----------------------------------------------------------------------------------
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; `signum` says which. The CLI exits with 128 + signum."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received: list[int] = []  # signals received inside interruptible(); sticky until it exits
+_raised: list[int] = []  # the one signal raised as Interrupted
+RECHECK_SECONDS = 0.05
+
+
+@contextlib.contextmanager
+def interruptible():
+    """SIGINT and SIGTERM raise Interrupted in the main thread, once.
+
+    Later signals are only recorded, so the cleanup the first one started runs to the end. The
+    record is also checked at every progress event (and before the output is moved into place):
+    a library that swallows KeyboardInterrupt (a bare `except:`) cannot make us carry on.
+    While a module is being imported the exception is held back and retried every 50 ms: native
+    extensions run Python code during their initialisation (onnx's nanobind enums), and an
+    exception thrown through that C++ aborts the process, leaving the temporary output behind.
+    """
+    def handler(signum, frame):
+        if signum != signal.SIGALRM:
+            _received.append(signum)
+        if not _received or _raised:
+            return
+        if _importing(frame):
+            signal.setitimer(signal.ITIMER_REAL, RECHECK_SECONDS)
+            return
+        _raised.append(_received[0])
+        raise Interrupted(_received[0])
+
+    _drop_dangling_altstack()
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for s, h in previous.items():
+            signal.signal(s, h)
+        _received.clear()
+        _raised.clear()
+
+
+def _drop_dangling_altstack() -> None:
+    """Disable the main thread's alternate signal stack if its memory is gone.
+
+    OpenVINO 2026.4's CPU plugin can leave the thread an alternate stack it has already
+    unmapped (seen after two Cores compiled and were freed). Python installs its handlers with
+    SA_ONSTACK, so the next signal would segfault instead of interrupting. Linux only; the CLI
+    does not need it (its worker, where OpenVINO runs, handles no signals).
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return
+    import ctypes
+
+    class StackT(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    SS_DISABLE = 2
+    try:
+        libc = ctypes.CDLL(None)
+        current = StackT()
+        if libc.sigaltstack(None, ctypes.byref(current)) != 0 or not current.ss_sp or current.ss_flags & SS_DISABLE:
+            return
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                low, high = (int(x, 16) for x in line.split()[0].split("-"))
+                if low <= current.ss_sp < high:
+                    return  # mapped: leave it (faulthandler's, or a library's that is still alive)
+        libc.sigaltstack(ctypes.byref(StackT(None, SS_DISABLE, 0)), None)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def raise_if_interrupted() -> None:
+    if _received:
+        raise Interrupted(_received[0])
+
+
+def _checking_interrupts(emit: Emit) -> Emit:
+    def checked(event: str, **fields) -> None:
+        raise_if_interrupted()
+        emit(event, **fields)
+    return checked
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM for a few system calls; they are delivered when the block ends."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+# --- resources ---------------------------------------------------------------------------------------
+
+
+GIB = 1 << 30
+MIB = 1 << 20
+DISK_MARGIN = 64 * MIB  # beyond the estimate: report, logs, filesystem slack
+
+
+def model_bytes(detection) -> int:
+    """Bytes of every file that makes up the model: the file or directory, plus its checkpoint."""
+    paths = [Path(detection.path)]
+    if detection.checkpoint:
+        prefix = Path(detection.checkpoint)
+        paths += list(prefix.parent.glob(prefix.name + ".*")) + [prefix]
+    total = 0
+    for p in paths:
+        try:
+            files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else []
+            total += sum(f.stat().st_size for f in files)
+        except OSError:
+            continue  # unreadable parts were already reported by detect; the estimate is a floor
+    return total
+
+
+def disk_needed(size: int, targets: int) -> int:
+    """Estimate for OUTDIR's filesystem: the frozen work copy plus each target about the model's size,
+    with half again as margin (float16 ONNX keeps its float32 copy until the end, TF.js shards)."""
+    return int(size * (targets + 1) * 1.5) + DISK_MARGIN
+
+
+def memory_needed(size: int) -> int:
+    """The loaded model and its frozen copy, plus TensorFlow itself (~1 GiB measured on import)."""
+    return 2 * size + GIB
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else free physical pages; None when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_space(size: int, targets: int, *, free_disk: int, free_memory: int | None, out: Path,
+                reserve: int = 0) -> None:
+    """Refuse early when the output disk or the memory is clearly too small. Pure: inputs are given."""
+    need = disk_needed(size, targets) + reserve
+    if free_disk < need:
+        raise UserError(f"-o {out}: not enough free disk space: the conversion needs about {_human(need)}, "
+                        f"{_human(free_disk)} is free there; free some space or choose another output directory")
+    if free_memory is not None and memory_needed(size) > free_memory:
+        raise UserError(f"the model ({_human(size)}) needs about {_human(memory_needed(size))} of memory to convert, "
+                        f"{_human(free_memory)} is available; close other programs or use a machine with more memory")
+
+
+def check_resources(detection, options: ConversionOptions, out: Path) -> None:
+    """check_space() with this machine's numbers. TFWIZARD_DISK_RESERVE (bytes) keeps that much
+    free on the output disk besides the estimate (default 0)."""
+    try:
+        reserve = int(os.environ.get("TFWIZARD_DISK_RESERVE", "0"))
+    except ValueError:
+        raise UserError("TFWIZARD_DISK_RESERVE must be a number of bytes") from None
+    free_disk = shutil.disk_usage(out.resolve().parent).free
+    check_space(model_bytes(detection), len(options.targets), free_disk=free_disk,
+                free_memory=available_memory(), out=out, reserve=reserve)
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", GIB), ("MiB", MIB)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1024:.0f} KiB"
+
+
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Replace `out` with `tmp` (renames on one filesystem; the old output is removed last)."""
     old = None
@@ -218,3 +469,9 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

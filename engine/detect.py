@@ -9,9 +9,12 @@ parsed message so inspect does not read a 100 MB graph twice. No TensorFlow here
 from __future__ import annotations
 
 import enum
+import errno
 import json
+import os
 import re
 import zipfile
+import zlib
 from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,11 +89,21 @@ def detect(path: str | Path, *, checkpoint: str | Path | None = None) -> Detecti
     if not exists:
         if path.exists():
             raise UserError(f"{path}: not a regular file or directory; pass a model file or SavedModel directory")
+        if _is_symlink_loop(path):
+            raise UserError(f"{path}: a symlink loop (too many levels of symbolic links); point it at the model instead")
         hint = " (a broken symlink)" if path.is_symlink() else ""
         raise UserError(f"{path}: no such file or directory{hint}; check the path")
     if is_dir:
         return _detect_dir(path, checkpoint)
     return _detect_file(path, checkpoint)
+
+
+def _is_symlink_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 # --- directories -------------------------------------------------------------------------------
@@ -166,7 +179,7 @@ def _detect_file(path: Path, checkpoint) -> Detection:
     except OSError as e:
         raise UserError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
     if size == 0:
-        raise UserError(f"{path}: the file is empty (0 bytes); it was probably not fully written or downloaded")
+        raise UserError(f"{path}: the file is empty (0 bytes), probably not fully written or downloaded; copy or export it again")
 
     if head.startswith(HDF5_MAGIC):
         return _keras_h5(path)
@@ -189,20 +202,26 @@ def _keras_h5(path: Path) -> Detection:
 
     try:
         with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
             keys = set(f.keys())
-    except OSError as e:
-        raise UserError(f"{path}: HDF5 signature but unreadable ({e}); the file may be truncated") from None
-    config = attrs.get("model_config")
+            names = set(f.attrs.keys())
+            config = f.attrs["model_config"] if "model_config" in names else None
+            version = f.attrs["keras_version"] if "keras_version" in names else ""
+    # h5py turns a damaged file into OSError mostly, but KeyError/ValueError/RuntimeError/TypeError
+    # where the damage is in an attribute or link table; all mean the same to the user.
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: HDF5 signature but unreadable ({msg}); the file may be truncated or corrupt, "
+                        "re-download or re-save it") from None
     if config is None:
-        if "layer_names" in attrs or {"layers", "vars"} & keys or "model_weights" in keys:
+        if "layer_names" in names or {"layers", "vars"} & keys or "model_weights" in keys:
             raise UserError(
                 f"{path}: Keras weights-only HDF5: it holds the weights but not the architecture "
                 "(no model_config); save the full model with model.save('model.keras') and convert that"
             )
-        raise UserError(f"{path}: HDF5 file without a Keras model_config; it is not a Keras model")
-    config = _json_loads(config, path, "model_config")
-    version = _text(attrs.get("keras_version", ""))
+        raise UserError(f"{path}: HDF5 file without a Keras model_config, so not a Keras model; "
+                        "pass a model saved with model.save()")
+    config = _keras_config(_json_loads(config, path, "model_config"), path, "model_config")
+    version = _text(version)
     major = version.split(".")[0] if version else "?"
     cls = config.get("class_name", "?")
     reason = f"HDF5 with model_config: Keras {cls} model, written by Keras {version or 'unknown'}"
@@ -214,14 +233,17 @@ def _keras_v3(path: Path) -> Detection:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
             if "config.json" not in names:
-                raise UserError(f"{path}: a zip archive without config.json; it is not a Keras v3 .keras file")
-            config = _json_loads(z.read("config.json"), path, "config.json")
+                raise UserError(f"{path}: a zip archive without config.json, so not a Keras v3 .keras file; pass a model saved with model.save()")
+            config = _keras_config(_json_loads(z.read("config.json"), path, "config.json"), path, "config.json")
             meta = _json_loads(z.read("metadata.json"), path, "metadata.json") if "metadata.json" in names else {}
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise UserError(f"{path}: zip signature but unreadable ({e}); the file may be truncated") from None
+    # zlib.error: a deflated member that does not inflate; ValueError/NotImplementedError: bad header fields.
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, NotImplementedError) as e:
+        raise UserError(f"{path}: zip signature but unreadable ({e}); the file may be truncated or corrupt, "
+                        "re-download or re-save it") from None
     if "model.weights.h5" not in names:
         raise UserError(f"{path}: .keras archive without model.weights.h5; re-save the model with model.save()")
     version = meta.get("keras_version", "")
+    version = version if isinstance(version, str) else ""
     reason = (
         f"zip with config.json + model.weights.h5: Keras {config.get('class_name', '?')} model, "
         f"written by Keras {version or 'unknown'}"
@@ -232,8 +254,8 @@ def _keras_v3(path: Path) -> Detection:
 def _json_model(path: Path) -> Detection:
     try:
         doc = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{path}: starts like JSON but does not parse; it is not a model file") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise UserError(f"{path}: starts like JSON but does not parse, so it is not a model file; pass a TensorFlow model") from None
     if isinstance(doc, dict) and ("modelTopology" in doc or "weightsManifest" in doc):
         kind = doc.get("format", "graph-model")
         return Detection(Format.TFJS, path, f"JSON with modelTopology/weightsManifest: TensorFlow.js {kind}")
@@ -273,6 +295,7 @@ def _protobuf(path: Path, checkpoint) -> Detection:
 
     if kind == "saved_model":
         return _saved_model(path.parent, path)
+    _check_inputs_exist(message.graph_def if kind.startswith("meta") else message, path)
     if kind.startswith("meta"):
         return _metagraph(path, message, checkpoint)
     nodes = message.node
@@ -304,6 +327,17 @@ def _metagraph(path: Path, message, checkpoint) -> Detection:
         + (f", written by TensorFlow {version}" if version else "")
     )
     return Detection(Format.METAGRAPH, path, reason, graph=path, checkpoint=ckpt, parsed=message)
+
+
+def _check_inputs_exist(graph, path: Path) -> None:
+    """A graph cut short at a node boundary still parses; its nodes then name inputs that are gone."""
+    names = {n.name for n in graph.node}
+    for n in graph.node:
+        for inp in n.input:
+            source = inp.lstrip("^").split(":")[0]
+            if source not in names:
+                raise UserError(f"{path}: node {n.name!r} takes input {source!r}, which is not in the graph; "
+                                "the file is truncated or corrupt, re-export or re-download it")
 
 
 def _try_binary(kind: str, data: bytes):
@@ -457,11 +491,47 @@ def _parse(message, path: Path, *, text: bool, what: str):
 def _json_loads(raw, path: Path, what: str) -> dict:
     try:
         doc = json.loads(_text(raw))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
-        raise UserError(f"{path}: the Keras {what} is not valid JSON; re-save the model with model.save()")
+        raise UserError(f"{path}: the Keras {what} is not a valid JSON object; re-save the model with model.save()")
     return doc
+
+
+def _keras_config(config: dict, path: Path, what: str) -> dict:
+    """Check the shape inspect relies on: a model class, and layers that are objects with a class.
+
+    Old Keras 2 Sequential configs hold the layer list itself as "config"; it is normalised to
+    {"layers": [...]} here so the rest of the code sees one shape.
+    """
+    def bad(why: str):
+        return UserError(f"{path}: the Keras {what} is malformed ({why}); re-save the model with model.save()")
+
+    cls = config.get("class_name")
+    if not isinstance(cls, str) or not cls:
+        raise bad("no model class_name")
+    body = config.get("config", {})
+    if isinstance(body, list):
+        body = {"layers": body}
+        config = {**config, "config": body}
+    if not isinstance(body, dict):
+        raise bad("config is not an object")
+    layers = body.get("layers", [])
+    if not isinstance(layers, list):
+        raise bad("layers is not a list")
+    stack = list(layers)
+    while stack:  # nested models keep their own layer lists
+        layer = stack.pop()
+        if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
+            raise bad("a layer is not an object with a class_name")
+        inner = layer.get("config", {})
+        if not isinstance(inner, dict):
+            raise bad(f"layer {layer['class_name']} has no config object")
+        if "layers" in inner:
+            if not isinstance(inner["layers"], list):
+                raise bad(f"nested model {layer['class_name']}: layers is not a list")
+            stack.extend(inner["layers"])
+    return config
 
 
 def _text(value) -> str:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from .detect import VARIABLE_OPS, Detection, Format
 from .errors import UserError
+from .keras_safety import code_risks
 from .protos import dtype_name
 
 SCHEMA = "tfwizard.inspect/1"
@@ -65,6 +66,8 @@ class ModelInfo:
     signatures: list[str] = field(default_factory=list)  # for the chosen tag set
     signature: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Keras: Lambda layers and custom objects, which run code when the model is loaded (see keras_safety).
+    code_risks: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, **asdict(self)}
@@ -79,7 +82,7 @@ def inspect(detection: Detection, *, tag: str | None = None, signature: str | No
             "give the original TensorFlow model (SavedModel, .pb, .meta, Keras file)"
         )
     if (tag or signature) and fmt is not Format.SAVED_MODEL:
-        raise UserError(f"--tag/--signature apply to SavedModels only; {detection.path} is a {fmt.title}")
+        raise UserError(f"--tag/--signature apply to SavedModels only, and {detection.path} is a {fmt.title}; drop them")
     base = dict(path=str(detection.path), format=fmt.value, format_title=fmt.title, reason=detection.reason)
     if fmt in (Format.KERAS_H5, Format.KERAS_V3):
         return _inspect_keras(detection, base)
@@ -96,6 +99,11 @@ def inspect(detection: Detection, *, tag: str | None = None, signature: str | No
         producer = None  # a GraphDef records only its graph version (in the reason), not the release
         sig_outputs = None
     inputs, outputs, ops, warnings = summarize_graph(graph)
+    if not graph.HasField("versions") and fmt is not Format.METAGRAPH:
+        # TensorFlow writes `versions` after the nodes. Cut between two nodes, a graph still parses,
+        # and as nodes come in order it stays consistent: only this missing record hints at it.
+        warnings.append("the graph has no versions record, which TensorFlow writes last: if the file was cut short, "
+                        "these outputs are not the model's (graphs built by hand lack it too)")
     if sig_outputs:  # a MetaGraph exported with a serving signature says what its outputs are
         outputs = [o for o in outputs if o.name in sig_outputs] or outputs
     return ModelInfo(**base, producer=producer, inputs=inputs, outputs=outputs, ops=ops, op_kind="tf_op",
@@ -126,21 +134,21 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
     # A dangling read of a variable (resource variables leave one per variable) computes nothing
     # from the inputs; prefer the candidates that do, unless none do (e.g. a graph fed by a queue).
     names = {p.name for p in placeholders}
-    fed = [c for c in candidates if _ancestors([c], nodes, data_only=True) & names]
+    fed = [c for c in candidates if ancestors([c], nodes, data_only=True) & names]
     # The loss dangles too. tf.gradients names its scopes gradients/<node>_grad/, so a dangling node
     # that was differentiated is a loss, not an inference output (unless nothing else is left).
     differentiated = {m.group(1) for n in noise if (m := GRADIENT_OF.match(n))}
     fed = [c for c in fed if c not in differentiated] or fed
     outputs = [_node_tensor(nodes[c]) for c in (fed or candidates)]
     # Inputs are the placeholders the outputs need (a labels placeholder feeds only the loss).
-    needed = _ancestors([o.name for o in outputs], nodes, data_only=True)
+    needed = ancestors([o.name for o in outputs], nodes, data_only=True)
     inputs = [_placeholder(n) for n in placeholders if n.name in needed or not fed]
     warnings = []
     trainers = [n for n in graph.node if TRAINING_SCOPES.match(n.name) or TRAINER_OPS.match(n.op)]
     if trainers:
         warnings.append(f"training left in the graph: {len(noise)} nodes (optimizer, gradients, save/restore, "
                         "initializers) set aside; they are not converted")
-    ops = Counter(nodes[name].op for name in _ancestors([o.name for o in outputs], nodes))
+    ops = Counter(nodes[name].op for name in ancestors([o.name for o in outputs], nodes))
     _count_function_ops(graph, ops)
     return inputs, outputs, dict(ops.most_common()), warnings
 
@@ -167,7 +175,7 @@ def _training_noise(order, nodes, consumers) -> set[str]:
     return noise
 
 
-def _ancestors(roots: list[str], nodes, *, data_only: bool = False) -> set[str]:
+def ancestors(roots: list[str], nodes, *, data_only: bool = False) -> set[str]:
     """Names of `roots` and every node they depend on (through control edges too, unless data_only)."""
     seen, stack = set(), list(roots)
     while stack:
@@ -256,7 +264,7 @@ def _inspect_saved_model(detection: Detection, base: dict, tag: str | None, sign
     outputs = [_tensor_info(key, t) for key, t in sorted(sig.outputs.items())]
     graph = meta.graph_def
     nodes = {n.name: n for n in graph.node}
-    reachable = _ancestors([t.tensor.split(":")[0] for t in outputs], nodes)
+    reachable = ancestors([t.tensor.split(":")[0] for t in outputs], nodes)
     ops = Counter(nodes[name].op for name in reachable)
     _count_function_ops(_SubGraph(graph, [nodes[n] for n in reachable]), ops)
     version = meta.meta_info_def.tensorflow_version
@@ -313,6 +321,10 @@ def _tensor_info(key: str, t) -> TensorInfo:
 # --- Keras -------------------------------------------------------------------------------------
 
 
+# detect() has checked the shape of the config (model class, layers as objects with a class and a
+# config object); values inside (names, shapes, dtypes) are still whatever the file says.
+
+
 def _inspect_keras(detection: Detection, base: dict) -> ModelInfo:
     config = detection.parsed["config"]
     version = detection.parsed["keras_version"]
@@ -321,14 +333,14 @@ def _inspect_keras(detection: Detection, base: dict) -> ModelInfo:
     if config.get("class_name") == "Sequential":
         inputs, outputs = _sequential_io(body, layers)
     else:
-        by_name = {(layer.get("config", {}).get("name") or layer.get("name")): layer for layer in layers}
+        by_name = {_layer_name(layer): layer for layer in layers}
         inputs = [_keras_input(by_name.get(n), n) for n in _layer_refs(body.get("input_layers"))]
         outputs = [TensorInfo(n, _keras_dtype(by_name.get(n)), None) for n in _layer_refs(body.get("output_layers"))]
     counts = Counter()
     _count_layers(layers, counts)
     return ModelInfo(
         **base, producer=f"Keras {version}" if version else None, inputs=inputs, outputs=outputs,
-        ops=dict(counts.most_common()), op_kind="keras_layer",
+        ops=dict(counts.most_common()), op_kind="keras_layer", code_risks=code_risks(config),
     )
 
 
@@ -338,20 +350,29 @@ def _sequential_io(body: dict, layers: list) -> tuple[list[TensorInfo], list[Ten
     shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
     if shape is None and body.get("build_input_shape") is not None:
         shape = body["build_input_shape"]
-    name = cfg.get("name", "input") if first.get("class_name") == "InputLayer" else f"{body.get('name', 'sequential')}_input"
+    default = f"{_text(body.get('name')) or 'sequential'}_input"
+    name = (_layer_name(first) or "input") if first.get("class_name") == "InputLayer" else default
     inputs = [TensorInfo(name, _keras_dtype(first) or "float32", _dims(shape))]
     last = layers[-1] if layers else {}
-    outputs = [TensorInfo(last.get("config", {}).get("name", "output"), _keras_dtype(last), None)]
+    outputs = [TensorInfo(_layer_name(last) or "output", _keras_dtype(last), None)]
     return inputs, outputs
+
+
+def _layer_name(layer: dict) -> str | None:
+    return _text(layer.get("config", {}).get("name")) or _text(layer.get("name"))
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _layer_refs(refs) -> list[str]:
     """input_layers/output_layers: [[name, node, tensor], ...] or, in Keras 3 for one tensor, [name, node, tensor]."""
-    if not refs:
+    if not isinstance(refs, list) or not refs:
         return []
     if isinstance(refs[0], str):
         return [refs[0]]
-    return [r[0] for r in refs]
+    return [r[0] for r in refs if isinstance(r, list) and r and isinstance(r[0], str)]
 
 
 def _keras_input(layer: dict | None, name: str) -> TensorInfo:
@@ -363,21 +384,23 @@ def _keras_input(layer: dict | None, name: str) -> TensorInfo:
 def _keras_dtype(layer: dict | None) -> str | None:
     dtype = (layer or {}).get("config", {}).get("dtype")
     if isinstance(dtype, dict):  # Keras 3 DTypePolicy
-        dtype = dtype.get("config", {}).get("name")
+        inner = dtype.get("config")
+        dtype = inner.get("name") if isinstance(inner, dict) else None
     if dtype in ("mixed_float16", "mixed_bfloat16"):
         return "float32"
     return dtype if isinstance(dtype, str) else None
 
 
 def _dims(shape) -> list[int] | None:
-    if shape is None:
+    """A stored shape as ints (-1 for None); None when absent or not a list of dims."""
+    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape):
         return None
-    return [-1 if d is None else int(d) for d in shape]
+    return [-1 if d is None or d < 0 else d for d in shape]
 
 
 def _count_layers(layers: list, counts: Counter) -> None:
     for layer in layers:
-        counts[layer.get("class_name", "?")] += 1
+        counts[layer["class_name"]] += 1
         inner = layer.get("config", {})
-        if isinstance(inner, dict) and isinstance(inner.get("layers"), list):  # nested models
+        if isinstance(inner.get("layers"), list):  # nested models
             _count_layers(inner["layers"], counts)

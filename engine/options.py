@@ -54,6 +54,7 @@ class ConversionOptions:
     control_flow_v2: bool = False
     use_structured_outputs_names: bool = False
     metadata: tuple[str, ...] = ()  # tfjs "key:path.json"
+    trust_model: bool = False  # load Keras Lambda layers / custom objects, which run code from the file
     verify: bool = True
     force: bool = False
     report: str | None = None
@@ -120,7 +121,7 @@ class ConversionOptions:
                          ("--keep-debug-ops", not self.strip_debug_ops),
                          ("--control-flow-v2", self.control_flow_v2),
                          ("--use-structured-outputs-names", self.use_structured_outputs_names),
-                         ("--no-verify", not self.verify), ("--force", self.force)):
+                         ("--trust-model", self.trust_model), ("--no-verify", not self.verify), ("--force", self.force)):
             if on:
                 out.append(flag)
         for m in self.metadata:
@@ -156,7 +157,7 @@ def parse_input(text: str) -> tuple[str, tuple[int, ...]]:
     """'NAME[1,224,224,3]' → ('NAME', (1, 224, 224, 3)); '-1' or '?' keeps a dim dynamic."""
     m = _INPUT.match(text)
     if not m or m.group(2) is None:
-        raise UserError(f"--input {text!r}: expected NAME[d1,d2,...], e.g. 'input[1,224,224,3]' (-1 or ? for dynamic)")
+        raise UserError(f"--input {text!r}: not NAME[d1,d2,...]; write e.g. 'input[1,224,224,3]' (-1 or ? for dynamic)")
     name, dims = strip_port(m.group(1)), m.group(2).strip()
     return name, tuple(parse_dim(d, f"--input {text!r}") for d in dims.split(",")) if dims else ()
 
@@ -168,7 +169,7 @@ def parse_dim(text: str, where: str) -> int:
         return -1
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise UserError(f"{where}: dimension {text!r} must be a positive integer, or -1 / ? for dynamic")
+    raise UserError(f"{where}: dimension {text!r} is not a positive integer; use one, or -1 / ? for a dynamic dim")
 
 
 def parse_floats(text: str, flag: str) -> tuple[float, ...]:
@@ -179,7 +180,7 @@ def parse_floats(text: str, flag: str) -> tuple[float, ...]:
     except ValueError:
         values = ()
     if not values:
-        raise UserError(f"{flag} {text!r}: expected numbers like '[127.5,127.5,127.5]' or '127.5'")
+        raise UserError(f"{flag} {text!r}: not a list of numbers; write e.g. '[127.5,127.5,127.5]' or '127.5'")
     if flag.startswith("--scale") and any(v == 0 for v in values):
         raise UserError(f"{flag} {text!r}: a scale of 0 would divide by zero; use 1 for no scaling")
     return values

@@ -11,6 +11,7 @@ outputs with Identity nodes and prunes everything else away.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def final_inputs(info: ModelInfo, options: ConversionOptions) -> list[TensorInfo
     return result
 
 
-def final_outputs(info: ModelInfo, options: ConversionOptions) -> list[str]:
+def final_outputs(info: ModelInfo, options: ConversionOptions, graph=None) -> list[str]:
+    """The outputs to convert. Graphs (pass the parsed GraphDef as `graph`) can be cut at any node."""
     if not options.outputs:
         return [o.name for o in info.outputs]
     if info.format in ("saved_model", "keras_h5", "keras_v3"):
@@ -88,7 +90,13 @@ def final_outputs(info: ModelInfo, options: ConversionOptions) -> list[str]:
         unknown = [o for o in options.outputs if o not in known]
         if unknown:
             raise UserError(f"--output {unknown[0]!r}: no such output; the model's outputs are {', '.join(sorted(known))}")
-    return list(options.outputs)  # graphs: any node can be an output; checked when freezing
+    elif graph is not None:
+        nodes = {n.name for n in graph.node}
+        missing = [o for o in options.outputs if o.split(":")[0] not in nodes]
+        if missing:
+            raise UserError(f"--output {missing[0]!r}: no such node in the graph; the outputs found are "
+                            f"{', '.join(o.name for o in info.outputs)}")
+    return list(options.outputs)
 
 
 # --- freezing each input form ---------------------------------------------------------------------
@@ -104,7 +112,7 @@ def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs):
         return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs), None
     if fmt is Format.SAVED_MODEL:
         return _freeze_saved_model(tf, detection, info)
-    return _freeze_keras(tf, detection, info)
+    return _freeze_keras(tf, detection, info, trust=options.trust_model)
 
 
 def _graph_names(graph_def, info, outputs) -> dict[str, str]:
@@ -132,8 +140,26 @@ def _freeze_tf1(tf, detection: Detection, info: ModelInfo, outputs) -> object:
             raise UserError(f"--output {missing[0]!r}: no such node in the graph; the outputs found are "
                             f"{', '.join(o.name for o in info.outputs)}")
         if detection.checkpoint:
-            sess.run(_restore_ops(tf, graph, detection.checkpoint))
+            restore = _restore_ops(tf, graph, detection.checkpoint)
+            with _damaged_weights(tf, detection.checkpoint, "checkpoint"):
+                sess.run(restore)
         return tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), outputs)
+
+
+# What TensorFlow raises for weights it cannot read: truncated data files come back as IndexError
+# ("Read less bytes than requested"), checksum mismatches as DataLossError (an OpError).
+def _weight_errors(tf):
+    return (tf.errors.OpError, IndexError, ValueError, RuntimeError, OSError)
+
+
+@contextmanager
+def _damaged_weights(tf, where, what: str):
+    try:
+        yield
+    except _weight_errors(tf) as e:
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{where}: TensorFlow cannot read the {what} ({msg}); it is probably truncated or corrupt, "
+                        "copy it again") from None
 
 
 def _restore_ops(tf, graph, checkpoint: str) -> list:
@@ -144,9 +170,9 @@ def _restore_ops(tf, graph, checkpoint: str) -> list:
     """
     try:
         reader = tf.train.load_checkpoint(checkpoint)
-    except (tf.errors.OpError, ValueError) as e:
+    except _weight_errors(tf) as e:
         raise UserError(f"{checkpoint}: cannot read the checkpoint ({str(e).splitlines()[0][:160]}); "
-                        "check --checkpoint") from None
+                        "check --checkpoint, or copy it again if it is damaged") from None
     stored = reader.get_variable_to_shape_map()
     assigns = []
     for op in graph.get_operations():
@@ -157,7 +183,8 @@ def _restore_ops(tf, graph, checkpoint: str) -> list:
         if key not in stored:
             raise UserError(f"{checkpoint}: no value for variable {key!r}; this checkpoint was not written for "
                             "this graph: pass the right one with --checkpoint")
-        value = tf.constant(reader.get_tensor(key))
+        with _damaged_weights(tf, checkpoint, "checkpoint"):
+            value = tf.constant(reader.get_tensor(key))
         if op.type == "VarHandleOp":
             assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
         else:
@@ -186,22 +213,31 @@ def _has_op(graph, name) -> bool:
 
 
 def _freeze_saved_model(tf, detection: Detection, info: ModelInfo):
-    loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
+    with _damaged_weights(tf, detection.path, "SavedModel"):
+        loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
     fn = loaded.signatures[info.signature]
     return _freeze_function(tf, fn, info) + (None,)
 
 
-def _freeze_keras(tf, detection: Detection, info: ModelInfo):
+def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False):
+    """Load with Keras' safe mode on unless the user trusts the model (plan() refused it otherwise).
+
+    tf_keras ignores safe_mode for legacy .h5 files and would run a Lambda's bytecode, so its
+    safe-mode scope is entered around the load as well.
+    """
     if detection.parsed["keras_major"] == "2":
         import tf_keras as keras  # Keras 2 files load faithfully only with Keras 2
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
     else:
         import keras
+        from keras.src.saving.serialization_lib import SafeModeScope
     try:
-        model = keras.models.load_model(str(detection.path), compile=False)
+        with SafeModeScope(not trust):
+            model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust)
     except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise UserError(f"{detection.path}: Keras could not load the model ({msg}); "
-                        "if it uses custom layers, export a SavedModel from the training code") from None
+        raise UserError(f"{detection.path}: Keras could not load the model ({msg}); copy it again if it is damaged, "
+                        "or export a SavedModel from the training code if it uses custom layers") from None
     specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,
                            i.dtype, name=i.name) for i in info.inputs]
 
@@ -277,6 +313,14 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
             tf.identity(tensor, name=name)
     graph_def = graph.as_graph_def()
     return tf.compat.v1.graph_util.extract_sub_graph(graph_def, outputs)
+
+
+def preprocessed_inputs(inputs, options: ConversionOptions) -> set[str]:
+    """Names of the inputs the preprocessing applies to (empty without preprocessing); no TensorFlow."""
+    if not options.has_preprocessing:
+        return set()
+    mean, scale = options.mean_scale
+    return _preprocessed_inputs(inputs, mean, scale, options.reverse_input_channels)
 
 
 def _preprocessed_inputs(inputs, mean, scale, reverse) -> set[str]:

@@ -14,7 +14,8 @@ OUTPUTS = [  # everything this script writes; removed before each rebuild
     "keras_functional.keras", "keras3_functional.h5", "keras_sequential.keras", "keras2_functional.h5",
     "keras2_sequential.h5", "keras_weights_only.weights.h5", "keras2_weights_only.h5", "frozen_graph.pb",
     "frozen_graph.pbtxt", "slim_checkpoint", "tf1_checkpoint_v2", "metagraph", "saved_model_tf1",
-    "saved_model_tf2", "image_classifier", "image_classifier.keras", "dynamic_shapes", "manifest.json"]
+    "saved_model_tf2", "image_classifier", "image_classifier.keras", "dynamic_shapes", "keras_lambda.keras",
+    "keras2_lambda.h5", "manifest.json"]
 OTHER_MACHINE = "/home/alice/train"  # absolute paths baked into `checkpoint` state files
 
 
@@ -379,8 +380,33 @@ def dynamic_shapes(out):
     return [e]
 
 
+def lambda_models(out):
+    """A Lambda layer stores Python bytecode that Keras runs on load: the untrusted-model case.
+
+    Harmless here (x * 2 + 1), but loading needs safe_mode=False (Keras 3), and tf_keras runs
+    a legacy .h5 Lambda without asking: tfwizard refuses both unless given --trust-model.
+    """
+    keras.utils.set_random_seed(0)
+    x = inp = keras.Input((4,), name="x")
+    x = keras.layers.Lambda(lambda t: t * 2.0 + 1.0, name="affine")(x)
+    keras.Model(inp, keras.layers.Dense(2, name="out")(x)).save(os.path.join(out, "keras_lambda.keras"))
+    tf_keras.utils.set_random_seed(0)
+    a = tf_keras.Input((4,), name="x")
+    y = tf_keras.layers.Lambda(lambda t: t * 2.0 + 1.0, name="affine")(a)
+    tf_keras.Model(a, tf_keras.layers.Dense(2, name="out")(y)).save(os.path.join(out, "keras2_lambda.h5"))
+    notes = ("x (-1,4) -> Lambda 'affine' (x * 2 + 1, as marshalled Python bytecode) -> Dense(2) 'out'. "
+             "Loading runs the stored code: convert needs --trust-model.")
+    es = [entry("keras_lambda.keras", "keras_v3", [io("x", [None, 4])], ["out"], "Keras 3 .keras: " + notes,
+                trust_required=True),
+          entry("keras2_lambda.h5", "keras_h5", [io("x", [None, 4])], ["out"], "Keras 2 (tf_keras) .h5: " + notes,
+                trust_required=True)]
+    verify_keras(out, es[0], lambda p, compile: keras.saving.load_model(p, compile=compile, safe_mode=False))
+    verify_keras(out, es[1], tf_keras.models.load_model)
+    return es
+
+
 BUILDERS = [keras3_functional, keras3_sequential, keras2_models, frozen_graph, slim_checkpoint, tf1_checkpoint_v2,
-            metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes]
+            metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes, lambda_models]
 
 
 def main():

@@ -35,6 +35,17 @@ def samples():
     return SAMPLES
 
 
+# Sweep tests (bad-input corpus, fuzzing) put their tallies here; they are printed after the run.
+COUNTS: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if COUNTS:
+        terminalreporter.section("reliability sweep")
+        for name, line in COUNTS.items():
+            terminalreporter.write_line(f"{name}: {line}")
+
+
 def make_prepared_from_frozen(path, inputs, outputs):
     """A Prepared from a frozen .pb whose Placeholders and output nodes already carry the names.
 

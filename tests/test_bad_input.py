@@ -92,3 +92,56 @@ def test_tag_on_a_graph_is_a_usage_error():
 def test_out_of_scope_formats_are_named(tmp_path, name, content, what):
     (tmp_path / name).write_bytes(content)
     assert_clean_error(run_cli("inspect", tmp_path / name), what, "out of scope")
+
+
+def test_graph_cut_between_two_nodes_is_flagged(tmp_path):
+    """Nodes come in order, so a GraphDef cut at a node boundary still parses and is consistent;
+    only the missing `versions` record (written last) gives it away. Refusing would also refuse
+    hand-built graphs, so inspect warns; a cut inside a node is refused."""
+    from engine.skim import wire_fields
+
+    data = (SAMPLES / "frozen_graph.pb").read_bytes()
+    ends = [end for number, _, _, end, _ in wire_fields(data, 0, len(data)) if number == 1]
+    (tmp_path / "cut.pb").write_bytes(data[: ends[len(ends) // 2]])
+    proc = run_cli("inspect", tmp_path / "cut.pb")
+    assert proc.returncode == 0 and "no versions record" in proc.stdout and "cut short" in proc.stdout
+    assert "versions record" not in run_cli("inspect", SAMPLES / "frozen_graph.pb").stdout
+    (tmp_path / "inside.pb").write_bytes(data[: ends[len(ends) // 2] - 3])
+    assert_clean_error(run_cli("inspect", tmp_path / "inside.pb"), "truncated or corrupt")
+
+
+def test_graph_with_dangling_input_is_refused(tmp_path):
+    """A node naming an input that is not in the graph: damaged (or cut) - refused before TensorFlow."""
+    from engine.protos import GraphDef
+
+    graph = GraphDef()
+    graph.ParseFromString((SAMPLES / "frozen_graph.pb").read_bytes())
+    del graph.node[1]  # the first weights Const, which fc1/MatMul reads
+    (tmp_path / "g.pb").write_bytes(graph.SerializeToString())
+    assert_clean_error(run_cli("inspect", tmp_path / "g.pb"), "takes input", "not in the graph", "truncated or corrupt")
+
+
+def test_a_model_whose_name_is_not_utf8_is_reported_under_a_strict_locale(tmp_path):
+    """Under en_US.UTF-8 Python's stdout is 'strict': printing the surrogate-escaped name crashed."""
+    import subprocess
+    import sys
+
+    name = os.fsdecode(b"model-\xff.pb")
+    shutil.copy(SAMPLES / "frozen_graph.pb", tmp_path / name)
+    proc = subprocess.run([sys.executable, "-m", "wizard", "inspect", os.fsencode(tmp_path / name)], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert b"model-\xff.pb" in proc.stdout
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error_message():
+    """`tfwizard inspect M | head -1`: the reader is gone; no 'internal error', no traceback."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write will fail with EPIPE, as after `head` exits
+    proc = subprocess.run([sys.executable, "-m", "wizard", "inspect", str(SAMPLES / "metagraph" / "model.meta")],
+                          stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+    os.close(write_end)
+    assert proc.stderr == b"" and proc.returncode == 141

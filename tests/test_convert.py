@@ -9,12 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from conftest import MANIFEST, SAMPLES
+from conftest import MANIFEST, SAMPLES, run_cli
 from engine.backends import TARGETS, get
 from engine.convert import convert
 from engine.options import ConversionOptions
 
-MODELS = [m for m in MANIFEST if m["format"] != "keras_weights_only"]
+# Models that run code when loaded are converted (with --trust-model) in test_untrusted_models.py.
+MODELS = [m for m in MANIFEST if m["format"] != "keras_weights_only" and not m.get("trust_required")]
 MAIN_FILE = {"onnx": "model.onnx", "tfjs": "model.json", "openvino": "model.xml", "tflite": "model.tflite"}
 
 
@@ -74,3 +75,14 @@ def test_quantized_targets_are_verified_relative_to_the_output(tmp_path):
         assert 0 < v["max_abs_diff"] <= v["max_rel_diff"]  # probabilities: |ref| <= 1
         assert v["tolerance"] == (1e-2 if t.target in ("openvino", "tflite") else 1e-1)
         assert f"rel {v['max_rel_diff']:.2e} (tolerance rel {v['tolerance']:.0e}) PASS" in text
+
+
+def test_output_directory_is_as_readable_as_a_mkdir(tmp_path):
+    """The temporary directory is renamed into place: it must not stay private (mkdtemp's 0700)."""
+    import os
+
+    out = tmp_path / "out"
+    proc = run_cli("convert", SAMPLES / "frozen_graph.pb", "--to", "onnx", "-o", out, "--no-verify")
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "made_by_mkdir").mkdir()
+    assert os.stat(out).st_mode & 0o777 == os.stat(tmp_path / "made_by_mkdir").st_mode & 0o777

@@ -27,7 +27,45 @@ def test_inspect_runs_without_tensorflow_or_ui():
     assert not roots & UI, roots & UI
 
 
+def test_convert_process_itself_never_imports_tensorflow(tmp_path):
+    """--dryrun plans without TensorFlow; a real convert imports it only in its worker process."""
+    model = SAMPLES / "frozen_graph.pb"
+    roots = imported_roots(
+        "from engine.cli import main\n"
+        f"assert main(['convert', {str(model)!r}, '--to', 'onnx,tfjs,openvino,tflite', '-o', {str(tmp_path / 'a')!r},"
+        " '--dryrun']) == 0\n"
+        f"assert main(['convert', {str(model)!r}, '--to', 'onnx', '-o', {str(tmp_path / 'b')!r}, '--no-verify',"
+        " '--progress', 'json']) == 0\n"
+    )
+    assert not roots & HEAVY, roots & HEAVY
+    assert (tmp_path / "b" / "onnx" / "model.onnx").is_file() and not (tmp_path / "a").exists()
+
+
 def test_engine_never_imports_ui():
     modules = sorted(p.stem for p in (REPO / "engine").glob("*.py") if p.stem != "__init__")
     roots = imported_roots("".join(f"import engine.{m}\n" for m in modules))
     assert not roots & UI, roots & UI
+
+
+def test_wizard_app_reads_a_model_without_tensorflow():
+    roots = imported_roots(
+        "import wizard.app\nfrom wizard import steps\nfrom engine.convert import upstream_commands\n"
+        f"a = steps.Answers(); a.load({str(SAMPLES / 'saved_model_tf2')!r}); steps.preflight(a.info)\n"
+        "upstream_commands(a.options(), a.info)\n"
+    )
+    assert not roots & HEAVY, roots & HEAVY
+
+
+def test_plain_flow_walks_every_step_without_tensorflow():
+    # A whole dry run (inspect, outline, preflight, review checks) through the prompts.
+    roots = imported_roots(
+        "from prompt_toolkit.application import create_app_session\n"
+        "from prompt_toolkit.input import create_pipe_input\n"
+        "from prompt_toolkit.output import DummyOutput\n"
+        "from wizard.plain import run_plain\n"
+        "with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):\n"
+        "    inp.send_text('\\r' * 12)\n"
+        f"    assert run_plain({str(SAMPLES / 'image_classifier')!r}, dryrun=True) == 0\n"
+        "import wizard.demo, wizard.view\n"
+    )
+    assert not roots & HEAVY, roots & HEAVY

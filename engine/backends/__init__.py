@@ -45,6 +45,7 @@ class Backend(Protocol):
     name: str  # "onnx"; the --to value and the OUTDIR subdirectory
     title: str  # "ONNX"
     main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
+    preflight_knows_ops: bool  # False: preflight() can't tell ahead of time; the conversion will
     # Optional: False if the upstream tool fails on a missing OUTDIR/<name>/ (the printed command
     # then starts with mkdir -p).
     upstream_creates_output_dir: bool = True

@@ -73,6 +73,7 @@ class OnnxBackend:
     name = "onnx"
     title = "ONNX"
     main_file = "model.onnx"
+    preflight_knows_ops = True
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         table, blocked = _ops_table(), {}

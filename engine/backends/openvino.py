@@ -126,6 +126,7 @@ class OpenVINOBackend:
     name = "openvino"
     title = "OpenVINO IR"
     main_file = "model.xml"
+    preflight_knows_ops = True
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         # Only TF ops known to lack a rule: op names the table doesn't know (custom ops, Keras layer

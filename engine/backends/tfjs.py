@@ -63,6 +63,7 @@ class TfjsBackend:
     name = "tfjs"
     title = "TensorFlow.js"
     main_file = "model.json"
+    preflight_knows_ops = True
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         if "InputLayer" in ops:  # a Keras layer inventory, not TF ops: nothing to check against

@@ -35,6 +35,7 @@ class TFLiteBackend:
     name = "tflite"
     title = "TFLite"
     main_file = "model.tflite"
+    preflight_knows_ops = False  # see preflight()
     upstream_creates_output_dir = False  # tflite_convert: "NotFoundError: .../model.tflite" otherwise
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:

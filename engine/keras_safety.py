@@ -1,0 +1,123 @@
+"""Which parts of a Keras model config run code when the model is loaded, read from the config alone.
+
+A Lambda layer stores Python bytecode that Keras un-marshals and runs; a custom object makes
+Keras import the module it names, or look up a class or function by name. tf_keras loads a
+legacy .h5 Lambda without any safe mode, so we must decide before loading, without Keras
+(and so without TensorFlow): anything whose class is not in Keras' built-in registry, or
+whose module is not Keras itself, is flagged, and convert refuses it without --trust-model.
+
+keras_builtins.txt lists the built-in class names of Keras 3 and tf_keras (regenerate with
+`python -m engine.keras_safety` after upgrading Keras).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+BUILTINS_FILE = Path(__file__).with_name("keras_builtins.txt")
+LAMBDA_CLASSES = {"Lambda"}
+# Serialized non-layer values that Keras decodes as data, not as code.
+DATA_CLASSES = {"__tuple__", "__keras_tensor__", "__numpy__", "__tensor__", "__typespec__", "__ellipsis__",
+                "__slice__", "__bytes__", "__tensorshape__", "__dtype__"}
+MAX_REPORTED = 20
+
+
+@functools.cache
+def builtin_classes() -> frozenset[str]:
+    return frozenset(line.strip() for line in BUILTINS_FILE.read_text().splitlines() if line.strip())
+
+
+def code_risks(config) -> list[str]:
+    """One line per thing in a Keras model config that can run code when loaded; [] when none."""
+    risks: list[str] = []
+    stack = [(config, "")]
+    while stack and len(risks) < MAX_REPORTED:
+        node, where = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, where) for item in reversed(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        risk = _risk(node, where)
+        if risk:
+            risks.append(risk)
+            continue  # one line per object: what is inside it does not matter once it is flagged
+        name, cls, inner = _name(node), node.get("class_name"), node.get("config")
+        is_layer = isinstance(cls, str) and not (isinstance(inner, dict) and isinstance(inner.get("layers"), list))
+        inner_where = f"{cls} {name!r}" if name and is_layer else where  # models: their layers speak for themselves
+        stack.extend((value, inner_where) for value in reversed(list(node.values())))
+    return risks
+
+
+def _risk(node: dict, where: str) -> str | None:
+    cls = node.get("class_name")
+    if not isinstance(cls, str):
+        return None
+    name = _name(node)
+    label = f"{cls} {name!r}" if name else cls
+    inside = f" in {where}" if where else ""
+    if cls in LAMBDA_CLASSES:
+        return f"Lambda layer {name!r}: Python code stored in the file" if name else "Lambda layer: Python code stored in the file"
+    if cls == "__lambda__":
+        return f"Python lambda{inside}: code stored in the file"
+    if cls in DATA_CLASSES:
+        return None
+    module, registered = node.get("module"), node.get("registered_name")
+    if isinstance(registered, str) and ">" in registered and registered.split(">")[0] != "keras":
+        return f"custom object {registered}{inside}: its package's code runs when it is loaded"
+    if cls == "function":
+        what = node.get("config") if isinstance(node.get("config"), str) else "?"
+        if not _keras_module(module):
+            return f"custom function {what!r}{inside} (module {module!r}): looked up and called by name"
+        return None
+    if isinstance(module, str):
+        if _keras_module(module):
+            return None
+        return f"custom {label}{inside} from module {module!r}: importing it runs that module's code"
+    if cls not in builtin_classes():
+        return f"custom {label}{inside}: not a built-in Keras class"
+    return None
+
+
+def _keras_module(module) -> bool:
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+
+
+def _name(node: dict) -> str | None:
+    inner = node.get("config")
+    name = inner.get("name") if isinstance(inner, dict) else None
+    name = name if name is not None else node.get("name")
+    return name if isinstance(name, str) else None
+
+
+# --- regenerating keras_builtins.txt (needs keras and tf_keras, so TensorFlow) --------------------
+
+
+def write_builtins_file(path: Path = BUILTINS_FILE) -> int:
+    import inspect as pyinspect
+
+    import keras
+    import tf_keras
+    from tf_keras.src.layers import serialization
+
+    names = set(DATA_CLASSES) | {"Functional", "Sequential", "Model", "Policy", "DTypePolicy", "TFOpLambda",
+                                 "SlicingOpLambda", "InstanceMethod", "InstanceProperty", "ClassMethod"}
+    for lib in (keras, tf_keras):
+        for sub in ("layers", "initializers", "regularizers", "constraints", "losses", "metrics", "optimizers",
+                    "models", "dtype_policies", "mixed_precision", "activations", "optimizers.schedules"):
+            module = lib
+            for part in sub.split("."):
+                module = getattr(module, part, None)
+            if module is None:
+                continue
+            names |= {n for n, obj in vars(module).items() if pyinspect.isclass(obj) and not n.startswith("_")}
+    serialization.populate_deserializable_objects()
+    names |= set(serialization.LOCAL.ALL_OBJECTS)
+    names -= LAMBDA_CLASSES  # built in, but it carries code
+    path.write_text("\n".join(sorted(names)) + "\n")
+    return len(names)
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_builtins_file()} class names to {BUILTINS_FILE}")

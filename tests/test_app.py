@@ -1,0 +1,387 @@
+"""The full-screen wizard, driven by Textual's Pilot with the keyboard only, on the sample models.
+
+Waits are on the app (pending messages, workers, the conversion child), never on the clock.
+The snapshot tests at the end keep an SVG of every screen at 80x24 in tests/__snapshots__/;
+after a deliberate change to a screen, review and accept them with `pytest --snapshot-update`.
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SAMPLES
+from textual.widgets import DataTable, Input, Static
+
+from wizard import steps
+from wizard.app import PathSuggester, Progress, RunScreen, WizardApp
+
+SIZE = (80, 24)
+
+
+def drive(app: WizardApp, script) -> None:
+    """Run `script(pilot)` against `app` in a headless terminal of 80x24."""
+
+    async def main():
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await script(pilot)
+
+    asyncio.run(main())
+
+
+async def settle(pilot) -> None:
+    """Wait for our workers (reading a model, the conversion, a cancel) and the messages they post.
+
+    Not every worker: the DirectoryTree's loader runs for as long as the tree is shown."""
+    from textual.worker import WorkerState
+
+    await pilot.pause()
+    while ours := [w for w in pilot.app.workers if w.group in ("load", "run", "cancel") and not w.is_finished]:
+        if any(w.state == WorkerState.PENDING for w in ours):
+            await pilot.pause()  # a worker can't be awaited before it has started
+        else:
+            await pilot.app.workers.wait_for_complete(ours)
+    await pilot.pause()
+
+
+async def press(pilot, *keys) -> None:
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
+async def type_into(pilot, text: str) -> None:
+    """Replace the focused input's text, as a person would: go home, delete to the end, type."""
+    await press(pilot, "home", "ctrl+k", *text)
+
+
+def error_text(app) -> str:
+    return str(app.screen.query_one("#error", Static).render())
+
+
+def test_forward_and_back_through_every_step_keeps_the_answers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier"))
+
+    async def script(pilot):
+        seen = [app.screen.STEP]
+        for _ in range(5):
+            if app.screen.STEP == "shapes":
+                await type_into(pilot, "1")  # the batch field has focus
+            await press(pilot, "ctrl+n")
+            seen.append(app.screen.STEP)
+        assert seen == ["model", "graph", "shapes", "preprocess", "targets", "review"]
+        for expected in reversed(seen[:-1]):
+            await press(pilot, "ctrl+p")
+            assert app.screen.STEP == expected
+        await press(pilot, "ctrl+n", "ctrl+n")
+        assert app.screen.query_one("#q0", Input).value == "1"
+        assert "--batch 1" in app.answers.options().command()
+
+    drive(app, script)
+
+
+def test_invalid_answers_are_explained_in_place_and_block_next(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n", "ctrl+n")
+        assert app.screen.STEP == "shapes"
+        await type_into(pilot, "x")
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "shapes"
+        assert "batch 'x': must be a positive integer" in error_text(app)
+        await type_into(pilot, "2")
+        await press(pilot, "tab")  # to the shape of `image`
+        await type_into(pilot, "1,-2,32,3")
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "shapes"
+        assert "dimension '-2' is not a positive integer" in error_text(app)
+        await type_into(pilot, "-1,64,64,3")
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "preprocess"
+        command = app.answers.options().command()
+        assert "--batch 2" in command and "--input 'image[-1,64,64,3]'" in command
+
+    drive(app, script)
+
+
+def test_path_completion_completes_relative_home_and_absolute_paths(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "model.pb").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    suggest = PathSuggester().get_suggestion
+    assert asyncio.run(suggest("mode")) == "model.pb"  # the first match, in sorted order
+    assert asyncio.run(suggest("models/..")) is None
+    assert asyncio.run(suggest("model.pb")) is None
+    assert asyncio.run(suggest(str(tmp_path / "model."))) == str(tmp_path / "model.pb")
+    assert asyncio.run(suggest("/" + tmp_path.parts[1][:2])) == "/" + tmp_path.parts[1] + "/"
+
+
+def test_a_bad_pick_is_explained_in_place(tmp_path, monkeypatch):
+    (tmp_path / "notes.pb").write_bytes(b"\x00\xff not a graph")
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp()
+
+    async def script(pilot):
+        await type_into(pilot, "notes.pb")
+        detection = str(app.screen.query_one("#detection", Static).render())
+        assert detection.startswith("✘") and "notes.pb" in detection
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "model"
+        assert "notes.pb" in error_text(app)
+        await type_into(pilot, str(SAMPLES / "frozen_graph.pb"))
+        assert str(app.screen.query_one("#detection", Static).render()).startswith("✔ frozen GraphDef (binary)")
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "graph"
+
+    drive(app, script)
+
+
+def test_tag_choice_reloads_the_graph_and_reaches_the_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "saved_model_tf1"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "graph"
+        await press(pilot, "enter", "down", "enter")  # open the tag picker, take the second tag set
+        assert app.answers.tag == "serve,gpu" and app.answers.info.tag == ["serve", "gpu"]
+        await press(pilot, "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n")
+        assert "--tag serve,gpu" in app.answers.options().command()
+
+    drive(app, script)
+
+
+def test_signature_choice_shows_that_signatures_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "saved_model_tf2"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        assert app.answers.signature == "serving_default"
+        await press(pilot, "enter", "up", "enter")  # signatures are listed sorted: scale, serving_default
+        assert app.answers.signature == "scale"
+        table = app.screen.query_one("#inputs", DataTable)
+        names = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        assert names == [i.name for i in app.answers.info.inputs]
+        assert "--signature scale" in app.answers.options().command()
+
+    drive(app, script)
+
+
+def test_preset_selection_shows_the_formula_and_sets_the_preset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier.keras"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n", "ctrl+n", "ctrl+n")
+        assert app.screen.STEP == "preprocess"
+        await press(pilot, "enter", "down", "down", "enter")  # none → inception → mobilenet
+        preview = str(app.screen.query_one("#preview", Static).render())
+        assert "(x - 127.5) / 127.5" in preview and "[-1, 1]" in preview
+        await press(pilot, "tab", "space")  # reverse channels
+        assert "x[..., ::-1]" in str(app.screen.query_one("#preview", Static).render())
+        await press(pilot, "ctrl+n", "ctrl+n")
+        assert "--preset mobilenet --reverse-input-channels" in app.answers.options().command()
+
+    drive(app, script)
+
+
+def test_dryrun_print_returns_the_engine_command_for_the_same_choices(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "frozen_graph.pb"), dryrun=True)
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n", "ctrl+n")
+        await type_into(pilot, "4")
+        await press(pilot, "ctrl+n", "ctrl+n")
+        assert app.screen.STEP == "targets"
+        await press(pilot, "down", "space")  # also TF.js
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "review"
+        await type_into(pilot, "out dir")
+        await press(pilot, "ctrl+n")  # in a dry run, Next is Print
+
+    drive(app, script)
+    expected = steps.Answers()
+    expected.load(str(SAMPLES / "frozen_graph.pb"))
+    expected.batch, expected.targets, expected.output_dir = "4", ["onnx", "tfjs"], "out dir"
+    assert app.return_value == expected.options().command()
+    assert app.return_value == f"tfwizard convert {SAMPLES / 'frozen_graph.pb'} --to onnx,tfjs -o 'out dir' --batch 4"
+    assert not (tmp_path / "out dir").exists()
+
+
+def test_dryrun_prints_only_the_command_on_stdout(tmp_path):
+    """The real program in a terminal (a pty for keys and screen), stdout a pipe: `cmd=$(tfwizard --dryrun m)`."""
+    import pty
+
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    proc = subprocess.Popen([sys.executable, "-m", "wizard", "--dryrun", str(SAMPLES / "frozen_graph.pb")],
+                            stdin=slave, stderr=slave, stdout=subprocess.PIPE, cwd=tmp_path,
+                            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"})
+    os.close(slave)
+    screen = b""
+
+    def wait_for(text: bytes) -> None:
+        nonlocal screen
+        while text not in screen:
+            assert proc.poll() is None, screen[-2000:]
+            try:
+                screen += os.read(master, 65536)
+            except BlockingIOError:
+                import select
+
+                select.select([master], [], [], 1)
+
+    try:
+        for marker in (b"Model path", b"Inputs", b"Batch size", b"What the converted", b"Convert to", b"The command"):
+            wait_for(marker)
+            os.write(master, b"\x0e")  # ctrl+n
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        os.close(master)
+    assert proc.returncode == 0
+    assert out.decode() == f"tfwizard convert {SAMPLES / 'frozen_graph.pb'} --to onnx -o frozen_graph_converted\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_run_converts_and_shows_a_passing_verification_table(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier.keras"))
+
+    async def script(pilot):
+        await press(pilot, *["ctrl+n"] * 5)
+        assert app.screen.STEP == "review"
+        await press(pilot, "ctrl+n")  # Run
+        assert isinstance(app.screen, RunScreen)
+        await settle(pilot)  # the run's worker returns when the child has exited
+        assert app.conversion.returncode == 0
+        await press(pilot, "enter")  # the focused Results button
+        assert app.screen.STEP == "result"
+        table = app.screen.query_one("#results", DataTable)
+        assert [str(c) for c in table.get_row_at(0)][:2] == ["ONNX", "ok"]
+        assert str(table.get_row_at(0)[-1]) == "pass"
+        await press(pilot, "ctrl+p")  # back to the review: quitting there still reports the finished run
+        assert app.screen.STEP == "review"
+        await press(pilot, "ctrl+q")
+
+    drive(app, script)
+    assert app.return_value == 0
+    assert (tmp_path / "image_classifier_converted" / "onnx" / "model.onnx").is_file()
+    assert app.report["targets"][0]["verification"]["passed"] is True
+
+
+def test_cancel_during_the_run_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "frozen_graph.pb"))
+
+    async def script(pilot):
+        await press(pilot, *["ctrl+n"] * 5)
+        await pilot.press("ctrl+n")  # Run; not settle(): that would wait for the whole conversion
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        while screen.run.process is None:
+            await pilot.pause()  # until the child is started
+        await pilot.press("escape")
+        await settle(pilot)
+        assert screen.run.cancelled and screen.run.returncode is not None
+        assert "Cancelled: nothing was written" in error_text(app)
+        await press(pilot, "ctrl+p")
+        assert app.screen.STEP == "review"
+
+    drive(app, script)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- snapshots: every screen at 80x24 -------------------------------------------------------------------
+
+FAKE_REPORT = {  # a report shaped like report.json, so the Result screen's layout can be pinned down
+    "command": "tfwizard convert image_classifier.keras --to onnx,tflite -o image_classifier_converted",
+    "exit_code": 0,
+    "targets": [
+        {"target": "onnx", "status": "ok", "message": "", "files": {"onnx/model.onnx": 3366}, "seconds": 0.4,
+         "verification": {"max_abs_diff": 1.5e-8, "max_rel_diff": 1.1e-7, "tolerance": 1e-4, "passed": True}},
+        {"target": "tflite", "status": "ok", "message": "", "files": {"tflite/model.tflite": 5120}, "seconds": 0.3,
+         "verification": {"max_abs_diff": 2.9e-8, "max_rel_diff": 2.0e-7, "tolerance": 1e-4, "passed": True}},
+    ],
+}
+
+
+@pytest.fixture
+def in_samples(monkeypatch):
+    monkeypatch.chdir(SAMPLES)  # the Model screen lists the working directory
+
+
+@pytest.mark.parametrize("step", ["model", "graph", "shapes", "preprocess", "targets", "review"])
+def test_snapshot_steps(step, snap_compare, in_samples):
+    async def run_before(pilot):
+        await settle(pilot)
+        await press(pilot, *["ctrl+n"] * steps.STEP_KEYS.index(step))
+
+    assert snap_compare(WizardApp("image_classifier.keras"), run_before=run_before, terminal_size=SIZE)
+
+
+def test_snapshot_run(snap_compare, in_samples, monkeypatch):
+    monkeypatch.setattr(RunScreen, "on_mount", lambda self: None)  # show the screen, start no child
+
+    async def run_before(pilot):
+        await press(pilot, *["ctrl+n"] * 6)
+        for event in ({"event": "stage", "stage": "load", "message": "importing TensorFlow and freezing the model"},
+                      {"event": "stage", "stage": "convert", "target": "onnx", "message": "converting to ONNX"}):
+            pilot.app.screen.post_message(Progress(event))
+        await settle(pilot)
+
+    assert snap_compare(WizardApp("image_classifier.keras"), run_before=run_before, terminal_size=SIZE)
+
+
+def test_snapshot_result(snap_compare, in_samples):
+    async def run_before(pilot):
+        await press(pilot, *["ctrl+n"] * 5)
+        pilot.app.report = FAKE_REPORT
+        pilot.app.answers.targets = ["onnx", "tflite"]
+        pilot.app.go("result")
+        await settle(pilot)
+
+    assert snap_compare(WizardApp("image_classifier.keras"), run_before=run_before, terminal_size=SIZE)
+
+
+def test_the_guided_demo_entry_explains_each_step_and_loads_the_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp()
+
+    async def script(pilot):
+        await pilot.click("#demo")
+        await settle(pilot)
+        assert app.teaching and app.screen.STEP == "model"
+        assert steps.DEMO_INTRO[:40] in str(app.screen.query_one(".teach", Static).render())
+        await press(pilot, "ctrl+n", "ctrl+n", "ctrl+n")
+        assert app.screen.STEP == "preprocess"
+        assert steps.STEPS[3].teach[:40] in str(app.screen.query_one(".teach", Static).render())
+        assert "--batch 1 --preset inception" in app.answers.options().command()
+
+    drive(app, script)
+
+
+def test_a_model_that_runs_code_needs_an_explicit_yes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "keras_lambda.keras"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "graph"
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "graph" and "runs that code" in error_text(app)
+        assert "--trust-model" not in app.answers.options().command()
+        await press(pilot, "space")  # the trust checkbox has focus after the refusal
+        await press(pilot, "ctrl+n")
+        assert app.screen.STEP == "shapes"
+        assert "--trust-model" in app.answers.options().command()
+
+    drive(app, script)

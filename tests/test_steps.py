@@ -1,0 +1,60 @@
+"""The shared step model's additions: answers that reload the model, the command they make."""
+
+import shutil
+
+import pytest
+
+from conftest import SAMPLES
+from engine.errors import UserError
+from wizard.steps import STEPS, Answers, back_question, loading_snippet, questions, review_action
+
+
+def test_a_new_tag_reinspects_the_model_and_shows_in_the_command():
+    a = Answers()
+    a.apply("model", str(SAMPLES / "saved_model_tf1"))
+    assert [q.key for q in questions("graph", a)] == ["tag"]
+    a.apply("tag", "serve,gpu")
+    assert a.info.tag == ["serve", "gpu"]
+    assert "--tag serve,gpu" in a.options().command()
+    a.apply("tag", "serve")
+    assert "--tag" not in a.options().command()  # back to the engine's own choice: no flag
+
+
+def test_a_model_that_does_not_load_is_not_taken():
+    a = Answers()
+    a.apply("model", str(SAMPLES / "frozen_graph.pb"))
+    with pytest.raises(UserError, match="no such file"):
+        a.apply("model", str(SAMPLES / "missing.pb"))
+    assert a.model == str(SAMPLES / "frozen_graph.pb") and a.info is not None
+
+
+def test_home_relative_paths_are_expanded_for_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(SAMPLES / "frozen_graph.pb", tmp_path / "m.pb")
+    a = Answers()
+    a.apply("model", " ~/m.pb ")
+    assert a.options().model == str(tmp_path / "m.pb")  # no shell will expand a quoted '~' later
+
+
+def test_a_shape_written_differently_is_no_override():
+    a = Answers()
+    a.apply("model", str(SAMPLES / "frozen_graph.pb"))
+    a.apply("shape:input", "?, 8")
+    assert a.options().inputs == ()
+    a.apply("shape:input", "1,8")
+    assert a.options().inputs == (("input", (1, 8)),)
+
+
+def test_review_actions_and_steps_to_go_back_to():
+    assert [v for v, _ in review_action(dryrun=False).choices] == ["run", "print", "back"]
+    assert [v for v, _ in review_action(dryrun=True).choices] == ["print", "back"]
+    assert [v for v, _ in back_question().choices] == ["model", "graph", "shapes", "preprocess", "targets", "review"]
+    assert all(step.teach for step in STEPS)
+
+
+def test_loading_snippets_are_two_lines_naming_the_file():
+    for target, path in (("onnx", "o/onnx/model.onnx"), ("tfjs", "o/tfjs/model.json"),
+                         ("openvino", "o/openvino/model.xml"), ("tflite", "o/tflite/model.tflite")):
+        snippet = loading_snippet(target, path)
+        assert len(snippet.splitlines()) == 2 and f'"{path}"' in snippet
+    assert "loadLayersModel" in loading_snippet("tfjs", "m.json", tfjs_format="layers")

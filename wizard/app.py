@@ -1,0 +1,696 @@
+"""The full-screen wizard: one screen per step, over the step model in wizard/steps.py.
+
+Screens are views of the one `Answers` object the app holds: going Back builds the screen
+again from the answers, so no state hides in widgets. Work that may take a moment (reading a
+large model) runs in a thread worker that posts a message; the conversion itself runs as the
+child process of wizard/runner.py. The app never imports TensorFlow.
+
+With --dryrun the last step is Print: the app exits with the command and run_app() prints it
+after the screen is restored, so stdout carries the command and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.suggester import Suggester
+# Only what the first screen needs is imported here (start-up time is a goal); later screens
+# import their widgets when they are built.
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from engine.errors import UserError
+
+from . import steps
+from .steps import STEP_KEYS, STEPS, Answers, Question
+
+MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras"}
+CSS = """
+Screen { layout: vertical; }
+#steps { height: 1; padding: 0 1; background: $panel; }
+#help { padding: 0 1; color: $text-muted; height: auto; max-height: 4; }
+#body { height: 1fr; padding: 0 1; }
+#error { height: auto; padding: 0 1; color: $error; }
+#nav { height: 1; align-horizontal: right; padding: 0 1; }
+#nav Button { margin-left: 2; }
+.label { margin-top: 1; text-style: bold; }
+.qhelp { color: $text-muted; }
+.qerror { color: $error; height: auto; }
+Input, Select, SelectionList { width: 1fr; max-width: 72; }
+Input.-textual-compact { background: $boost; }
+SelectionList { height: auto; max-height: 6; }
+#tree { height: 1fr; min-height: 5; border: none; }
+#detection { height: auto; max-height: 5; margin-top: 1; }
+.section { margin-top: 1; text-style: bold; }
+.teach { border-left: thick $accent; padding-left: 1; margin-bottom: 1; }
+.command { background: $boost; padding: 0 1; }
+#log { height: 1fr; min-height: 4; }
+.ok { color: $success; }
+.bad { color: $error; }
+"""
+
+
+class WizardApp(App[object]):
+    """Exits with the command to print (str), a finished run's exit code (int), or None (quit)."""
+
+    TITLE = "tfwizard"
+    CSS = CSS
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(self, model: str | None = None, *, dryrun: bool = False):
+        super().__init__()
+        self.answers = Answers(model=model or "")
+        self.dryrun = dryrun
+        self.report: dict | None = None  # the last run's report.json
+        self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
+        self.teaching = False  # the guided demo is on
+
+    def on_mount(self) -> None:
+        self.push_screen(ModelScreen())  # pushed, not the default screen, so switch_screen can replace it
+
+    def go(self, step: str) -> None:
+        self.switch_screen(SCREENS[step]())
+
+    def action_quit(self) -> None:
+        if isinstance(self.screen, RunScreen) and self.conversion.returncode is None:
+            self.screen.action_cancel()  # never leave a converting child behind
+            return
+        if self.report is not None:  # a run finished (quitting from its result, or after going back)
+            self.exit(int(self.report.get("exit_code", 1)))
+            return
+        self.exit(None)
+
+
+def run_app(model: str | None, *, dryrun: bool) -> int:
+    app = WizardApp(model, dryrun=dryrun)
+    try:
+        result = app.run()
+    finally:  # however the app ended, a conversion it started must not go on writing
+        if app.conversion is not None:
+            app.conversion.cancel()
+    if isinstance(result, str):  # Print: the command, alone on stdout
+        print(result)
+        return 0
+    if isinstance(result, int):  # quit after a run: its exit code, and where the output is
+        print(f"tfwizard: output in {app.answers.options().output_dir} (report.json there)", file=sys.stderr)
+        return result
+    print("tfwizard: quit; nothing written", file=sys.stderr)
+    return 130
+
+
+# --- the parts every step screen shares -------------------------------------------------------------
+
+
+class StepScreen(Screen):
+    STEP = ""
+    AUTO_FOCUS = "Input, Select, SelectionList, Checkbox, DataTable, #next"  # the first question, else Next
+    BINDINGS = [Binding("ctrl+n", "next", "Next"), Binding("ctrl+p", "back", "Back")]
+
+    @property
+    def answers(self) -> Answers:
+        return self.app.answers
+
+    def compose(self) -> ComposeResult:
+        yield Static(_breadcrumb(self.STEP), id="steps")
+        yield Static(STEPS[STEP_KEYS.index(self.STEP)].help, id="help")
+        with VerticalScroll(id="body"):
+            if self.app.teaching:  # the guided demo explains each step at more length
+                step = STEPS[STEP_KEYS.index(self.STEP)]
+                intro = steps.DEMO_INTRO + "\n\n" if self.STEP == "model" else ""
+                yield Static(intro + step.teach, classes="teach", markup=False)
+            yield from self.body()
+        yield Static("", id="error")
+        with Horizontal(id="nav"):
+            yield from self.buttons()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        yield QuestionForm(self.STEP, self.answers)
+
+    def buttons(self) -> ComposeResult:
+        yield Button("Back", id="back", compact=True)
+        yield Button("Next", id="next", variant="primary", compact=True)
+
+    def problem(self) -> str | None:
+        """Why Next can't go on yet, or None."""
+        forms = list(self.query(QuestionForm))
+        return next((e for f in forms if (e := f.first_error())), None)
+
+    def show_error(self, text: str) -> None:
+        self.query_one("#error", Static).update(text)
+
+    def action_next(self) -> None:
+        problem = self.problem()
+        if problem:
+            self.show_error(problem)
+            return
+        self.show_error("")
+        self.app.go(STEP_KEYS[STEP_KEYS.index(self.STEP) + 1])
+
+    def action_back(self) -> None:
+        index = STEP_KEYS.index(self.STEP)
+        if index:
+            self.app.go(STEP_KEYS[index - 1])
+
+    @on(Button.Pressed, "#next")
+    def _next_pressed(self) -> None:
+        self.action_next()
+
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self) -> None:
+        self.action_back()
+
+
+def _breadcrumb(current: str) -> str:
+    parts = [f"[reverse] {s.title} [/]" if s.key == current else s.title for s in STEPS]
+    return " › ".join(parts)
+
+
+class QuestionForm(Vertical):
+    """The questions of one step, rebuilt when an answer changes which questions there are."""
+
+    DEFAULT_CSS = "QuestionForm { height: auto; }"
+
+    class Answered(Message):
+        def __init__(self, key: str, value) -> None:
+            super().__init__()
+            self.key, self.value = key, value
+
+    def __init__(self, step: str, answers: Answers, **kwargs):
+        super().__init__(**kwargs)
+        self.step, self.answers = step, answers
+        self.asked: list[Question] = []
+
+    def compose(self) -> ComposeResult:
+        self.asked = steps.questions(self.step, self.answers)
+        for n, q in enumerate(self.asked):
+            if q.kind != "confirm":
+                yield Label(q.label, classes="label")
+            yield _widget_for(q, q.default, f"q{n}")
+            if q.help:
+                yield Static(q.help, classes="qhelp", markup=False)
+            error = Static("", id=f"q{n}-error", classes="qerror", markup=False)
+            error.display = False
+            yield error
+
+    def _show(self, n: int, error: str | None) -> None:
+        widget = self.query_one(f"#q{n}-error", Static)
+        widget.update(error or "")
+        widget.display = bool(error)
+
+    def first_error(self) -> str | None:
+        for n, q in enumerate(self.asked):
+            error = q.validate(self.answers.get(q.key))
+            if error:
+                self._show(n, error)
+                self.query_one(f"#q{n}").focus()
+                return f"{q.label}: {error}"
+        return None
+
+    async def _answer(self, widget_id: str | None, value) -> None:
+        if not widget_id or not widget_id.startswith("q") or not widget_id[1:].isdigit():
+            return
+        n = int(widget_id[1:])
+        q = self.asked[n]
+        if self.answers.get(q.key) == value:
+            return
+        try:
+            self.answers.apply(q.key, value)  # a new tag or signature re-reads the model
+        except UserError as e:
+            self._show(n, str(e))
+            return
+        self._show(n, q.validate(value))
+        self.post_message(self.Answered(q.key, value))
+        if [x.key for x in steps.questions(self.step, self.answers)] != [x.key for x in self.asked]:
+            await self.recompose()
+            index = next(i for i, x in enumerate(self.asked) if x.key == q.key)
+            self.query_one(f"#q{index}").focus()
+
+    async def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        await self._answer(event.input.id, event.value)
+
+    async def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        await self._answer(event.select.id, event.value)
+
+    async def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        event.stop()
+        await self._answer(event.selection_list.id, list(event.selection_list.selected))
+
+    async def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        await self._answer(event.checkbox.id, event.value)
+
+
+def _widget_for(q: Question, value, widget_id: str):
+    from textual.widgets import Checkbox, Select, SelectionList
+
+    if q.kind == "select":
+        return Select([(title, v) for v, title in q.choices], value=value, allow_blank=False, id=widget_id, compact=True)
+    if q.kind == "multi":
+        return SelectionList(*[(title, v, v in value) for v, title in q.choices], id=widget_id, compact=True)
+    if q.kind == "confirm":
+        return Checkbox(q.label, value=bool(value), id=widget_id, compact=True)
+    return Input(str(value), id=widget_id, compact=True, select_on_focus=False)
+
+
+# --- 1. Model -----------------------------------------------------------------------------------------
+
+
+class PathSuggester(Suggester):
+    """Completes the last path component from the file system, as a shell would."""
+
+    def __init__(self):
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        head, slash, stem = value.rpartition("/")
+        directory = Path(os.path.expanduser(head or "/")) if slash else Path(".")
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            return None
+        for name in names:
+            if name.startswith(stem) and name != stem and (stem.startswith(".") or not name.startswith(".")):
+                return value + name[len(stem):] + ("/" if (directory / name).is_dir() else "")
+        return None
+
+
+def model_tree(**kwargs):
+    """A DirectoryTree of the working directory showing only directories and files that may be models."""
+    from textual.widgets import DirectoryTree
+
+    class ModelTree(DirectoryTree):
+        def filter_paths(self, paths):
+            return [p for p in paths if not p.name.startswith(".") and
+                    (p.is_dir() or p.suffix in MODEL_SUFFIXES or p.name == "checkpoint")]
+
+    return ModelTree(Path.cwd(), **kwargs)
+
+
+class Loaded(Message):
+    """A model was read (info) or could not be (error), in a worker."""
+
+    def __init__(self, path: str, info=None, error: str | None = None) -> None:
+        super().__init__()
+        self.path, self.info, self.error = path, info, error
+
+
+class ModelScreen(StepScreen):
+    STEP = "model"
+
+    def body(self) -> ComposeResult:
+        q = steps.questions("model", self.answers)[0]
+        yield Label(q.label, classes="label")
+        yield Input(self.answers.model, placeholder=q.help, id="path", suggester=PathSuggester(), compact=True)
+        yield Static("", id="detection", markup=False)
+
+    def buttons(self) -> ComposeResult:
+        if not self.app.teaching:
+            yield Button("Guided demo", id="demo", compact=True)
+        yield Button("Next", id="next", variant="primary", compact=True)
+
+    @on(Button.Pressed, "#demo")
+    def _demo(self) -> None:
+        from .demo import demo_answers
+
+        try:
+            self.app.answers = demo_answers()
+        except UserError as e:
+            self.show_error(str(e))
+            return
+        self.app.teaching = True
+        self.app.go("model")
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+        # After the first paint: the file tree and reading the model must not delay the screen.
+        self.call_after_refresh(self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        self.query_one("#body").mount(model_tree(id="tree"))
+        if self.answers.model:
+            self._read(self.answers.model)
+
+    @on(Input.Changed, "#path")
+    def _path_changed(self, event: Input.Changed) -> None:
+        self._read(event.value)
+
+    def _read(self, path: str) -> None:
+        detection = self.query_one("#detection", Static)
+        detection.update("reading…" if path.strip() else "")
+        detection.set_classes("")
+        if path.strip():
+            self._load(path)
+
+    @on(Input.Submitted, "#path")
+    def _path_submitted(self) -> None:
+        self.action_next()
+
+    def on_directory_tree_file_selected(self, event) -> None:
+        self._pick(event.path)
+
+    def on_directory_tree_directory_selected(self, event) -> None:
+        if (event.path / "saved_model.pb").is_file():
+            self._pick(event.path)
+
+    def _pick(self, path: Path) -> None:
+        self.query_one("#path", Input).value = _display_path(path)
+
+    @work(thread=True, exclusive=True, group="load")
+    def _load(self, path: str) -> None:
+        try:
+            self.post_message(Loaded(path, info=steps.load_model(path)))
+        except UserError as e:
+            self.post_message(Loaded(path, error=str(e)))
+        except Exception as e:  # a file that breaks our reader is still a message, never a crash
+            self.post_message(Loaded(path, error=f"cannot read {path}: {type(e).__name__}: {e}"))
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.path != self.query_one("#path", Input).value:
+            return  # an answer to an older keystroke
+        detection = self.query_one("#detection", Static)
+        if message.info is None:
+            detection.update(f"✘ {message.error}")
+            detection.set_classes("bad")
+            return
+        self.answers.adopt(message.path, message.info)
+        detection.set_classes("ok")
+        detection.update(f"✔ {_model_summary(message.info)}")
+        self.show_error("")
+
+    def problem(self) -> str | None:
+        path = self.query_one("#path", Input).value
+        if self.answers.info is None or self.answers.model != steps.normal_path(path):
+            try:  # Next pressed before the worker answered: read it now (inspect is fast)
+                self.answers.load(path)
+            except UserError as e:
+                return str(e)
+        return None
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _model_summary(info) -> str:
+    ins = ", ".join(f"{i.name} {_shape(i.shape)}" for i in info.inputs) or "none found"
+    outs = ", ".join(o.name for o in info.outputs) or "none found"
+    return f"{info.format_title}: {info.reason}\ninputs: {ins}\noutputs: {outs}"
+
+
+def _shape(shape) -> str:
+    return "[?]" if shape is None else "[" + ",".join(map(str, shape)) + "]"
+
+
+# --- 2. Graph -----------------------------------------------------------------------------------------
+
+
+class GraphScreen(StepScreen):
+    STEP = "graph"
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import DataTable
+
+        info = self.answers.info
+        yield QuestionForm(self.STEP, self.answers)
+        for title, tensors in (("Inputs", info.inputs), ("Outputs", info.outputs)):
+            yield Label(title, classes="section")
+            table = DataTable(show_cursor=False, zebra_stripes=True, id=title.lower())
+            table.add_columns("name", "dtype", "shape", "note")
+            for t in tensors:
+                table.add_row(t.name, t.dtype or "?", _shape(t.shape), t.note or "")
+            table.styles.height = len(tensors) + 1
+            yield table
+        yield Label("Can each target take it?", classes="section")
+        for title, verdict, text in steps.preflight_verdicts(info):
+            mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
+            yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
+        kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
+        yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
+        yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
+
+    @on(QuestionForm.Answered)
+    async def _reselect(self, event: QuestionForm.Answered) -> None:
+        if event.key in ("tag", "signature"):  # other inputs and outputs: show them
+            await self.recompose()
+
+
+# --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------
+
+
+class ShapesScreen(StepScreen):
+    STEP = "shapes"
+
+
+class PreprocessScreen(StepScreen):
+    STEP = "preprocess"
+
+    def body(self) -> ComposeResult:
+        yield QuestionForm(self.STEP, self.answers)
+        yield Label("What the converted model does first", classes="section")
+        yield Static(steps.preprocessing_preview(self.answers), id="preview", classes="command", markup=False)
+
+    @on(QuestionForm.Answered)
+    def _update_preview(self) -> None:
+        self.query_one("#preview", Static).update(steps.preprocessing_preview(self.answers))
+
+
+class TargetsScreen(StepScreen):
+    STEP = "targets"
+
+
+# --- 6. Review ----------------------------------------------------------------------------------------
+
+
+class ReviewScreen(StepScreen):
+    STEP = "review"
+    BINDINGS = [Binding("ctrl+y", "copy", "Copy command")]
+
+    def body(self) -> ComposeResult:
+        yield QuestionForm(self.STEP, self.answers)
+        yield Label("The command", classes="section")
+        yield Static(self._command(), id="command", classes="command", markup=False)
+        yield Label("The same with the upstream tools", classes="section")
+        yield Static(self._upstream(), id="upstream", markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield Button("Back", id="back", compact=True)
+        yield Button("Copy", id="copy", compact=True)
+        yield Button("Print command", id="print", variant="default" if not self.app.dryrun else "primary", compact=True)
+        if not self.app.dryrun:
+            yield Button("Run", id="next", variant="primary", compact=True)
+
+    def _command(self) -> str:
+        try:
+            return self.answers.options().command()
+        except UserError as e:
+            return f"(not yet: {e})"
+
+    def _upstream(self) -> str:
+        from engine.convert import upstream_lines
+
+        try:
+            return "\n".join(upstream_lines(self.answers.options(), self.answers.info))
+        except UserError as e:
+            return str(e)
+
+    @on(QuestionForm.Answered)
+    def _update(self) -> None:
+        self.query_one("#command", Static).update(self._command())
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self._command())
+        self.notify("Copied (where the terminal allows it); the text is also selectable with the mouse.")
+
+    @on(Button.Pressed, "#copy")
+    def _copy_pressed(self) -> None:
+        self.action_copy()
+
+    @on(Button.Pressed, "#print")
+    def _print_pressed(self) -> None:
+        problem = self.problem()
+        if problem:
+            self.show_error(problem)
+            return
+        self.app.exit(self.answers.options().command())
+
+    def action_next(self) -> None:
+        if self.app.dryrun:
+            self._print_pressed()
+        else:
+            super().action_next()
+
+
+# --- 7. Run -------------------------------------------------------------------------------------------
+
+
+class Progress(Message):
+    def __init__(self, event: dict) -> None:
+        super().__init__()
+        self.event = event
+
+
+class RunScreen(StepScreen):
+    STEP = "run"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self):
+        super().__init__()
+        from .runner import ConversionRun
+
+        self.run = self.app.conversion = ConversionRun(self.answers.options())
+        self.targets = list(self.run.options.targets)
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import DataTable, ProgressBar, RichLog
+
+        yield Static(self.run.command, classes="command", markup=False)
+        yield ProgressBar(total=1 + len(self.targets), show_eta=False, id="progress")
+        table = DataTable(show_cursor=False, id="targets")
+        for column in ("target", "status", "seconds", "check"):
+            table.add_column(column, key=column)
+        for t in self.targets:
+            table.add_row(steps.TARGET_TITLES[t], "waiting", "", "", key=t)
+        table.styles.height = len(self.targets) + 1
+        yield table
+        yield RichLog(id="log", wrap=True, markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield Button("Cancel", id="cancel", variant="error", compact=True)
+        yield Button("Results", id="next", variant="primary", compact=True, disabled=True)
+
+    def on_mount(self) -> None:
+        self._convert()
+
+    @work(thread=True, group="run")
+    def _convert(self) -> None:
+        self.run.start()
+        for event in self.run.events():
+            self.post_message(Progress(event))
+        self.post_message(Progress({"event": "exit", "code": self.run.returncode}))
+
+    def on_progress(self, message: Progress) -> None:
+        from textual.widgets import DataTable, ProgressBar, RichLog
+
+        event, log = message.event, self.query_one("#log", RichLog)
+        table, bar = self.query_one("#targets", DataTable), self.query_one("#progress", ProgressBar)
+        kind, target = event.get("event"), event.get("target")
+        if kind in ("stage", "log", "output"):
+            log.write((f"[{target}] " if target else "") + str(event.get("message", "")))
+        if kind == "stage" and target:
+            if bar.progress < 1:
+                bar.advance(1)  # the model is loaded once the first target starts
+            table.update_cell(target, "status", event["stage"] + "…", update_width=True)
+        elif kind == "target":
+            bar.advance(1)
+            table.update_cell(target, "status", event["status"], update_width=True)
+            table.update_cell(target, "seconds", f"{event.get('seconds') or 0:.1f}")
+            table.update_cell(target, "check", steps.check_text(event.get("verification"))[0], update_width=True)
+        elif kind == "exit":
+            self._finished(event["code"])
+
+    def _finished(self, code: int) -> None:
+        self.query_one("#cancel", Button).disabled = True
+        if self.run.cancelled:
+            self.show_error("Cancelled: nothing was written. ctrl+p goes back to the review.")
+            return
+        self.app.report = self.run.report()
+        if self.app.report is None:
+            self.show_error(f"The conversion stopped (exit {code}); the log above says why. Nothing was written.")
+            return
+        verdict = {0: "Done.", 1: "Some targets failed.", 3: "Some results differ from TensorFlow."}.get(code, "")
+        self.show_error(f"{verdict} Press Enter or ctrl+n for the results.")
+        self.query_one("#next", Button).disabled = False
+        self.query_one("#next", Button).focus()
+
+    def action_cancel(self) -> None:
+        if self.run.returncode is None and not self.run.cancelled:
+            self.show_error("Cancelling… removing partial output")
+            self._cancel()
+
+    @work(thread=True, group="cancel")
+    def _cancel(self) -> None:
+        self.run.cancel()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def problem(self) -> str | None:
+        return None if self.app.report is not None and self.run.returncode is not None else "the conversion is not finished"
+
+    def action_back(self) -> None:
+        if self.run.returncode is None and self.run.process is not None:
+            self.show_error("Still converting: Cancel (Esc) first.")
+            return
+        self.app.go("review")
+
+
+# --- 8. Result ----------------------------------------------------------------------------------------
+
+
+class ResultScreen(StepScreen):
+    STEP = "result"
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import DataTable
+
+        report = self.app.report or {"targets": []}
+        results = steps.outcomes(report, self.answers.options().output_dir)
+        table = DataTable(show_cursor=False, id="results")
+        table.add_columns("target", "status", "size", "max abs", "max rel", "tolerance", "check")
+        for r, t in zip(results, report["targets"]):
+            v = t.get("verification") or {}
+            numbers = [f"{v[k]:.1e}" for k in ("max_abs_diff", "max_rel_diff", "tolerance")] if "max_abs_diff" in v else ["", "", ""]
+            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+            table.add_row(r.title, r.status, _size(r.size), *numbers, verdict)
+        table.styles.height = len(results) + 1
+        yield table
+        for r in results:
+            yield Label(f"{r.title}: {r.status}", classes="section")
+            yield Static(r.message or r.check, classes="ok" if r.passed else "bad" if r.passed is False else "",
+                         markup=False)
+            for name, size in r.files.items():
+                yield Static(f"{Path(self.answers.options().output_dir) / name}  ({size:,} bytes)", markup=False)
+            if r.snippet:
+                yield Static(r.snippet, classes="command", markup=False)
+        yield Label("Reproduce it", classes="section")
+        yield Static(report.get("command", ""), classes="command", markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield Button("Back", id="back", compact=True)
+        yield Button("Quit", id="quit", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#quit", Button).focus()
+
+    @on(Button.Pressed, "#quit")
+    def _quit_pressed(self) -> None:
+        self.app.action_quit()
+
+    def action_next(self) -> None:
+        self.app.action_quit()  # Next from the last step is finishing
+
+    def action_back(self) -> None:
+        self.app.go("review")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+SCREENS = {"model": ModelScreen, "graph": GraphScreen, "shapes": ShapesScreen, "preprocess": PreprocessScreen,
+           "targets": TargetsScreen, "review": ReviewScreen, "run": RunScreen, "result": ResultScreen}

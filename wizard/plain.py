@@ -1,0 +1,302 @@
+"""`tfwizard --plain`: the wizard's steps as one prompt after another (questionary).
+
+For terminals where a full-screen app is unwelcome: a plain SSH session, a screen reader, a
+recorded demo. Every question, default, choice and validation message comes from
+wizard/steps.py, so this asks what the full-screen app asks and ends with the same command.
+
+stdout carries only that command (`cmd=$(tfwizard --plain --dryrun model.pb)` works); prompts
+and everything else go to stderr. Nothing here imports TensorFlow: the conversion runs as a
+child process (wizard/runner.py), exactly the command shown.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import sys
+import textwrap
+import time
+from collections import deque
+from contextlib import contextmanager
+
+import questionary
+from prompt_toolkit.application.current import create_app_session, get_app_session
+from prompt_toolkit.completion import PathCompleter
+from prompt_toolkit.output import create_output
+
+from engine.errors import UserError
+
+from .steps import (STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes,
+                    preflight_verdicts, preprocessing_preview, questions, review_action)
+
+CANCELLED = "tfwizard: cancelled; nothing written"
+KEY_HINTS = {"select": "arrow keys, Enter", "multi": "arrow keys, Space to tick, Enter"}
+
+
+def run_plain(model: str | None, *, dryrun: bool, yes: bool = False) -> int:
+    """Walk the steps with prompts; `yes` takes every default without asking (for scripts and demos)."""
+    return walk(Answers(), model=model, dryrun=dryrun, ui=Prompter(yes=yes))
+
+
+def walk(answers: Answers, *, model: str | None, dryrun: bool, ui: "Prompter", teach: bool = False) -> int:
+    """The whole flow; returns the exit code. Ctrl-C anywhere ends it with one line and nothing written."""
+    try:
+        with _prompt_session():
+            return _walk(answers, model, dryrun, ui, teach)
+    except KeyboardInterrupt:
+        ui.say(CANCELLED)
+        return 130
+    except EOFError:  # stdin closed before the last answer (a pipe ran dry)
+        ui.say("tfwizard: input ended before the last answer; nothing written. Answer in a terminal, "
+               "pass --yes to take the defaults, or script it with `tfwizard convert`")
+        return 2
+    except UserError as e:  # only with --yes: an answer that was refused, and nobody to ask again
+        ui.say(f"tfwizard: error: {e}")
+        return e.exit_code
+
+
+@contextmanager
+def _prompt_session():
+    """Prompts render on stderr so stdout carries only the command. A session whose output was
+    already chosen (tests, a caller with its own terminal) is kept; create_app_session() itself
+    checks the same private field."""
+    if get_app_session()._output is not None:
+        yield
+        return
+    with create_app_session(output=create_output(stdout=sys.stderr)):
+        yield
+
+
+def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", teach: bool) -> int:
+    keys = [s.key for s in STEPS]
+    given = bool(model)
+    index = 0
+    while True:
+        step = STEPS[index]
+        _enter(step.key, ui, teach)
+        if step.key == "model":
+            if not (given and _take_given(model, answers, ui)):
+                _ask_step(step, answers, ui)
+            given = False  # coming back here asks again
+        elif step.key == "graph":
+            _show_graph(answers, ui)
+            _ask_step(step, answers, ui)
+        elif step.key == "review":
+            _ask_step(step, answers, ui)
+            try:
+                options = checked_options(answers)
+            except UserError as e:
+                ui.retry(str(e))
+                index = keys.index(ui.ask(back_question()))
+                continue
+            ui.say("\n  " + options.command())
+            action = ui.ask(review_action(dryrun=dryrun))
+            if action == "back":
+                index = keys.index(ui.ask(back_question()))
+                continue
+            if action == "print":
+                print(options.command(), flush=True)  # the only line on stdout
+                return 0
+            return _run(options, ui, teach)
+        else:
+            _ask_step(step, answers, ui)
+            if step.key == "preprocess":
+                ui.say("  " + preprocessing_preview(answers))
+        index += 1
+
+
+def _take_given(model: str, answers: Answers, ui: "Prompter") -> bool:
+    """The model named on the command line, if it loads; else say why (it becomes the default to fix)."""
+    try:
+        answers.apply("model", model)
+    except UserError as e:
+        ui.retry(str(e))
+        answers.model = model.strip()
+        return False
+    ui.say(f"  {answers.model}")
+    return True
+
+
+def _ask_step(step: Step, answers: Answers, ui: "Prompter") -> None:
+    """Ask the step's questions one at a time; the list is recomputed after each answer because
+    later questions depend on earlier ones (custom preprocessing → mean and scale)."""
+    asked: set[str] = set()
+    while pending := [q for q in questions(step.key, answers) if q.key not in asked]:
+        q = pending[0]
+        value = ui.ask(q)
+        problem = q.validate(value) if q.kind == "confirm" else None  # text and multi are checked in the prompt
+        try:
+            answers.apply(q.key, value)
+        except UserError as e:  # e.g. a path that is not a model: say why, ask again
+            ui.retry(str(e))
+            continue
+        if problem:  # "replace it?" → no: say what to do instead and start the step over
+            ui.retry(problem)
+            asked.clear()
+            continue
+        asked.add(q.key)
+
+
+def _show_graph(answers: Answers, ui: "Prompter") -> None:
+    from engine.cli import format_info
+    from engine.outline import outline
+
+    info = answers.info
+    ui.say(textwrap.indent(format_info(info), "  "))
+    ui.say("  outline")
+    ui.say(textwrap.indent("\n".join(outline(info)), "    "))
+    for title, _, text in preflight_verdicts(info):
+        ui.say(f"  {title:<14} {text}")
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def _run(options, ui: "Prompter", teach: bool) -> int:
+    from .runner import ConversionRun
+
+    _enter("run", ui, teach)
+    run = ConversionRun(options)
+    run.start()
+    chatter: deque[str] = deque(maxlen=20)  # TensorFlow's own output, shown only if the child dies
+    started = time.monotonic()
+    try:
+        for event in run.events():
+            line = _progress_line(event)
+            if line:
+                ui.say(f"  [{time.monotonic() - started:5.1f} s] {line}")
+            elif event["event"] == "output":
+                chatter.append(event["message"])
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the child
+        try:
+            run.cancel()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise
+    code = run.process.returncode
+    report = run.report() if code in (0, 1, 3) else None
+    if report is None:
+        errors = [m for m in chatter if m.startswith("tfwizard:")] or list(chatter)[-5:]
+        ui.say("\n".join(errors) or f"tfwizard: the conversion stopped with exit code {code}")
+        return code or 1
+    _enter("result", ui, teach)
+    _show_result(report, options, ui)
+    return code
+
+
+def _enter(key: str, ui: "Prompter", teach: bool) -> None:
+    index = [s.key for s in STEPS].index(key)
+    ui.header(STEPS[index], index)
+    if teach and STEPS[index].teach:
+        ui.teach(STEPS[index].teach)
+
+
+def _progress_line(event: dict) -> str | None:
+    kind, target = event.get("event"), event.get("target")
+    prefix = f"{TARGET_TITLES[target]}: " if target in TARGET_TITLES else ""
+    if kind in ("stage", "log"):
+        return prefix + event.get("message", "")
+    if kind == "target":
+        return prefix + (event.get("status", "") + (f": {event['message']}" if event.get("message") else ""))
+    if kind == "done":
+        return f"finished in {event.get('seconds', 0):.1f} s"
+    return None
+
+
+def _show_result(report: dict, options, ui: "Prompter") -> None:
+    results = outcomes(report, options.output_dir)
+    for o in results:
+        if o.status not in ("ok", "mismatch"):
+            ui.say(f"  {o.title}: {o.status.upper()}: {o.message}")
+            continue
+        ui.say(f"  {o.title}: {'ok' if o.status == 'ok' else 'MISMATCH'}, {_size(o.size)}, converted in {o.seconds:.1f} s")
+        for path, size in o.files.items():
+            ui.say(f"    {options.output_dir}/{path}  {_size(size)}")
+        ui.say(f"    verified: {o.check}" if o.passed is not None else f"    {o.check}")
+        ui.say("    load it:\n" + textwrap.indent(o.snippet, "      "))
+    ui.say(f"  report: {options.output_dir}/report.json")
+    for o in results[:1]:
+        ui.say(f"  see it as a graph: tfwizard view {shlex.quote(o.model_file)}")
+    ui.say("  to convert again the same way:\n    " + options.command())
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+# --- the terminal --------------------------------------------------------------------------------
+
+
+class Prompter:
+    """Asks Questions with questionary, or (yes=True) takes each default and says so."""
+
+    def __init__(self, *, yes: bool = False):
+        self.yes = yes
+        self.width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 2
+
+    def say(self, text: str = "") -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def header(self, step: Step, index: int) -> None:
+        self.say(f"\n[{index + 1}/{len(STEPS)}] {step.title}")
+        self.say(textwrap.fill(step.help, self.width, initial_indent="  ", subsequent_indent="  "))
+
+    def teach(self, text: str) -> None:
+        self.say(textwrap.fill(text, self.width, initial_indent="  | ", subsequent_indent="  | "))
+
+    def retry(self, problem: str) -> None:
+        """An answer was refused: say why before asking again (with --yes nobody can answer: stop)."""
+        if self.yes:
+            raise UserError(problem)
+        self.say(f"  {problem}")
+
+    def ask(self, q: Question):
+        if self.yes:
+            return self._take_default(q)
+        return _prompt(q).unsafe_ask()
+
+    def _take_default(self, q: Question):
+        value = q.default if q.kind != "text" else str(q.default or "")
+        problem = q.validate(value)
+        if problem:
+            raise UserError(f"{q.label}: {problem}")
+        shown = value
+        if q.kind == "select":
+            shown = dict(q.choices).get(value, value)
+        elif q.kind == "multi":
+            shown = ", ".join(dict(q.choices).get(v, v) for v in value)
+        elif q.kind == "confirm":
+            shown = "yes" if value else "no"
+        self.say(f"? {q.label}: {shown}")
+        return value
+
+
+def _prompt(q: Question) -> questionary.Question:
+    """The questionary prompt for a Question: its kind, label, default, choices and validator."""
+    hint = "; ".join(h for h in (q.help, KEY_HINTS.get(q.kind, "")) if h)
+    instruction = f"({hint})" if hint else None
+    if q.kind == "text":
+        path = q.completion == "path"
+        return questionary.text(q.label, default=str(q.default or ""), instruction=instruction,
+                                validate=lambda text: q.validate(text) or True,
+                                completer=PathCompleter(expanduser=True) if path else None,
+                                reserve_space_for_menu=6 if path else 0)  # no blank lines under plain questions
+    if q.kind == "select":
+        choices = [questionary.Choice(title, value) for value, title in q.choices]
+        default = q.default if q.default in dict(q.choices) else None
+        return questionary.select(q.label, choices=choices, default=default, instruction=instruction)
+    if q.kind == "multi":
+        chosen = set(q.default or ())
+        choices = [questionary.Choice(title, value, checked=value in chosen) for value, title in q.choices]
+        return questionary.checkbox(q.label, choices=choices, instruction=instruction,
+                                    validate=lambda values: q.validate(values) or True)
+    if q.kind == "confirm":
+        return questionary.confirm(q.label, default=bool(q.default),
+                                   instruction=f"({q.help}) " + ("(Y/n) " if q.default else "(y/N) ") if q.help else None)
+    raise ValueError(f"unknown question kind {q.kind!r}")

@@ -1,0 +1,590 @@
+"""The wizard's steps, described once for both front ends (the Textual app and the plain prompts).
+
+Each step has a title, a sentence or two for a newcomer, and a list of Questions that depends on
+the answers so far. A Question knows its default, its choices and how to validate an answer, so
+both front ends ask the same things with the same defaults and the same error messages, and
+`Answers.options()` turns the answers into the one ConversionOptions whose command gets shown
+and run. Nothing here imports a UI library or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.backends import TARGETS
+from engine.errors import UserError
+from engine.options import PRESETS, QUANTIZATIONS, ConversionOptions, parse_dim, parse_floats
+
+TARGET_TITLES = {"onnx": "ONNX", "tfjs": "TensorFlow.js", "openvino": "OpenVINO IR", "tflite": "TFLite"}
+TARGET_NOTES = {
+    "onnx": "runs in onnxruntime, TensorRT, DirectML, ...",
+    "tfjs": "runs in the browser or Node.js",
+    "openvino": "Intel CPUs, GPUs and NPUs",
+    "tflite": "Android, iOS and microcontrollers",
+}
+# One line each on what a quantization mode trades (size vs accuracy).
+QUANTIZATION_NOTES = {
+    "": "none: float32 weights, exact results",
+    "float16": "float16: half the size, tiny accuracy loss (~1e-3)",
+    "uint8": "uint8: a quarter of the size, visible accuracy loss",
+    "uint16": "uint16: half the size, small accuracy loss",
+    "int8": "int8 (dynamic): ~a quarter of the size, some accuracy loss",
+    "dynamic": "dynamic range: int8 weights, ~a quarter of the size, some accuracy loss",
+    "fp16": "fp16 weight compression: half the size, tiny accuracy loss",
+}
+PRESET_FAMILIES = {"inception": "Inception", "mobilenet": "MobileNet", "nasnet": "NASNet", "resnet": "ResNet", "vgg": "VGG"}
+DEFAULT_OPSET = 15
+
+
+@dataclass(frozen=True)
+class Question:
+    key: str  # what Answers.set() takes: an attribute, or "shape:INPUT" / "quantize:TARGET"
+    kind: str  # "text", "select" (one of choices), "multi" (several of choices), "confirm"
+    label: str
+    help: str = ""
+    choices: tuple[tuple[str, str], ...] = ()  # (value, title) for select and multi
+    default: Any = None
+    validate: Callable[[Any], str | None] = lambda value: None  # → error message, or None if fine
+    completion: str = ""  # "path": the answer is a file or directory name (offer completion / a picker)
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    help: str  # what this step is about, for someone who has never converted a model
+    teach: str = ""  # a longer explanation for the guided demo (and anyone who asks "why?")
+
+
+STEPS = (
+    Step("model", "Model", "Pick a model file or a SavedModel directory. The format is read from the content: "
+         "a frozen graph carries its weights inside; SavedModels and checkpoints keep them in files beside it.",
+         teach="TensorFlow models come in a few forms. A frozen graph (.pb) is one file: the network and its "
+               "trained weights stored together as constants, the simplest thing to convert. A checkpoint keeps "
+               "them apart: an inference graph (.pb) describes the network, and checkpoint files (.ckpt, or "
+               ".index + .data) hold the trained values; TF-Slim's model library ships models this way. A "
+               "MetaGraph (.meta) is a graph saved with its training machinery still in it. A SavedModel is a "
+               "directory (saved_model.pb + variables/) with named entry points, TensorFlow 2's standard; Keras "
+               ".keras and .h5 files hold a Keras model's layers and weights. Whatever the form, tfwizard freezes "
+               "it into one graph with TensorFlow before converting."),
+    Step("graph", "Graph", "What goes in and what comes out. Converters need the input and output tensors by name; "
+         "a SavedModel may hold several graphs (tag sets) and entry points (signatures).",
+         teach="A model is a graph of operations (ops) between named tensors. Converters need the names of the "
+               "inputs you feed and the outputs you read, and the converted model keeps them, so the code that "
+               "runs it later uses the same names. tfwizard reads them from the file without running TensorFlow. "
+               "Each target runtime supports its own set of ops; a target that lacks one of the model's ops "
+               "cannot run it, which is what the per-target check below tells you before anything is converted."),
+    Step("shapes", "Shapes", "The input shapes the converted model accepts: -1 keeps a dimension dynamic, a fixed "
+         "batch size often runs faster. Unticked outputs are cut off.",
+         teach="A shape gives the size of each dimension of a tensor: [1, 224, 224, 3] is one 224x224 image "
+               "with 3 colour channels (batch, height, width, channels). -1 means any size. Several runtimes "
+               "(OpenVINO, TFLite, most accelerators) are faster with fixed sizes, or need them, and a batch of 1 "
+               "is the usual choice for serving one image at a time. A shape the model cannot take, such as the "
+               "wrong number of dimensions, is refused here, before TensorFlow starts."),
+    Step("preprocess", "Preprocessing", "Image models expect pixels scaled as in training. Baking (x - mean) / scale "
+         "into the converted model lets it take raw pixels.",
+         teach="A network only gives good answers for inputs scaled the way it was trained. TF-Slim's Inception "
+               "models were trained on images mapped to [-1, 1]: convert to [0, 1], subtract 0.5, multiply by 2. "
+               "An image read from disk holds integers in [0, 255], so the same result is (x - 127.5) / 127.5: "
+               "mean 127.5 and scale 127.5, which turn 0 into -1 and 255 into 1. Baking this into the converted "
+               "model lets an application feed raw pixels. ResNet and VGG (Caffe-style) instead subtract per-"
+               "channel means, in BGR order, with scale 1. Get it wrong and the model still runs, but its answers "
+               "are poor, and no error tells you so."),
+    Step("targets", "Targets", "What to convert to. Quantization stores weights in fewer bits: smaller, at some "
+         "cost in accuracy; none keeps results identical to TensorFlow.",
+         teach="Each target is a runtime: ONNX (onnxruntime, TensorRT, DirectML and most accelerators), "
+               "TensorFlow.js (browsers and Node.js), OpenVINO IR (Intel CPUs, GPUs and NPUs) and TFLite (phones "
+               "and microcontrollers). Quantization stores the weights with fewer bits: float16 halves the file "
+               "and moves outputs by about 1e-3; 8-bit modes make it about four times smaller, and often faster "
+               "on small devices, but the outputs drift further from TensorFlow's. Without quantization the "
+               "result matches TensorFlow to within 1e-4, and verification checks exactly that."),
+    Step("review", "Review", "The exact command that will run: copy it to reproduce this conversion in a script, "
+         "or run it here.",
+         teach="Every answer so far is one command line, and the wizard runs exactly that command. Paste it into "
+               "a script or a CI job to repeat the conversion without the wizard."),
+    Step("run", "Run", "TensorFlow converts in a separate process, then each result is checked against TensorFlow "
+         "on random inputs. Cancel leaves nothing behind.",
+         teach="TensorFlow starts in a separate process (about 10 s), freezes the model once and converts it for "
+               "each target. Then each converted model is run on the same random inputs as TensorFlow, and the "
+               "outputs are compared: max abs diff is the largest difference in any output value. Output goes to "
+               "a temporary directory that is renamed into place only at the end, so Ctrl-C leaves nothing."),
+    Step("result", "Result", "Where each converted model is, how close its outputs are to TensorFlow's, and how "
+         "to load it.",
+         teach="Each target's directory holds the model to ship, and report.json records the command, the files "
+               "and how close each result came to TensorFlow. The two lines under each target load it in its "
+               "runtime. `tfwizard view FILE` shows a model, original or converted, as a graph in Netron."),
+)
+# The guided demo's opening words (both front ends show it before the first step).
+DEMO_INTRO = ("This demo converts a small image classifier to ONNX and checks the result, explaining each step. "
+              "The model is a TF-Slim style Inception graph with its checkpoint, the same form as the TF-Slim "
+              "model library's inception_v1: an inference graph, a checkpoint, images in [-1, 1]. Press Enter "
+              "to take each suggested answer; Ctrl-C stops at any time and leaves nothing behind.")
+STEP_KEYS = tuple(s.key for s in STEPS)
+
+
+@dataclass
+class Answers:
+    """Everything the user chose so far. Text answers are kept as typed and parsed in options()."""
+
+    model: str = ""
+    info: Any = None  # engine.inspect.ModelInfo of `model` with the chosen tag/signature
+    tag: str | None = None
+    signature: str | None = None
+    batch: str = ""
+    shapes: dict[str, str] = field(default_factory=dict)  # input name → "1,224,224,3"
+    keep_outputs: list[str] | None = None  # None = all outputs
+    preprocessing: str = "none"  # "none", a preset name, or "custom"
+    mean: str = ""
+    scale: str = ""
+    reverse_channels: bool = False
+    targets: list[str] = field(default_factory=lambda: ["onnx"])
+    quantize: dict[str, str] = field(default_factory=dict)  # target → mode ("" = none)
+    opset: str = ""
+    tfjs_format: str = "graph"
+    output_dir: str = ""
+    force: bool = False
+    trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
+    defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
+
+    def load(self, path: str, *, tag: str | None = None, signature: str | None = None) -> None:
+        """Detect and inspect `path` (no TensorFlow); raises UserError with the message to show in place.
+
+        A new model resets the answers that depend on it; a new tag or signature keeps the rest."""
+        self.adopt(path, load_model(path, tag=tag, signature=signature))
+
+    def adopt(self, path: str, info) -> None:
+        """Take a model read elsewhere (the app reads it in a worker) as load() would."""
+        path = normal_path(path)
+        if path != self.model or self.info is None:
+            fresh = Answers(targets=self.targets)
+            self.__dict__.update(fresh.__dict__)
+            self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
+        self.info, self.tag, self.signature = info, _tag_text(info.tag), info.signature
+
+    def apply(self, key: str, value: Any) -> None:
+        """Record one answer the way both front ends must: a model path is loaded, and a new tag or
+        signature re-inspects the model (its inputs and outputs change); anything else is stored.
+        Raises UserError with the message to show in place (the answer is then not taken)."""
+        if key == "model":
+            self.load(str(value))
+        elif key == "tag" and value != self.tag:
+            try:  # keep the signature if the new tag set has it too
+                self.load(self.model, tag=value, signature=self.signature)
+            except UserError:
+                self.load(self.model, tag=value)
+            self.shapes, self.keep_outputs = {}, None
+        elif key == "signature" and value != self.signature:
+            self.load(self.model, tag=self.tag, signature=value)
+            self.shapes, self.keep_outputs = {}, None
+        elif key not in ("tag", "signature"):
+            self.set(key, value)
+
+    def get(self, key: str) -> Any:
+        kind, _, name = key.partition(":")
+        if kind == "shape" and name:
+            return self.shapes.get(name, shape_text(self.input(name).shape))
+        if kind == "quantize" and name:
+            return self.quantize.get(name, "")
+        return getattr(self, key)
+
+    def set(self, key: str, value: Any) -> None:
+        kind, _, name = key.partition(":")
+        if key == "output_dir" and value != self.output_dir:
+            self.force = False  # consent to replace one directory is not consent for another
+        if kind == "shape" and name:
+            self.shapes[name] = value
+        elif kind == "quantize" and name:
+            self.quantize[name] = value
+        else:
+            setattr(self, key, value)
+
+    def input(self, name: str):
+        return next(i for i in self.info.inputs if i.name == name)
+
+    def options(self) -> ConversionOptions:
+        """The conversion these answers describe; raises UserError on an answer that does not parse."""
+        info = self.info
+        overrides = []
+        for i in info.inputs:
+            text = self.shapes.get(i.name)
+            if text is not None and text.strip():
+                dims = parse_shape(text, rank=None if i.shape is None else len(i.shape))
+                if i.shape is None or list(dims) != i.shape:  # '?,32' is the model's own '-1,32': no override
+                    overrides.append((i.name, dims))
+        keep = tuple(self.keep_outputs) if self.keep_outputs is not None else ()
+        if set(keep) == {o.name for o in info.outputs}:
+            keep = ()
+        custom = self.preprocessing == "custom"
+        return ConversionOptions(
+            model=self.model, targets=tuple(t for t in TARGETS if t in self.targets),
+            output_dir=self.output_dir or default_output_dir(self.model),
+            inputs=tuple(overrides), outputs=keep,
+            batch=int(self.batch) if self.batch.strip() else None,
+            tag=self.tag if self.tag != self.defaults[0] else None,
+            signature=self.signature if self.signature != self.defaults[1] else None,
+            preset=self.preprocessing if self.preprocessing in PRESETS else None,
+            mean_values=parse_floats(self.mean, "--mean-values") if custom and self.mean.strip() else None,
+            scale_values=parse_floats(self.scale, "--scale-values") if custom and self.scale.strip() else None,
+            reverse_input_channels=self.reverse_channels and self.preprocessing != "none",
+            quantize=tuple(f"{t}:{self.quantize[t]}" for t in TARGETS if t in self.targets and self.quantize.get(t)),
+            opset=int(self.opset) if self.opset.strip() and int(self.opset) != DEFAULT_OPSET else None,
+            tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
+            force=self.force, trust_model=self.trust_model and bool(info.code_risks),
+        )
+
+
+def questions(step: str, answers: Answers) -> list[Question]:
+    """The questions of `step`, given the answers so far (later answers depend on earlier ones)."""
+    return _QUESTIONS.get(step, lambda a: [])(answers)
+
+
+def _model_questions(a: Answers) -> list[Question]:
+    return [Question("model", "text", "Model path", "a file (.pb, .pbtxt, .meta, .h5, .keras) or a SavedModel directory",
+                     default=a.model, validate=lambda v: None if str(v).strip() else "give a path to a model",
+                     completion="path")]
+
+
+def _graph_questions(a: Answers) -> list[Question]:
+    info, result = a.info, []
+    if info.code_risks:  # never load such a model without a yes from the person at the keyboard
+        result.append(Question("trust_model", "confirm", "Trust this model: loading it runs code from the file",
+                               "; ".join(info.code_risks), default=a.trust_model,
+                               validate=lambda v: None if v else "converting it runs that code: tick only for a "
+                                                                 "model from a source you trust, or quit"))
+    if len(info.tags) > 1:
+        result.append(Question("tag", "select", "Tag set", "SavedModels keep one graph per tag set; 'serve' is for inference",
+                               choices=tuple((",".join(t), ",".join(t)) for t in info.tags), default=",".join(info.tag)))
+    if len(info.signatures) > 1:
+        result.append(Question("signature", "select", "Signature", "the entry point to convert",
+                               choices=tuple((s, s) for s in info.signatures), default=info.signature))
+    return result
+
+
+def _shape_questions(a: Answers) -> list[Question]:
+    result = [Question("batch", "text", "Batch size", "blank keeps each input's own first dimension",
+                       default=a.batch, validate=_check_batch)]
+    for i in a.info.inputs:
+        if i.shape == [] or (i.note and (i.dtype == "bool" or "default" in i.note)):
+            continue  # scalars and is_training-style switches: nothing to reshape (switches stay at their default)
+        rank = None if i.shape is None else len(i.shape)
+        result.append(Question(f"shape:{i.name}", "text", f"Shape of {i.name} ({i.dtype or '?'})",
+                               "comma-separated; -1 keeps a dimension dynamic" + ("" if rank is not None else
+                                                                                  "; blank keeps it unknown"),
+                               default=a.get(f"shape:{i.name}"),
+                               validate=lambda v, rank=rank: str(v).strip() and _error_of(lambda: parse_shape(v, rank=rank)) or None))
+    outputs = tuple((o.name, o.name) for o in a.info.outputs)
+    if len(outputs) > 1:
+        result.append(Question("keep_outputs", "multi", "Outputs to keep", "unticked outputs are cut from the graph",
+                               choices=outputs, default=a.keep_outputs or [o for o, _ in outputs],
+                               validate=lambda v: None if v else "keep at least one output"))
+    return result
+
+
+def _preprocess_questions(a: Answers) -> list[Question]:
+    choices = [("none", "none: the model takes its inputs as they are")]
+    choices += [(p, f"{PRESET_FAMILIES[p]}: mean {_floats(m, sep=',')}, scale {_floats(s)}") for p, (m, s) in PRESETS.items()]
+    choices.append(("custom", "custom mean and scale"))
+    result = [Question("preprocessing", "select", "Preprocessing",
+                       "presets: how each family was trained (TF-Slim; ResNet/VGG means are Caffe's, in BGR order)",
+                       choices=tuple(choices), default=a.preprocessing)]
+    if a.preprocessing == "custom":
+        channels = _channels(a)
+        result += [
+            Question("mean", "text", "Mean values", "subtracted per channel, e.g. 127.5 or 123.68,116.78,103.94",
+                     default=a.mean, validate=lambda v: _check_floats(v, "--mean-values", channels)),
+            Question("scale", "text", "Scale values", "divided per channel after the mean, e.g. 127.5 or 1",
+                     default=a.scale, validate=lambda v: _check_floats(v, "--scale-values", channels)),
+        ]
+    if a.preprocessing != "none":
+        result.append(Question("reverse_channels", "confirm", "Reverse input channels (RGB <-> BGR)",
+                               "for a model trained on BGR images fed RGB ones, or the other way round",
+                               default=a.reverse_channels))
+    return result
+
+
+def _target_questions(a: Answers) -> list[Question]:
+    blocked = preflight(a.info)
+    titles = tuple((t, f"{TARGET_TITLES[t]}: " + (f"blocked by {', '.join(sorted(blocked[t]))}" if blocked.get(t)
+                                                   else TARGET_NOTES[t])) for t in TARGETS)
+    result = [Question("targets", "multi", "Convert to", "one or more", choices=titles, default=a.targets,
+                       validate=lambda v: None if v else "choose at least one target")]
+    for t in TARGETS:
+        if t not in a.targets:
+            continue
+        modes = ("",) + QUANTIZATIONS[t]
+        result.append(Question(f"quantize:{t}", "select", f"{TARGET_TITLES[t]} quantization", "",
+                               choices=tuple((m, QUANTIZATION_NOTES[m]) for m in modes), default=a.get(f"quantize:{t}")))
+        if t == "onnx":
+            result.append(Question("opset", "text", "ONNX opset", f"blank for {DEFAULT_OPSET}; newer runtimes take up to 18",
+                                   default=a.opset, validate=_check_opset))
+        if t == "tfjs" and a.info.op_kind == "keras_layer":
+            result.append(Question("tfjs_format", "select", "TF.js model type", "",
+                                   choices=(("graph", "graph model: fastest inference"),
+                                            ("layers", "layers model: can be trained further in the browser")),
+                                   default=a.tfjs_format))
+    return result
+
+
+def _review_questions(a: Answers) -> list[Question]:
+    result = [Question("output_dir", "text", "Output directory", "each target goes into a subdirectory of it",
+                       default=a.output_dir or default_output_dir(a.model), validate=_check_output_dir,
+                       completion="path")]
+    out = Path(a.output_dir or default_output_dir(a.model))
+    if out.is_dir() and any(out.iterdir()):
+        result.append(Question("force", "confirm", f"{out} exists: replace it", "replaced only after a successful run",
+                               default=a.force, validate=lambda v: None if v else "tick to replace, or choose another directory"))
+    return result
+
+
+def review_action(*, dryrun: bool) -> Question:
+    """What to do with the reviewed command. Not part of the conversion: front ends act on it."""
+    choices = (() if dryrun else (("run", "Run it now"),)) + (
+        ("print", "Print the command and stop" + (" (dry run: nothing is converted)" if dryrun else "")),
+        ("back", "Go back and change an answer"))
+    return Question("action", "select", "Run or print?" if not dryrun else "Print the command?", "",
+                    choices=choices, default=choices[0][0])
+
+
+def back_question() -> Question:
+    """Which step to return to from the review; the answers given so far stay as defaults."""
+    choices = tuple((s.key, s.title) for s in STEPS if s.key in _QUESTIONS or s.key == "graph")
+    return Question("back_to", "select", "Go back to", "", choices=choices, default="shapes")
+
+
+_QUESTIONS = {"model": _model_questions, "graph": _graph_questions, "shapes": _shape_questions,
+              "preprocess": _preprocess_questions, "targets": _target_questions, "review": _review_questions}
+
+
+# --- what the steps show besides questions --------------------------------------------------------
+
+
+def load_model(path: str, *, tag: str | None = None, signature: str | None = None):
+    """detect + inspect, no TensorFlow; raises UserError with the message to show in place."""
+    from engine.detect import detect
+    from engine.inspect import inspect
+
+    path = normal_path(path)
+    if not path:
+        raise UserError("give a path to a model")
+    return inspect(detect(path), tag=tag, signature=signature)
+
+
+def checked_options(a: Answers) -> ConversionOptions:
+    """options(), checked the way `tfwizard convert` will check it before starting TensorFlow
+    (input names, ranks, outputs); raises UserError with the message to show at the review."""
+    from engine.convert import plan
+
+    options = a.options()
+    plan(options)
+    return options
+
+
+def preflight(info) -> dict[str, dict[str, str] | None]:
+    """target → {op: why it blocks} from the op inventory, or None where that can't be known before
+    converting (Keras layers become TF ops only when frozen; TFLite has no op list to check)."""
+    from engine.backends import get
+
+    return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
+            for t in TARGETS}
+
+
+def preflight_verdicts(info) -> list[tuple[str, str, str]]:
+    """(target title, "ok" | "blocked" | "later", one line) per target, for both front ends."""
+    result = []
+    for target, ops in preflight(info).items():
+        if ops is None:
+            when = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
+            result.append((TARGET_TITLES[target], "later", f"checked {when}"))
+        elif ops:
+            why = "; ".join(f"{op} ({reason})" for op, reason in sorted(ops.items()))
+            result.append((TARGET_TITLES[target], "blocked", f"blocked by {why}"))
+        else:
+            result.append((TARGET_TITLES[target], "ok", "every op type is supported"))
+    return result
+
+
+def preprocessing_preview(a: Answers) -> str:
+    """The formula the converted model applies, and what it does to the pixel range [0, 255]."""
+    if a.preprocessing == "none":
+        return "The model takes its inputs unchanged."
+    if a.preprocessing in PRESETS:
+        mean, scale = PRESETS[a.preprocessing]
+    else:
+        try:
+            mean = parse_floats(a.mean, "--mean-values") if a.mean.strip() else (0.0,)
+            scale = parse_floats(a.scale, "--scale-values") if a.scale.strip() else (1.0,)
+        except UserError as e:
+            return str(e)
+    x = "x[..., ::-1]" if a.reverse_channels else "x"
+    low = [(0 - m) / s for m, s in _pairs(mean, scale)]
+    high = [(255 - m) / s for m, s in _pairs(mean, scale)]
+    span = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in dict.fromkeys(zip(low, high)))
+    return f"y = ({x} - {_floats(mean)}) / {_floats(scale)}    pixels [0, 255] become {span}"
+
+
+def normal_path(path: str) -> str:
+    """'  ~/m.pb ' → '/home/me/m.pb': the command (and the child process) get no shell to expand '~'."""
+    path = str(path).strip()
+    return str(Path(path).expanduser()) if path else ""
+
+
+def default_output_dir(model: str) -> str:
+    """'models/resnet.pb' → 'resnet_converted' (in the working directory)."""
+    name = Path(model.rstrip("/")).name or "model"
+    for suffix in (".pbtxt", ".pb", ".meta", ".keras", ".h5", ".hdf5"):
+        name = name.removesuffix(suffix)
+    return f"{name}_converted"
+
+
+def shape_text(shape) -> str:
+    return "" if shape is None else ",".join(map(str, shape))
+
+
+def parse_shape(text: str, *, rank: int | None) -> tuple[int, ...]:
+    dims = tuple(parse_dim(d, "shape") for d in text.replace("[", "").replace("]", "").split(",") if d.strip())
+    if not dims:
+        raise UserError("shape: give the dimensions, e.g. 1,224,224,3")
+    if rank is not None and len(dims) != rank:
+        raise UserError(f"shape: the input has {rank} dimensions, not {len(dims)}")
+    return dims
+
+
+# --- the result ---------------------------------------------------------------------------------
+
+# Two lines that load each target's model in its own runtime; {path} is the model file.
+LOADING_SNIPPETS = {
+    "onnx": 'import onnxruntime as ort\n'
+            'session = ort.InferenceSession({path})  # session.run(None, {{input_name: array}})',
+    "tfjs": 'import * as tf from "@tensorflow/tfjs";\n'
+            'const model = await tf.{loader}({path});  // served over HTTP; in Node: tfjs-node and "file://..."',
+    "openvino": 'import openvino as ov\n'
+                'model = ov.Core().compile_model({path}, "CPU")  # model({{input_name: array}})',
+    "tflite": 'import tensorflow as tf  # or: from ai_edge_litert.interpreter import Interpreter\n'
+              'interpreter = tf.lite.Interpreter(model_path={path}); interpreter.allocate_tensors()',
+}
+
+
+def loading_snippet(target: str, path: str, *, tfjs_format: str = "graph") -> str:
+    """Two lines of code that load the converted model at `path` (Python; JavaScript for tfjs)."""
+    loader = "loadLayersModel" if tfjs_format == "layers" else "loadGraphModel"
+    return LOADING_SNIPPETS[target].format(path=json.dumps(str(path)), loader=loader)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One target's result, from report.json, ready to show."""
+
+    target: str
+    title: str
+    status: str  # "ok", "failed", "unsupported", "mismatch"
+    message: str
+    model_file: str  # the file to load: OUTDIR/<target>/<main file>
+    files: dict[str, int]  # path (relative to OUTDIR) → bytes
+    seconds: float
+    check: str  # one line: the verification numbers and PASS/FAIL, or why there are none
+    passed: bool | None  # None when not verified
+    snippet: str  # loading_snippet(); "" when there is no model
+
+    @property
+    def size(self) -> int:
+        return sum(self.files.values())
+
+
+def outcomes(report: dict, output_dir: str) -> list[Outcome]:
+    """Per-target results of a finished run (report.json as a dict), in run order."""
+    from engine.backends import get
+
+    tfjs_format = "layers" if "--tfjs-format layers" in report.get("command", "") else "graph"
+    result = []
+    for t in report.get("targets", []):
+        model_file = str(Path(output_dir) / t["target"] / get(t["target"]).main_file)
+        has_model = t["status"] in ("ok", "mismatch")
+        check, passed = check_text(t.get("verification"))
+        result.append(Outcome(
+            target=t["target"], title=TARGET_TITLES[t["target"]], status=t["status"], message=t.get("message", ""),
+            model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,
+            passed=passed, snippet=loading_snippet(t["target"], model_file, tfjs_format=tfjs_format) if has_model else ""))
+    return result
+
+
+def check_text(v: dict | None) -> tuple[str, bool | None]:
+    """A verification result in one line, and whether it passed (None: not verified)."""
+    if not v:
+        return "not verified (--no-verify)", None
+    if "skipped" in v:
+        return f"not verified: {v['skipped']}", None
+    if "error" in v:
+        return f"verification failed: {v['error']}", False
+    verdict = "PASS" if v["passed"] else "FAIL"
+    return (f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} "
+            f"(tolerance {v['tolerance']:.0e}): {verdict}", bool(v["passed"]))
+
+
+# --- validators: an error message, or None --------------------------------------------------------
+
+
+def _error_of(check: Callable[[], object]) -> str | None:
+    try:
+        check()
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def _check_batch(text: str) -> str | None:
+    text = str(text).strip()
+    if not text or (text.isdigit() and int(text) > 0):
+        return None
+    return f"batch {text!r}: must be a positive integer, or blank to keep the model's own"
+
+
+def _check_opset(text: str) -> str | None:
+    text = str(text).strip()
+    if not text or (text.isdigit() and 7 <= int(text) <= 18):
+        return None
+    return f"opset {text!r}: must be a number from 7 to 18 (tf2onnx 1.17), or blank for {DEFAULT_OPSET}"
+
+
+def _check_floats(text: str, flag: str, channels: int | None) -> str | None:
+    if not str(text).strip():
+        return None
+    try:
+        values = parse_floats(text, flag)
+    except UserError as e:
+        return str(e)
+    if channels and len(values) not in (1, channels):
+        return f"{flag}: {len(values)} values for {channels} channels; give 1 or {channels}"
+    return None
+
+
+def _check_output_dir(text: str) -> str | None:
+    out = Path(str(text).strip() or ".")
+    if out.exists() and not out.is_dir():
+        return f"{out} is a file; choose a directory"
+    if not out.resolve().parent.is_dir():
+        return f"{out.resolve().parent} does not exist; create it first"
+    return None
+
+
+def _channels(a: Answers) -> int | None:
+    """The channel count of the first image-like (4-D) input, if any."""
+    for i in a.info.inputs:
+        if i.shape and len(i.shape) == 4 and i.shape[-1] > 0:
+            return i.shape[-1]
+    return None
+
+
+def _tag_text(tag) -> str | None:
+    return ",".join(tag) if tag else None
+
+
+def _pairs(mean, scale):
+    n = max(len(mean), len(scale))
+    return [(mean[min(k, len(mean) - 1)], scale[min(k, len(scale) - 1)]) for k in range(n)]
+
+
+def _floats(values, sep: str = ", ") -> str:
+    return "[" + sep.join(f"{v:g}" for v in values) + "]" if len(set(values)) > 1 else f"{values[0]:g}"
