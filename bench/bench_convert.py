@@ -11,7 +11,7 @@ Run from the repo root (runs are long: a few minutes each):
    RSS from os.wait4's per-child rusage, which includes its reaped children):
      ours:     python -m wizard convert DIR --to onnx,tfjs,openvino -o OUT --no-verify
                --force --progress json   (the arrival time of each JSON line gives phases,
-               and the child's VmHWM read from /proc at that moment the peak so far)
+               and the largest VmHWM of the child and its descendants read from /proc then, the peak so far)
      upstream: python -m tf2onnx.convert (default opset), tensorflowjs_converter
                (tfjs_graph_model), ovc (--compress_to_fp16=False), one after another.
 3. Prints a table, ours' phase breakdown and the goals: ours <= 0.6x the upstream sum
@@ -62,7 +62,7 @@ def run_ours(out):
     """Like bench_inspect.run_once, but stamps each stdout line as it arrives."""
     cmd = [sys.executable, "-m", "wizard", "convert", str(SM), "--to", ",".join(TARGETS), "-o", str(out),
            "--no-verify", "--force", "--progress", "json"]
-    events = []
+    events, peak = [], 0.0
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
@@ -73,7 +73,8 @@ def run_ours(out):
             except json.JSONDecodeError:
                 continue  # stray non-JSON output of a library
             if isinstance(doc, dict) and "event" in doc:
-                events.append((t, doc, hwm_mib(p.pid)))
+                peak = max(peak, hwm_mib(p.pid) or 0)  # or 0: the worker may have exited already
+                events.append((t, doc, peak))
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.stdout.close()
@@ -85,12 +86,16 @@ def run_ours(out):
 
 
 def hwm_mib(pid):
-    """Peak RSS so far of a running process (Linux), in MiB; None if unavailable."""
+    """Peak RSS so far (Linux VmHWM) of a running process and its descendants, in MiB: the
+    largest one, as wait4's ru_maxrss counts it (TensorFlow runs in tfwizard's worker process)."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            return next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
+            own = next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
     except (OSError, StopIteration):
         return None
+    return max([own] + [m for m in map(hwm_mib, children) if m is not None])
 
 
 def phases(events, wall, peak):
