@@ -82,14 +82,23 @@ def options_from_args(args) -> ConversionOptions:
     if args.weight_shard_size_bytes <= 0:
         raise UserError("--weight-shard-size-bytes must be positive; e.g. 4194304 (4 MiB, the default)")
     scale = args.scale_values or args.scale
+    targets = parse_targets(args.to)
+    quantize = tuple(parse_quantize(q) for q in args.quantize)
+    quantized = [q.partition(":")[0] for q in quantize]
+    for q, target in zip(quantize, quantized):
+        if quantized.count(target) > 1:
+            raise UserError(f"--quantize given {quantized.count(target)} times for {target}; keep one mode")
+        if target not in targets:
+            raise UserError(f"--quantize {q}: {target} is not converted (--to {args.to}); "
+                            f"add it to --to or drop the flag")
     return ConversionOptions(
-        model=args.model, targets=parse_targets(args.to), output_dir=args.output_dir,
+        model=args.model, targets=targets, output_dir=args.output_dir,
         inputs=tuple(parse_input(i) for i in args.input), outputs=tuple(strip_port(o) for o in args.output),
         batch=args.batch, tag=args.tag, signature=args.signature, checkpoint=args.checkpoint,
         mean_values=parse_floats(args.mean_values, "--mean-values") if args.mean_values else None,
         scale_values=parse_floats(scale, "--scale-values") if scale else None,
         reverse_input_channels=args.reverse_input_channels, preset=args.preset,
-        quantize=tuple(parse_quantize(q) for q in args.quantize), opset=args.opset,
+        quantize=quantize, opset=args.opset,
         inputs_as_nchw=tuple(strip_port(n) for n in args.inputs_as_nchw.split(",") if n.strip()),
         tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
