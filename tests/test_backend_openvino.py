@@ -81,6 +81,15 @@ def test_frozen_graph_converts_and_matches_tensorflow(frozen, tmp_path):
         assert np.abs(got["output"] - want["output"]).max() <= BACKEND.tolerance(options())
 
 
+def test_conversion_sends_no_telemetry(frozen, tmp_path, monkeypatch):
+    """convert_model would count the run in ~/intel/ and report it to Google Analytics; ours must not."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    convert(frozen, tmp_path)
+    assert list(home.iterdir()) == []
+
+
 def test_fp16_compresses_weights_within_tolerance(frozen, tmp_path):
     outdir, lines = convert(frozen, tmp_path, quantize=("openvino:fp16",))
     assert "fp16 weights" in lines[-1] and 'element_type="f16"' in (outdir / "model.xml").read_text()

@@ -168,6 +168,12 @@ class OpenVINOBackend:
         import openvino as ov
         from openvino import opset16
         from openvino.frontend import OpConversionFailure
+        from openvino.tools.ovc import convert_impl, telemetry_stub, telemetry_utils
+
+        # Unless opted out, convert_model counts each run in ~/intel/ and reports it to Google
+        # Analytics. A tool converting someone's model should not do that on its own; use the stub
+        # ovc itself falls back to when openvino_telemetry is not installed.
+        convert_impl.tm = telemetry_utils.tm = telemetry_stub
 
         started = time.perf_counter()
         shapes = [ov.PartialShape.dynamic() if i.shape is None else
