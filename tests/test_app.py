@@ -263,6 +263,7 @@ def test_full_run_converts_and_shows_a_passing_verification_table(tmp_path, monk
         assert isinstance(app.screen, RunScreen)
         await settle(pilot)  # the run's worker returns when the child has exited
         assert app.conversion.returncode == 0
+        assert [str(c) for c in app.screen.query_one("#targets", DataTable).get_row_at(0)][-1] == "pass"
         await press(pilot, "enter")  # the focused Results button
         assert app.screen.STEP == "result"
         table = app.screen.query_one("#results", DataTable)
