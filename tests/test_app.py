@@ -301,6 +301,19 @@ def test_cancel_during_the_run_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_graph_step_outlines_the_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier.keras"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        outline = str(app.screen.query_one("#outline", Static).render()).splitlines()
+        assert outline[0].startswith("in   image  float32") and outline[-1].startswith("out  probs")
+        assert "conv" in outline[1] and "Conv2D" in outline[1]
+
+    drive(app, script)
+
+
 # --- snapshots: every screen at 80x24 -------------------------------------------------------------------
 
 FAKE_REPORT = {  # a report shaped like report.json, so the Result screen's layout can be pinned down

@@ -54,6 +54,7 @@ SelectionList { height: auto; max-height: 6; }
 #log { height: 1fr; min-height: 4; }
 .ok { color: $success; }
 .bad { color: $error; }
+#outline { text-wrap: nowrap; text-overflow: ellipsis; }
 """
 
 
@@ -420,6 +421,7 @@ def _shape(shape) -> str:
 
 class GraphScreen(StepScreen):
     STEP = "graph"
+    AUTO_FOCUS = "Select, Checkbox"  # the questions, if any; else the body (on_mount)
 
     def body(self) -> ComposeResult:
         from textual.widgets import DataTable
@@ -438,14 +440,30 @@ class GraphScreen(StepScreen):
         for title, verdict, text in steps.preflight_verdicts(info):
             mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
             yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
+        # Before the op inventory, which can run to many lines for a big graph.
+        yield Label("Outline: inputs → main blocks → outputs", classes="section")
+        yield Static(_outline(info), id="outline", markup=False)
         kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
         yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
         yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
+
+    def on_mount(self) -> None:
+        if self.focused is None:  # arrows scroll the body; focusing a table would scroll it past its title
+            self.query_one("#body").focus()
 
     @on(QuestionForm.Answered)
     async def _reselect(self, event: QuestionForm.Answered) -> None:
         if event.key in ("tag", "signature"):  # other inputs and outputs: show them
             await self.recompose()
+
+
+def _outline(info) -> str:
+    from engine.outline import outline
+
+    try:
+        return "\n".join(outline(info))
+    except Exception as e:  # a picture of the graph is a nicety: never a reason the step fails
+        return f"(no outline: {type(e).__name__}: {e})"
 
 
 # --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------
