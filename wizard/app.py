@@ -55,6 +55,8 @@ SelectionList { height: auto; max-height: 6; }
 .ok { color: $success; }
 .bad { color: $error; }
 #outline { text-wrap: nowrap; text-overflow: ellipsis; }
+NetronView { height: 1; width: 1fr; }
+NetronView Static { width: 1fr; margin-left: 2; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
 """
 
 
@@ -73,9 +75,24 @@ class WizardApp(App[object]):
         self.report: dict | None = None  # the last run's report.json
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
         self.teaching = False  # the guided demo is on
+        self.netron: dict[str, str] = {}  # model path → URL of the Netron server showing it
 
     def on_mount(self) -> None:
         self.push_screen(ModelScreen())  # pushed, not the default screen, so switch_screen can replace it
+
+    def on_served(self, message: Served) -> None:
+        if message.url:
+            self.netron[message.path] = message.url
+        for view in self.screen.query(NetronView):
+            if view.path == message.path:
+                view.show(message)
+
+    def on_unmount(self) -> None:
+        if self.netron:  # the Netron servers end with the app (imported only if one was started)
+            from .view import stop
+
+            for url in self.netron.values():
+                stop(url)
 
     def go(self, step: str) -> None:
         self.switch_screen(SCREENS[step]())
@@ -264,6 +281,55 @@ def _widget_for(q: Question, value, widget_id: str):
     return Input(str(value), id=widget_id, compact=True, select_on_focus=False)
 
 
+class Served(Message):
+    """Netron is serving `path` at `url`, or could not (error); posted to the app, which owns the servers."""
+
+    def __init__(self, path: str, url: str | None = None, error: str | None = None) -> None:
+        super().__init__()
+        self.path, self.url, self.error = path, url, error
+
+
+class NetronView(Horizontal):
+    """A "View in Netron" button and, beside it, the URL where Netron (on 127.0.0.1) shows `path`.
+
+    One server per path for the app's lifetime; the app stops them on exit. netron and wizard.view
+    are imported only when the button is pressed, so start-up doesn't pay for them."""
+
+    def __init__(self, path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        yield Button("View in Netron", compact=True)
+        yield Static(self.app.netron.get(self.path, ""), markup=False)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if self.path in self.app.netron:
+            return  # already served; its URL is shown
+        event.button.disabled = True  # until the worker answers: one server per path
+        self.query_one(Static).update("starting Netron…")
+        self._serve()
+
+    @work(thread=True, group="netron")
+    def _serve(self) -> None:
+        from .view import serve
+
+        try:  # to the app, not to self: a server started after its screen was left is still stopped on exit
+            self.app.post_message(Served(self.path, url=serve(self.path)))
+        except UserError as e:
+            self.app.post_message(Served(self.path, error=str(e)))
+        except Exception as e:  # Netron failing is a message, never a crash
+            self.app.post_message(Served(self.path, error=f"Netron: {type(e).__name__}: {e}"))
+
+    def show(self, served: Served) -> None:
+        self.query_one(Button).disabled = False
+        url = self.query_one(Static)
+        url.update(served.url or f"✘ {served.error}")
+        url.set_classes("" if served.url else "bad")
+
+
 # --- 1. Model -----------------------------------------------------------------------------------------
 
 
@@ -446,6 +512,10 @@ class GraphScreen(StepScreen):
         kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
         yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
         yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield NetronView(self.answers.model, id="netron")
+        yield from super().buttons()
 
     def on_mount(self) -> None:
         if self.focused is None:  # arrows scroll the body; focusing a table would scroll it past its title
@@ -688,6 +758,7 @@ class ResultScreen(StepScreen):
                 yield Static(f"{Path(self.answers.options().output_dir) / name}  ({size:,} bytes)", markup=False)
             if r.snippet:
                 yield Static(r.snippet, classes="command", markup=False)
+                yield NetronView(r.model_file, id=f"netron-{r.target}")
         yield Label("Reproduce it", classes="section")
         yield Static(report.get("command", ""), classes="command", markup=False)
 
