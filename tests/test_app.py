@@ -450,3 +450,14 @@ def test_a_model_that_runs_code_needs_an_explicit_yes(tmp_path, monkeypatch):
         assert "--trust-model" in app.answers.options().command()
 
     drive(app, script)
+
+
+def test_the_readme_screenshot_script_walks_the_steps(tmp_path):
+    # --no-convert: the Run and Result pictures need TensorFlow; the full run above covers those screens.
+    proc = subprocess.run([sys.executable, str(REPO / "docs" / "screenshots.py"), "--no-convert", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    svg = {p.stem: p.read_text().replace("&#160;", " ") for p in tmp_path.iterdir()}
+    assert sorted(svg) == ["graph", "model", "review", "targets"]
+    assert "Model path" in svg["model"] and "Outline: inputs" in svg["graph"] and "http://127.0.0.1:" in svg["graph"]
+    assert "TFLite: Android" in svg["targets"] and "--to onnx,tflite" in svg["review"]
