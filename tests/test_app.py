@@ -9,6 +9,8 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,13 +35,13 @@ def drive(app: WizardApp, script) -> None:
 
 
 async def settle(pilot) -> None:
-    """Wait for our workers (reading a model, the conversion, a cancel) and the messages they post.
+    """Wait for our workers (reading a model, the conversion, a cancel, Netron) and the messages they post.
 
     Not every worker: the DirectoryTree's loader runs for as long as the tree is shown."""
     from textual.worker import WorkerState
 
     await pilot.pause()
-    while ours := [w for w in pilot.app.workers if w.group in ("load", "run", "cancel") and not w.is_finished]:
+    while ours := [w for w in pilot.app.workers if w.group in ("load", "run", "cancel", "netron") and not w.is_finished]:
         if any(w.state == WorkerState.PENDING for w in ours):
             await pilot.pause()  # a worker can't be awaited before it has started
         else:
@@ -60,6 +62,11 @@ async def type_into(pilot, text: str) -> None:
 
 def error_text(app) -> str:
     return str(app.screen.query_one("#error", Static).render())
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
 
 
 def test_forward_and_back_through_every_step_keeps_the_answers(tmp_path, monkeypatch):
@@ -263,11 +270,17 @@ def test_full_run_converts_and_shows_a_passing_verification_table(tmp_path, monk
         assert isinstance(app.screen, RunScreen)
         await settle(pilot)  # the run's worker returns when the child has exited
         assert app.conversion.returncode == 0
+        assert [str(c) for c in app.screen.query_one("#targets", DataTable).get_row_at(0)][-1] == "pass"
         await press(pilot, "enter")  # the focused Results button
         assert app.screen.STEP == "result"
         table = app.screen.query_one("#results", DataTable)
         assert [str(c) for c in table.get_row_at(0)][:2] == ["ONNX", "ok"]
         assert str(table.get_row_at(0)[-1]) == "pass"
+        app.screen.query_one("#netron-onnx Button").focus()
+        await press(pilot, "enter")  # View in Netron: the converted model
+        url = str(app.screen.query_one("#netron-onnx Static").render())
+        assert url.startswith("http://127.0.0.1:")
+        assert fetch(url + "/data/model.onnx") == (tmp_path / "image_classifier_converted/onnx/model.onnx").read_bytes()
         await press(pilot, "ctrl+p")  # back to the review: quitting there still reports the finished run
         assert app.screen.STEP == "review"
         await press(pilot, "ctrl+q")
@@ -298,6 +311,58 @@ def test_cancel_during_the_run_leaves_nothing(tmp_path, monkeypatch):
 
     drive(app, script)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_graph_step_outlines_the_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier.keras"))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        outline = str(app.screen.query_one("#outline", Static).render()).splitlines()
+        assert outline[0].startswith("in   image  float32") and outline[-1].startswith("out  probs")
+        assert "conv" in outline[1] and "Conv2D" in outline[1]
+
+    drive(app, script)
+
+
+def test_netron_shows_the_model_on_loopback_until_the_app_ends(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier.keras"))
+    served = []
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        await pilot.click("#netron Button")
+        await settle(pilot)
+        url = str(app.screen.query_one("#netron Static").render())
+        assert url.startswith("http://127.0.0.1:") and app.netron == {app.answers.model: url}
+        assert fetch(url + "/data/image_classifier.keras") == (SAMPLES / "image_classifier.keras").read_bytes()
+        await pilot.click("#netron Button")  # again, or back and forth: the same server
+        await press(pilot, "ctrl+n", "ctrl+p")
+        assert app.netron == {app.answers.model: url} and str(app.screen.query_one("#netron Static").render()) == url
+        served.append(url)
+
+    drive(app, script)
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # the app stopped it on its way out
+        fetch(served[0])
+
+
+def test_netron_trouble_is_shown_beside_the_button(tmp_path, monkeypatch):
+    model = tmp_path / "model.keras"
+    model.write_bytes((SAMPLES / "image_classifier.keras").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(model))
+
+    async def script(pilot):
+        await press(pilot, "ctrl+n")
+        model.unlink()  # gone since it was read
+        await pilot.click("#netron Button")
+        await settle(pilot)
+        assert str(app.screen.query_one("#netron Static").render()).startswith("✘ ")
+        assert app.netron == {} and not app.screen.query_one("#netron Button").disabled
+
+    drive(app, script)
 
 
 # --- snapshots: every screen at 80x24 -------------------------------------------------------------------
@@ -385,3 +450,14 @@ def test_a_model_that_runs_code_needs_an_explicit_yes(tmp_path, monkeypatch):
         assert "--trust-model" in app.answers.options().command()
 
     drive(app, script)
+
+
+def test_the_readme_screenshot_script_walks_the_steps(tmp_path):
+    # --no-convert: the Run and Result pictures need TensorFlow; the full run above covers those screens.
+    proc = subprocess.run([sys.executable, str(REPO / "docs" / "screenshots.py"), "--no-convert", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    svg = {p.stem: p.read_text().replace("&#160;", " ") for p in tmp_path.iterdir()}
+    assert sorted(svg) == ["graph", "model", "review", "targets"]
+    assert "Model path" in svg["model"] and "Outline: inputs" in svg["graph"] and "http://127.0.0.1:" in svg["graph"]
+    assert "TFLite: Android" in svg["targets"] and "--to onnx,tflite" in svg["review"]

@@ -56,6 +56,10 @@ def test_wizard_app_reads_a_model_without_tensorflow():
     assert not roots & HEAVY, roots & HEAVY
 
 
+def test_wizard_app_leaves_netron_until_its_button_is_pressed():
+    assert "netron" not in imported_roots("import wizard.app\n")
+
+
 def test_plain_flow_walks_every_step_without_tensorflow():
     # A whole dry run (inspect, outline, preflight, review checks) through the prompts.
     roots = imported_roots(

@@ -54,6 +54,9 @@ SelectionList { height: auto; max-height: 6; }
 #log { height: 1fr; min-height: 4; }
 .ok { color: $success; }
 .bad { color: $error; }
+#outline { text-wrap: nowrap; text-overflow: ellipsis; }
+NetronView { height: 1; width: 1fr; }
+NetronView Static { width: 1fr; margin-left: 2; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
 """
 
 
@@ -72,9 +75,24 @@ class WizardApp(App[object]):
         self.report: dict | None = None  # the last run's report.json
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
         self.teaching = False  # the guided demo is on
+        self.netron: dict[str, str] = {}  # model path → URL of the Netron server showing it
 
     def on_mount(self) -> None:
         self.push_screen(ModelScreen())  # pushed, not the default screen, so switch_screen can replace it
+
+    def on_served(self, message: Served) -> None:
+        if message.url:
+            self.netron[message.path] = message.url
+        for view in self.screen.query(NetronView):
+            if view.path == message.path:
+                view.show(message)
+
+    def on_unmount(self) -> None:
+        if self.netron:  # the Netron servers end with the app (imported only if one was started)
+            from .view import stop
+
+            for url in self.netron.values():
+                stop(url)
 
     def go(self, step: str) -> None:
         self.switch_screen(SCREENS[step]())
@@ -263,6 +281,55 @@ def _widget_for(q: Question, value, widget_id: str):
     return Input(str(value), id=widget_id, compact=True, select_on_focus=False)
 
 
+class Served(Message):
+    """Netron is serving `path` at `url`, or could not (error); posted to the app, which owns the servers."""
+
+    def __init__(self, path: str, url: str | None = None, error: str | None = None) -> None:
+        super().__init__()
+        self.path, self.url, self.error = path, url, error
+
+
+class NetronView(Horizontal):
+    """A "View in Netron" button and, beside it, the URL where Netron (on 127.0.0.1) shows `path`.
+
+    One server per path for the app's lifetime; the app stops them on exit. netron and wizard.view
+    are imported only when the button is pressed, so start-up doesn't pay for them."""
+
+    def __init__(self, path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        yield Button("View in Netron", compact=True)
+        yield Static(self.app.netron.get(self.path, ""), markup=False)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if self.path in self.app.netron:
+            return  # already served; its URL is shown
+        event.button.disabled = True  # until the worker answers: one server per path
+        self.query_one(Static).update("starting Netron…")
+        self._serve()
+
+    @work(thread=True, group="netron")
+    def _serve(self) -> None:
+        from .view import serve
+
+        try:  # to the app, not to self: a server started after its screen was left is still stopped on exit
+            self.app.post_message(Served(self.path, url=serve(self.path)))
+        except UserError as e:
+            self.app.post_message(Served(self.path, error=str(e)))
+        except Exception as e:  # Netron failing is a message, never a crash
+            self.app.post_message(Served(self.path, error=f"Netron: {type(e).__name__}: {e}"))
+
+    def show(self, served: Served) -> None:
+        self.query_one(Button).disabled = False
+        url = self.query_one(Static)
+        url.update(served.url or f"✘ {served.error}")
+        url.set_classes("" if served.url else "bad")
+
+
 # --- 1. Model -----------------------------------------------------------------------------------------
 
 
@@ -420,6 +487,7 @@ def _shape(shape) -> str:
 
 class GraphScreen(StepScreen):
     STEP = "graph"
+    AUTO_FOCUS = "Select, Checkbox"  # the questions, if any; else the body (on_mount)
 
     def body(self) -> ComposeResult:
         from textual.widgets import DataTable
@@ -438,14 +506,34 @@ class GraphScreen(StepScreen):
         for title, verdict, text in steps.preflight_verdicts(info):
             mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
             yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
+        # Before the op inventory, which can run to many lines for a big graph.
+        yield Label("Outline: inputs → main blocks → outputs", classes="section")
+        yield Static(_outline(info), id="outline", markup=False)
         kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
         yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
         yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield NetronView(self.answers.model, id="netron")
+        yield from super().buttons()
+
+    def on_mount(self) -> None:
+        if self.focused is None:  # arrows scroll the body; focusing a table would scroll it past its title
+            self.query_one("#body").focus()
 
     @on(QuestionForm.Answered)
     async def _reselect(self, event: QuestionForm.Answered) -> None:
         if event.key in ("tag", "signature"):  # other inputs and outputs: show them
             await self.recompose()
+
+
+def _outline(info) -> str:
+    from engine.outline import outline
+
+    try:
+        return "\n".join(outline(info))
+    except Exception as e:  # a picture of the graph is a nicety: never a reason the step fails
+        return f"(no outline: {type(e).__name__}: {e})"
 
 
 # --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------
@@ -598,7 +686,10 @@ class RunScreen(StepScreen):
             bar.advance(1)
             table.update_cell(target, "status", event["status"], update_width=True)
             table.update_cell(target, "seconds", f"{event.get('seconds') or 0:.1f}")
-            table.update_cell(target, "check", steps.check_text(event.get("verification"))[0], update_width=True)
+            check, passed = steps.check_text(event.get("verification"))
+            # The verdict in the table (a long cell would scroll it and hide rows), the numbers in the log.
+            table.update_cell(target, "check", {True: "pass", False: "FAIL", None: "-"}[passed], update_width=True)
+            log.write(f"[{target}] {check}")
         elif kind == "exit":
             self._finished(event["code"])
 
@@ -667,6 +758,7 @@ class ResultScreen(StepScreen):
                 yield Static(f"{Path(self.answers.options().output_dir) / name}  ({size:,} bytes)", markup=False)
             if r.snippet:
                 yield Static(r.snippet, classes="command", markup=False)
+                yield NetronView(r.model_file, id=f"netron-{r.target}")
         yield Label("Reproduce it", classes="section")
         yield Static(report.get("command", ""), classes="command", markup=False)
 
