@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from rich.style import Style as RichStyle
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -22,9 +24,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import Suggester
+from textual.widget import Widget
 # Only what the first screen needs is imported here (start-up time is a goal); later screens
 # import their widgets when they are built.
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import UserError
 
@@ -130,7 +133,7 @@ class StepScreen(Screen):
         yield Static("", id="error")
         with Horizontal(id="nav"):
             yield from self.buttons()
-        yield Footer()
+        yield KeyLine()
 
     def body(self) -> ComposeResult:
         yield QuestionForm(self.STEP, self.answers)
@@ -167,6 +170,52 @@ class StepScreen(Screen):
     @on(Button.Pressed, "#back")
     def _back_pressed(self) -> None:
         self.action_back()
+
+
+class KeyLine(Widget):
+    """The current screen's visible key bindings on the bottom line, as Textual's Footer shows them.
+
+    Footer mounts a widget per key and mounts them again whenever the bindings change (focus moves,
+    a screen is switched): measured, the largest single cost of drawing the first screen. This is
+    one widget that draws the same line as text; a click on a key presses it, as on Footer.
+    """
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES = {"keyline--key", "keyline--description"}
+    DEFAULT_CSS = """
+    KeyLine { dock: bottom; height: 1; color: $footer-foreground; background: $footer-background; }
+    KeyLine > .keyline--key { color: $footer-key-foreground; background: $footer-key-background; text-style: bold; }
+    KeyLine > .keyline--description { color: $footer-description-foreground; background: $footer-description-background; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: list[tuple[int, int, str]] = []  # (first column, end column, key) of each key shown
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, lambda screen: self.refresh())
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("keyline--key")
+        description_style = self.get_component_rich_style("keyline--description")
+        line, self._keys, actions = Text(no_wrap=True, overflow="ellipsis"), [], set()
+        for _, binding, enabled, _ in self.screen.active_bindings.values():
+            if not binding.show or binding.action in actions:  # one key per action, as Footer does
+                continue
+            actions.add(binding.action)
+            start, dim = len(line), RichStyle(dim=not enabled)
+            line.append(f" {self.app.get_key_display(binding)} ", key_style + dim)
+            line.append(f"{binding.description} ", description_style + dim)
+            self._keys.append((start, len(line), binding.key))
+        return line
+
+    def on_click(self, event) -> None:
+        for start, end, key in self._keys:
+            if start <= event.x < end:
+                self.app.simulate_key(key)
 
 
 def _breadcrumb(current: str) -> str:
