@@ -76,8 +76,15 @@ class WizardApp(App[object]):
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
         self.teaching = False  # the guided demo is on
 
-    def on_mount(self) -> None:
-        self.push_screen(ModelScreen())  # pushed, not the default screen, so switch_screen can replace it
+    def get_default_screen(self) -> Screen:
+        # The first step is the app's first screen, not one pushed over Textual's blank default:
+        # that blank screen cost a measurable part of the start-up, and with it under the Model step
+        # the file tree was mounted before the first frame was drawn. switch_screen() replaces the
+        # top screen and drops the result callback that push_screen() gives it; give this one the
+        # same, or the first switch fails (IndexError, Textual issue #2650).
+        screen = ModelScreen()
+        screen._push_result_callback(self, None)
+        return screen
 
     def go(self, step: str) -> None:
         self.switch_screen(SCREENS[step]())
