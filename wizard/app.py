@@ -226,12 +226,12 @@ class KeyLine(Widget):
 
 
 class NavButton(Button, inherit_css=False):
-    """A Button with only the part of Button's stylesheet this app uses (compact; default, primary
-    and error variants), copied from Textual 8.2's Button.DEFAULT_CSS with the same selectors.
+    """A compact Button styled by only the rules this app uses of Button's stylesheet: the default,
+    primary and error variants, compact (no border), as in Textual 8.2's Button.DEFAULT_CSS.
 
-    Button's own stylesheet (7 kB: every variant, flat and ANSI styles) made it the most expensive
-    widget of the first screen to start; this draws the same. Without inherited CSS the CSS type is
-    NavButton alone: style it as `NavButton`, not `Button`.
+    Button's own stylesheet (7 kB: every variant, the flat and ANSI styles, the borders of the
+    non-compact button) made it the costliest widget of the first screen to start; this draws the
+    same. Without inherited CSS its CSS type is NavButton alone: select it as `NavButton`.
     """
 
     DEFAULT_CSS = """
@@ -243,66 +243,26 @@ class NavButton(Button, inherit_css=False):
         text-align: center;
         content-align: center middle;
         pointer: pointer;
+        text-style: bold;
+        color: $button-foreground;
+        background: $surface;
+        border: none;
 
-        &.-style-default {
-            text-style: bold;
-            color: $button-foreground;
-            background: $surface;
-            border: none;
-            border-top: tall $surface-lighten-1;
-            border-bottom: tall $surface-darken-1;
-
-            &.-textual-compact {
-                border: none !important;
-            }
-            &:disabled {
-                text-opacity: 0.6;
-                pointer: not-allowed;
-            }
-            &:focus {
-                text-style: $button-focus-text-style;
-                background-tint: $foreground 5%;
-            }
-            &:hover {
-                border-top: tall $surface;
-                background: $surface-darken-1;
-            }
-            &.-active {
-                background: $surface;
-                border-bottom: tall $surface-lighten-1;
-                border-top: tall $surface-darken-1;
-                tint: $background 30%;
-            }
-            &.-primary {
-                color: $button-color-foreground;
-                background: $primary;
-                border-top: tall $primary-lighten-3;
-                border-bottom: tall $primary-darken-3;
-                &:hover {
-                    background: $primary-darken-2;
-                    border-top: tall $primary;
-                }
-                &.-active {
-                    background: $primary;
-                    border-bottom: tall $primary-lighten-3;
-                    border-top: tall $primary-darken-3;
-                }
-            }
-            &.-error {
-                color: $button-color-foreground;
-                background: $error;
-                border-top: tall $error-lighten-2;
-                border-bottom: tall $error-darken-3;
-                &:hover {
-                    background: $error-darken-1;
-                    border-top: tall $error;
-                }
-                &.-active {
-                    background: $error;
-                    border-bottom: tall $error-lighten-2;
-                    border-top: tall $error-darken-2;
-                }
-            }
+        &:disabled { text-opacity: 0.6; pointer: not-allowed; }
+        &:focus { text-style: $button-focus-text-style; background-tint: $foreground 5%; }
+        &:hover { background: $surface-darken-1; }
+        &.-active { background: $surface; tint: $background 30%; }
+        &.-primary {
+            color: $button-color-foreground;
+            background: $primary;
+            &:hover { background: $primary-darken-2; }
+            &.-active { background: $primary; }
+        }
+        &.-error {
+            color: $button-color-foreground;
+            background: $error;
+            &:hover { background: $error-darken-1; }
+            &.-active { background: $error; }
         }
     }
     """
