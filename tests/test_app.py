@@ -16,7 +16,8 @@ from conftest import REPO, SAMPLES
 from textual.widgets import DataTable, Input, Static
 
 from wizard import steps
-from wizard.app import PathSuggester, Progress, RunScreen, WizardApp
+from wizard.app import PathSuggester, WizardApp
+from wizard.screens import Progress, RunScreen
 
 SIZE = (80, 24)
 
