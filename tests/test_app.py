@@ -85,6 +85,29 @@ def test_forward_and_back_through_every_step_keeps_the_answers(tmp_path, monkeyp
     drive(app, script)
 
 
+def test_the_key_line_shows_each_screens_keys_and_a_click_presses_one(tmp_path, monkeypatch):
+    from wizard.app import KeyLine
+
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier"))
+
+    def keys() -> str:
+        return str(app.screen.query_one(KeyLine).render())
+
+    async def script(pilot):
+        assert keys() == " ^n Next  ^p Back  ^q Quit "
+        await pilot.click(KeyLine, offset=(2, 0))  # on "^n"
+        await settle(pilot)
+        assert app.screen.STEP == "graph"
+        await press(pilot, *["ctrl+n"] * 4)
+        assert app.screen.STEP == "review" and keys() == " ^n Next  ^p Back  ^y Copy command  ^q Quit "
+        await pilot.click(KeyLine, offset=(10, 0))  # on "^p Back"
+        await settle(pilot)
+        assert app.screen.STEP == "targets"
+
+    drive(app, script)
+
+
 def test_invalid_answers_are_explained_in_place_and_block_next(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = WizardApp(str(SAMPLES / "image_classifier"))
