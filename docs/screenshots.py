@@ -59,7 +59,7 @@ async def shoot(app: WizardApp, out: Path, *, convert: bool) -> list[Path]:
             await pilot.pause()
         save("model")
         await press(pilot, "ctrl+n")
-        app.screen.query_one("#netron Button").press()  # a real server on 127.0.0.1: its URL is shown
+        app.screen.query_one("#netron NavButton").press()  # a real server on 127.0.0.1: its URL is shown
         await press(pilot, "end")  # the body has focus: down to the outline
         save("graph")
         await press(pilot, "ctrl+n", "ctrl+n", "ctrl+n")  # Shapes, Preprocessing: the defaults

@@ -18,7 +18,8 @@ from conftest import REPO, SAMPLES
 from textual.widgets import DataTable, Input, Static
 
 from wizard import steps
-from wizard.app import PathSuggester, Progress, RunScreen, WizardApp
+from wizard.app import PathSuggester, WizardApp
+from wizard.screens import Progress, RunScreen
 
 SIZE = (80, 24)
 
@@ -87,6 +88,29 @@ def test_forward_and_back_through_every_step_keeps_the_answers(tmp_path, monkeyp
         await press(pilot, "ctrl+n", "ctrl+n")
         assert app.screen.query_one("#q0", Input).value == "1"
         assert "--batch 1" in app.answers.options().command()
+
+    drive(app, script)
+
+
+def test_the_key_line_shows_each_screens_keys_and_a_click_presses_one(tmp_path, monkeypatch):
+    from wizard.app import KeyLine
+
+    monkeypatch.chdir(tmp_path)
+    app = WizardApp(str(SAMPLES / "image_classifier"))
+
+    def keys() -> str:
+        return str(app.screen.query_one(KeyLine).render())
+
+    async def script(pilot):
+        assert keys() == " ^n Next  ^p Back  ^q Quit "
+        await pilot.click(KeyLine, offset=(2, 0))  # on "^n"
+        await settle(pilot)
+        assert app.screen.STEP == "graph"
+        await press(pilot, *["ctrl+n"] * 4)
+        assert app.screen.STEP == "review" and keys() == " ^n Next  ^p Back  ^y Copy command  ^q Quit "
+        await pilot.click(KeyLine, offset=(10, 0))  # on "^p Back"
+        await settle(pilot)
+        assert app.screen.STEP == "targets"
 
     drive(app, script)
 
@@ -276,7 +300,7 @@ def test_full_run_converts_and_shows_a_passing_verification_table(tmp_path, monk
         table = app.screen.query_one("#results", DataTable)
         assert [str(c) for c in table.get_row_at(0)][:2] == ["ONNX", "ok"]
         assert str(table.get_row_at(0)[-1]) == "pass"
-        app.screen.query_one("#netron-onnx Button").focus()
+        app.screen.query_one("#netron-onnx NavButton").focus()
         await press(pilot, "enter")  # View in Netron: the converted model
         url = str(app.screen.query_one("#netron-onnx Static").render())
         assert url.startswith("http://127.0.0.1:")
@@ -333,12 +357,12 @@ def test_netron_shows_the_model_on_loopback_until_the_app_ends(tmp_path, monkeyp
 
     async def script(pilot):
         await press(pilot, "ctrl+n")
-        await pilot.click("#netron Button")
+        await pilot.click("#netron NavButton")
         await settle(pilot)
         url = str(app.screen.query_one("#netron Static").render())
         assert url.startswith("http://127.0.0.1:") and app.netron == {app.answers.model: url}
         assert fetch(url + "/data/image_classifier.keras") == (SAMPLES / "image_classifier.keras").read_bytes()
-        await pilot.click("#netron Button")  # again, or back and forth: the same server
+        await pilot.click("#netron NavButton")  # again, or back and forth: the same server
         await press(pilot, "ctrl+n", "ctrl+p")
         assert app.netron == {app.answers.model: url} and str(app.screen.query_one("#netron Static").render()) == url
         served.append(url)
@@ -357,10 +381,10 @@ def test_netron_trouble_is_shown_beside_the_button(tmp_path, monkeypatch):
     async def script(pilot):
         await press(pilot, "ctrl+n")
         model.unlink()  # gone since it was read
-        await pilot.click("#netron Button")
+        await pilot.click("#netron NavButton")
         await settle(pilot)
         assert str(app.screen.query_one("#netron Static").render()).startswith("✘ ")
-        assert app.netron == {} and not app.screen.query_one("#netron Button").disabled
+        assert app.netron == {} and not app.screen.query_one("#netron NavButton").disabled
 
     drive(app, script)
 

@@ -73,3 +73,11 @@ def test_plain_flow_walks_every_step_without_tensorflow():
         "import wizard.demo, wizard.view\n"
     )
     assert not roots & HEAVY, roots & HEAVY
+
+
+def test_wizard_start_imports_no_engine_module_the_first_screen_does_not_need():
+    # Start-up time is a goal: reading the model (engine.detect/inspect) waits until the first screen
+    # is drawn, and the options and backends until a later step needs them.
+    probe = "import wizard.cli, wizard.app, sys; print(' '.join(sorted(m for m in sys.modules if m.startswith('engine'))))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["engine", "engine.errors"]

@@ -7,6 +7,10 @@ child process of wizard/runner.py. The app never imports TensorFlow.
 
 With --dryrun the last step is Print: the app exits with the command and run_app() prints it
 after the screen is restored, so stdout carries the command and nothing else.
+
+Start-up time is a goal: this module holds the app, what every step screen shares and the first
+step (Model); the later steps are in wizard/screens.py, imported when the wizard first leaves the
+Model step.
 """
 
 from __future__ import annotations
@@ -15,21 +19,24 @@ import os
 import sys
 from pathlib import Path
 
+from rich.style import Style as RichStyle
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import Suggester
+from textual.widget import Widget
 # Only what the first screen needs is imported here (start-up time is a goal); later screens
 # import their widgets when they are built.
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import UserError
 
 from . import steps
-from .steps import STEP_KEYS, STEPS, Answers, Question
+from .steps import STEP_KEYS, STEPS, Answers
 
 MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras"}
 CSS = """
@@ -39,7 +46,7 @@ Screen { layout: vertical; }
 #body { height: 1fr; padding: 0 1; }
 #error { height: auto; padding: 0 1; color: $error; }
 #nav { height: 1; align-horizontal: right; padding: 0 1; }
-#nav Button { margin-left: 2; }
+#nav NavButton { margin-left: 2; }
 .label { margin-top: 1; text-style: bold; }
 .qhelp { color: $text-muted; }
 .qerror { color: $error; height: auto; }
@@ -54,9 +61,6 @@ SelectionList { height: auto; max-height: 6; }
 #log { height: 1fr; min-height: 4; }
 .ok { color: $success; }
 .bad { color: $error; }
-#outline { text-wrap: nowrap; text-overflow: ellipsis; }
-NetronView { height: 1; width: 1fr; }
-NetronView Static { width: 1fr; margin-left: 2; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
 """
 
 
@@ -75,12 +79,21 @@ class WizardApp(App[object]):
         self.report: dict | None = None  # the last run's report.json
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
         self.teaching = False  # the guided demo is on
-        self.netron: dict[str, str] = {}  # model path → URL of the Netron server showing it
+        self.netron: dict[str, str] = {}  # model path → URL of the Netron server showing it (wizard/screens.py)
 
-    def on_mount(self) -> None:
-        self.push_screen(ModelScreen())  # pushed, not the default screen, so switch_screen can replace it
+    def get_default_screen(self) -> Screen:
+        # The first step is the app's first screen, not one pushed over Textual's blank default:
+        # that blank screen cost a measurable part of the start-up, and with it under the Model step
+        # the file tree was mounted before the first frame was drawn. switch_screen() replaces the
+        # top screen and drops the result callback that push_screen() gives it; give this one the
+        # same, or the first switch fails (IndexError, Textual issue #2650).
+        screen = ModelScreen()
+        screen._push_result_callback(self, None)
+        return screen
 
-    def on_served(self, message: Served) -> None:
+    def on_served(self, message) -> None:  # a screens.Served: a Netron server started, or failed to
+        from .screens import NetronView
+
         if message.url:
             self.netron[message.path] = message.url
         for view in self.screen.query(NetronView):
@@ -95,10 +108,12 @@ class WizardApp(App[object]):
                 stop(url)
 
     def go(self, step: str) -> None:
+        from .screens import SCREENS
+
         self.switch_screen(SCREENS[step]())
 
     def action_quit(self) -> None:
-        if isinstance(self.screen, RunScreen) and self.conversion.returncode is None:
+        if self.screen.STEP == "run" and self.conversion.returncode is None:
             self.screen.action_cancel()  # never leave a converting child behind
             return
         if self.report is not None:  # a run finished (quitting from its result, or after going back)
@@ -148,19 +163,19 @@ class StepScreen(Screen):
         yield Static("", id="error")
         with Horizontal(id="nav"):
             yield from self.buttons()
-        yield Footer()
+        yield KeyLine()
 
     def body(self) -> ComposeResult:
-        yield QuestionForm(self.STEP, self.answers)
+        """The step's own widgets, between its help and its buttons."""
+        yield from ()
 
     def buttons(self) -> ComposeResult:
-        yield Button("Back", id="back", compact=True)
-        yield Button("Next", id="next", variant="primary", compact=True)
+        yield NavButton("Back", id="back", compact=True)
+        yield NavButton("Next", id="next", variant="primary", compact=True)
 
     def problem(self) -> str | None:
         """Why Next can't go on yet, or None."""
-        forms = list(self.query(QuestionForm))
-        return next((e for f in forms if (e := f.first_error())), None)
+        return None
 
     def show_error(self, text: str) -> None:
         self.query_one("#error", Static).update(text)
@@ -187,147 +202,98 @@ class StepScreen(Screen):
         self.action_back()
 
 
+class KeyLine(Widget):
+    """The current screen's visible key bindings on the bottom line, as Textual's Footer shows them.
+
+    Footer mounts a widget per key and mounts them again whenever the bindings change (focus moves,
+    a screen is switched): measured, the largest single cost of drawing the first screen. This is
+    one widget that draws the same line as text; a click on a key presses it, as on Footer.
+    """
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES = {"keyline--key", "keyline--description"}
+    DEFAULT_CSS = """
+    KeyLine { dock: bottom; height: 1; color: $footer-foreground; background: $footer-background; }
+    KeyLine > .keyline--key { color: $footer-key-foreground; background: $footer-key-background; text-style: bold; }
+    KeyLine > .keyline--description { color: $footer-description-foreground; background: $footer-description-background; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: list[tuple[int, int, str]] = []  # (first column, end column, key) of each key shown
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, lambda screen: self.refresh())
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("keyline--key")
+        description_style = self.get_component_rich_style("keyline--description")
+        line, self._keys, actions = Text(no_wrap=True, overflow="ellipsis"), [], set()
+        for _, binding, enabled, _ in self.screen.active_bindings.values():
+            if not binding.show or binding.action in actions:  # one key per action, as Footer does
+                continue
+            actions.add(binding.action)
+            start, dim = len(line), RichStyle(dim=not enabled)
+            line.append(f" {self.app.get_key_display(binding)} ", key_style + dim)
+            line.append(f"{binding.description} ", description_style + dim)
+            self._keys.append((start, len(line), binding.key))
+        return line
+
+    def on_click(self, event) -> None:
+        for start, end, key in self._keys:
+            if start <= event.x < end:
+                self.app.simulate_key(key)
+
+
+class NavButton(Button, inherit_css=False):
+    """A compact Button styled by only the rules this app uses of Button's stylesheet: the default,
+    primary and error variants, compact (no border), as in Textual 8.2's Button.DEFAULT_CSS.
+
+    Button's own stylesheet (7 kB: every variant, the flat and ANSI styles, the borders of the
+    non-compact button) made it the costliest widget of the first screen to start; this draws the
+    same. Without inherited CSS its CSS type is NavButton alone: select it as `NavButton`.
+    """
+
+    DEFAULT_CSS = """
+    NavButton {
+        width: auto;
+        min-width: 16;
+        height: auto;
+        line-pad: 1;
+        text-align: center;
+        content-align: center middle;
+        pointer: pointer;
+        text-style: bold;
+        color: $button-foreground;
+        background: $surface;
+        border: none;
+
+        &:disabled { text-opacity: 0.6; pointer: not-allowed; }
+        &:focus { text-style: $button-focus-text-style; background-tint: $foreground 5%; }
+        &:hover { background: $surface-darken-1; }
+        &.-active { background: $surface; tint: $background 30%; }
+        &.-primary {
+            color: $button-color-foreground;
+            background: $primary;
+            &:hover { background: $primary-darken-2; }
+            &.-active { background: $primary; }
+        }
+        &.-error {
+            color: $button-color-foreground;
+            background: $error;
+            &:hover { background: $error-darken-1; }
+            &.-active { background: $error; }
+        }
+    }
+    """
+
+
 def _breadcrumb(current: str) -> str:
     parts = [f"[reverse] {s.title} [/]" if s.key == current else s.title for s in STEPS]
     return " › ".join(parts)
-
-
-class QuestionForm(Vertical):
-    """The questions of one step, rebuilt when an answer changes which questions there are."""
-
-    DEFAULT_CSS = "QuestionForm { height: auto; }"
-
-    class Answered(Message):
-        def __init__(self, key: str, value) -> None:
-            super().__init__()
-            self.key, self.value = key, value
-
-    def __init__(self, step: str, answers: Answers, **kwargs):
-        super().__init__(**kwargs)
-        self.step, self.answers = step, answers
-        self.asked: list[Question] = []
-
-    def compose(self) -> ComposeResult:
-        self.asked = steps.questions(self.step, self.answers)
-        for n, q in enumerate(self.asked):
-            if q.kind != "confirm":
-                yield Label(q.label, classes="label")
-            yield _widget_for(q, q.default, f"q{n}")
-            if q.help:
-                yield Static(q.help, classes="qhelp", markup=False)
-            error = Static("", id=f"q{n}-error", classes="qerror", markup=False)
-            error.display = False
-            yield error
-
-    def _show(self, n: int, error: str | None) -> None:
-        widget = self.query_one(f"#q{n}-error", Static)
-        widget.update(error or "")
-        widget.display = bool(error)
-
-    def first_error(self) -> str | None:
-        for n, q in enumerate(self.asked):
-            error = q.validate(self.answers.get(q.key))
-            if error:
-                self._show(n, error)
-                self.query_one(f"#q{n}").focus()
-                return f"{q.label}: {error}"
-        return None
-
-    async def _answer(self, widget_id: str | None, value) -> None:
-        if not widget_id or not widget_id.startswith("q") or not widget_id[1:].isdigit():
-            return
-        n = int(widget_id[1:])
-        q = self.asked[n]
-        if self.answers.get(q.key) == value:
-            return
-        try:
-            self.answers.apply(q.key, value)  # a new tag or signature re-reads the model
-        except UserError as e:
-            self._show(n, str(e))
-            return
-        self._show(n, q.validate(value))
-        self.post_message(self.Answered(q.key, value))
-        if [x.key for x in steps.questions(self.step, self.answers)] != [x.key for x in self.asked]:
-            await self.recompose()
-            index = next(i for i, x in enumerate(self.asked) if x.key == q.key)
-            self.query_one(f"#q{index}").focus()
-
-    async def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()
-        await self._answer(event.input.id, event.value)
-
-    async def on_select_changed(self, event: Select.Changed) -> None:
-        event.stop()
-        await self._answer(event.select.id, event.value)
-
-    async def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
-        event.stop()
-        await self._answer(event.selection_list.id, list(event.selection_list.selected))
-
-    async def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        event.stop()
-        await self._answer(event.checkbox.id, event.value)
-
-
-def _widget_for(q: Question, value, widget_id: str):
-    from textual.widgets import Checkbox, Select, SelectionList
-
-    if q.kind == "select":
-        return Select([(title, v) for v, title in q.choices], value=value, allow_blank=False, id=widget_id, compact=True)
-    if q.kind == "multi":
-        return SelectionList(*[(title, v, v in value) for v, title in q.choices], id=widget_id, compact=True)
-    if q.kind == "confirm":
-        return Checkbox(q.label, value=bool(value), id=widget_id, compact=True)
-    return Input(str(value), id=widget_id, compact=True, select_on_focus=False)
-
-
-class Served(Message):
-    """Netron is serving `path` at `url`, or could not (error); posted to the app, which owns the servers."""
-
-    def __init__(self, path: str, url: str | None = None, error: str | None = None) -> None:
-        super().__init__()
-        self.path, self.url, self.error = path, url, error
-
-
-class NetronView(Horizontal):
-    """A "View in Netron" button and, beside it, the URL where Netron (on 127.0.0.1) shows `path`.
-
-    One server per path for the app's lifetime; the app stops them on exit. netron and wizard.view
-    are imported only when the button is pressed, so start-up doesn't pay for them."""
-
-    def __init__(self, path: str, **kwargs):
-        super().__init__(**kwargs)
-        self.path = path
-
-    def compose(self) -> ComposeResult:
-        yield Button("View in Netron", compact=True)
-        yield Static(self.app.netron.get(self.path, ""), markup=False)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if self.path in self.app.netron:
-            return  # already served; its URL is shown
-        event.button.disabled = True  # until the worker answers: one server per path
-        self.query_one(Static).update("starting Netron…")
-        self._serve()
-
-    @work(thread=True, group="netron")
-    def _serve(self) -> None:
-        from .view import serve
-
-        try:  # to the app, not to self: a server started after its screen was left is still stopped on exit
-            self.app.post_message(Served(self.path, url=serve(self.path)))
-        except UserError as e:
-            self.app.post_message(Served(self.path, error=str(e)))
-        except Exception as e:  # Netron failing is a message, never a crash
-            self.app.post_message(Served(self.path, error=f"Netron: {type(e).__name__}: {e}"))
-
-    def show(self, served: Served) -> None:
-        self.query_one(Button).disabled = False
-        url = self.query_one(Static)
-        url.update(served.url or f"✘ {served.error}")
-        url.set_classes("" if served.url else "bad")
 
 
 # --- 1. Model -----------------------------------------------------------------------------------------
@@ -383,8 +349,8 @@ class ModelScreen(StepScreen):
 
     def buttons(self) -> ComposeResult:
         if not self.app.teaching:
-            yield Button("Guided demo", id="demo", compact=True)
-        yield Button("Next", id="next", variant="primary", compact=True)
+            yield NavButton("Guided demo", id="demo", compact=True)
+        yield NavButton("Next", id="next", variant="primary", compact=True)
 
     @on(Button.Pressed, "#demo")
     def _demo(self) -> None:
@@ -480,309 +446,3 @@ def _model_summary(info) -> str:
 
 def _shape(shape) -> str:
     return "[?]" if shape is None else "[" + ",".join(map(str, shape)) + "]"
-
-
-# --- 2. Graph -----------------------------------------------------------------------------------------
-
-
-class GraphScreen(StepScreen):
-    STEP = "graph"
-    AUTO_FOCUS = "Select, Checkbox"  # the questions, if any; else the body (on_mount)
-
-    def body(self) -> ComposeResult:
-        from textual.widgets import DataTable
-
-        info = self.answers.info
-        yield QuestionForm(self.STEP, self.answers)
-        for title, tensors in (("Inputs", info.inputs), ("Outputs", info.outputs)):
-            yield Label(title, classes="section")
-            table = DataTable(show_cursor=False, zebra_stripes=True, id=title.lower())
-            table.add_columns("name", "dtype", "shape", "note")
-            for t in tensors:
-                table.add_row(t.name, t.dtype or "?", _shape(t.shape), t.note or "")
-            table.styles.height = len(tensors) + 1
-            yield table
-        yield Label("Can each target take it?", classes="section")
-        for title, verdict, text in steps.preflight_verdicts(info):
-            mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
-            yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
-        # Before the op inventory, which can run to many lines for a big graph.
-        yield Label("Outline: inputs → main blocks → outputs", classes="section")
-        yield Static(_outline(info), id="outline", markup=False)
-        kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
-        yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
-        yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
-
-    def buttons(self) -> ComposeResult:
-        yield NetronView(self.answers.model, id="netron")
-        yield from super().buttons()
-
-    def on_mount(self) -> None:
-        if self.focused is None:  # arrows scroll the body; focusing a table would scroll it past its title
-            self.query_one("#body").focus()
-
-    @on(QuestionForm.Answered)
-    async def _reselect(self, event: QuestionForm.Answered) -> None:
-        if event.key in ("tag", "signature"):  # other inputs and outputs: show them
-            await self.recompose()
-
-
-def _outline(info) -> str:
-    from engine.outline import outline
-
-    try:
-        return "\n".join(outline(info))
-    except Exception as e:  # a picture of the graph is a nicety: never a reason the step fails
-        return f"(no outline: {type(e).__name__}: {e})"
-
-
-# --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------
-
-
-class ShapesScreen(StepScreen):
-    STEP = "shapes"
-
-
-class PreprocessScreen(StepScreen):
-    STEP = "preprocess"
-
-    def body(self) -> ComposeResult:
-        yield QuestionForm(self.STEP, self.answers)
-        yield Label("What the converted model does first", classes="section")
-        yield Static(steps.preprocessing_preview(self.answers), id="preview", classes="command", markup=False)
-
-    @on(QuestionForm.Answered)
-    def _update_preview(self) -> None:
-        self.query_one("#preview", Static).update(steps.preprocessing_preview(self.answers))
-
-
-class TargetsScreen(StepScreen):
-    STEP = "targets"
-
-
-# --- 6. Review ----------------------------------------------------------------------------------------
-
-
-class ReviewScreen(StepScreen):
-    STEP = "review"
-    BINDINGS = [Binding("ctrl+y", "copy", "Copy command")]
-
-    def body(self) -> ComposeResult:
-        yield QuestionForm(self.STEP, self.answers)
-        yield Label("The command", classes="section")
-        yield Static(self._command(), id="command", classes="command", markup=False)
-        yield Label("The same with the upstream tools", classes="section")
-        yield Static(self._upstream(), id="upstream", markup=False)
-
-    def buttons(self) -> ComposeResult:
-        yield Button("Back", id="back", compact=True)
-        yield Button("Copy", id="copy", compact=True)
-        yield Button("Print command", id="print", variant="default" if not self.app.dryrun else "primary", compact=True)
-        if not self.app.dryrun:
-            yield Button("Run", id="next", variant="primary", compact=True)
-
-    def _command(self) -> str:
-        try:
-            return self.answers.options().command()
-        except UserError as e:
-            return f"(not yet: {e})"
-
-    def _upstream(self) -> str:
-        from engine.convert import upstream_lines
-
-        try:
-            return "\n".join(upstream_lines(self.answers.options(), self.answers.info))
-        except UserError as e:
-            return str(e)
-
-    @on(QuestionForm.Answered)
-    def _update(self) -> None:
-        self.query_one("#command", Static).update(self._command())
-
-    def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self._command())
-        self.notify("Copied (where the terminal allows it); the text is also selectable with the mouse.")
-
-    @on(Button.Pressed, "#copy")
-    def _copy_pressed(self) -> None:
-        self.action_copy()
-
-    @on(Button.Pressed, "#print")
-    def _print_pressed(self) -> None:
-        problem = self.problem()
-        if problem:
-            self.show_error(problem)
-            return
-        self.app.exit(self.answers.options().command())
-
-    def action_next(self) -> None:
-        if self.app.dryrun:
-            self._print_pressed()
-        else:
-            super().action_next()
-
-
-# --- 7. Run -------------------------------------------------------------------------------------------
-
-
-class Progress(Message):
-    def __init__(self, event: dict) -> None:
-        super().__init__()
-        self.event = event
-
-
-class RunScreen(StepScreen):
-    STEP = "run"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self):
-        super().__init__()
-        from .runner import ConversionRun
-
-        self.run = self.app.conversion = ConversionRun(self.answers.options())
-        self.targets = list(self.run.options.targets)
-
-    def body(self) -> ComposeResult:
-        from textual.widgets import DataTable, ProgressBar, RichLog
-
-        yield Static(self.run.command, classes="command", markup=False)
-        yield ProgressBar(total=1 + len(self.targets), show_eta=False, id="progress")
-        table = DataTable(show_cursor=False, id="targets")
-        for column in ("target", "status", "seconds", "check"):
-            table.add_column(column, key=column)
-        for t in self.targets:
-            table.add_row(steps.TARGET_TITLES[t], "waiting", "", "", key=t)
-        table.styles.height = len(self.targets) + 1
-        yield table
-        yield RichLog(id="log", wrap=True, markup=False)
-
-    def buttons(self) -> ComposeResult:
-        yield Button("Cancel", id="cancel", variant="error", compact=True)
-        yield Button("Results", id="next", variant="primary", compact=True, disabled=True)
-
-    def on_mount(self) -> None:
-        self._convert()
-
-    @work(thread=True, group="run")
-    def _convert(self) -> None:
-        self.run.start()
-        for event in self.run.events():
-            self.post_message(Progress(event))
-        self.post_message(Progress({"event": "exit", "code": self.run.returncode}))
-
-    def on_progress(self, message: Progress) -> None:
-        from textual.widgets import DataTable, ProgressBar, RichLog
-
-        event, log = message.event, self.query_one("#log", RichLog)
-        table, bar = self.query_one("#targets", DataTable), self.query_one("#progress", ProgressBar)
-        kind, target = event.get("event"), event.get("target")
-        if kind in ("stage", "log", "output"):
-            log.write((f"[{target}] " if target else "") + str(event.get("message", "")))
-        if kind == "stage" and target:
-            if bar.progress < 1:
-                bar.advance(1)  # the model is loaded once the first target starts
-            table.update_cell(target, "status", event["stage"] + "…", update_width=True)
-        elif kind == "target":
-            bar.advance(1)
-            table.update_cell(target, "status", event["status"], update_width=True)
-            table.update_cell(target, "seconds", f"{event.get('seconds') or 0:.1f}")
-            check, passed = steps.check_text(event.get("verification"))
-            # The verdict in the table (a long cell would scroll it and hide rows), the numbers in the log.
-            table.update_cell(target, "check", {True: "pass", False: "FAIL", None: "-"}[passed], update_width=True)
-            log.write(f"[{target}] {check}")
-        elif kind == "exit":
-            self._finished(event["code"])
-
-    def _finished(self, code: int) -> None:
-        self.query_one("#cancel", Button).disabled = True
-        if self.run.cancelled:
-            self.show_error("Cancelled: nothing was written. ctrl+p goes back to the review.")
-            return
-        self.app.report = self.run.report()
-        if self.app.report is None:
-            self.show_error(f"The conversion stopped (exit {code}); the log above says why. Nothing was written.")
-            return
-        verdict = {0: "Done.", 1: "Some targets failed.", 3: "Some results differ from TensorFlow."}.get(code, "")
-        self.show_error(f"{verdict} Press Enter or ctrl+n for the results.")
-        self.query_one("#next", Button).disabled = False
-        self.query_one("#next", Button).focus()
-
-    def action_cancel(self) -> None:
-        if self.run.returncode is None and not self.run.cancelled:
-            self.show_error("Cancelling… removing partial output")
-            self._cancel()
-
-    @work(thread=True, group="cancel")
-    def _cancel(self) -> None:
-        self.run.cancel()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.action_cancel()
-
-    def problem(self) -> str | None:
-        return None if self.app.report is not None and self.run.returncode is not None else "the conversion is not finished"
-
-    def action_back(self) -> None:
-        if self.run.returncode is None and self.run.process is not None:
-            self.show_error("Still converting: Cancel (Esc) first.")
-            return
-        self.app.go("review")
-
-
-# --- 8. Result ----------------------------------------------------------------------------------------
-
-
-class ResultScreen(StepScreen):
-    STEP = "result"
-
-    def body(self) -> ComposeResult:
-        from textual.widgets import DataTable
-
-        report = self.app.report or {"targets": []}
-        results = steps.outcomes(report, self.answers.options().output_dir)
-        table = DataTable(show_cursor=False, id="results")
-        table.add_columns("target", "status", "size", "max abs", "max rel", "tolerance", "check")
-        for r, t in zip(results, report["targets"]):
-            v = t.get("verification") or {}
-            numbers = [f"{v[k]:.1e}" for k in ("max_abs_diff", "max_rel_diff", "tolerance")] if "max_abs_diff" in v else ["", "", ""]
-            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
-            table.add_row(r.title, r.status, _size(r.size), *numbers, verdict)
-        table.styles.height = len(results) + 1
-        yield table
-        for r in results:
-            yield Label(f"{r.title}: {r.status}", classes="section")
-            yield Static(r.message or r.check, classes="ok" if r.passed else "bad" if r.passed is False else "",
-                         markup=False)
-            for name, size in r.files.items():
-                yield Static(f"{Path(self.answers.options().output_dir) / name}  ({size:,} bytes)", markup=False)
-            if r.snippet:
-                yield Static(r.snippet, classes="command", markup=False)
-                yield NetronView(r.model_file, id=f"netron-{r.target}")
-        yield Label("Reproduce it", classes="section")
-        yield Static(report.get("command", ""), classes="command", markup=False)
-
-    def buttons(self) -> ComposeResult:
-        yield Button("Back", id="back", compact=True)
-        yield Button("Quit", id="quit", variant="primary", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#quit", Button).focus()
-
-    @on(Button.Pressed, "#quit")
-    def _quit_pressed(self) -> None:
-        self.app.action_quit()
-
-    def action_next(self) -> None:
-        self.app.action_quit()  # Next from the last step is finishing
-
-    def action_back(self) -> None:
-        self.app.go("review")
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
-
-
-SCREENS = {"model": ModelScreen, "graph": GraphScreen, "shapes": ShapesScreen, "preprocess": PreprocessScreen,
-           "targets": TargetsScreen, "review": ReviewScreen, "run": RunScreen, "result": ResultScreen}

@@ -9,14 +9,16 @@ and run. Nothing here imports a UI library or TensorFlow.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from engine.backends import TARGETS
 from engine.errors import UserError
-from engine.options import PRESETS, QUANTIZATIONS, ConversionOptions, parse_dim, parse_floats
+
+# engine.options and engine.backends (and json) are imported where they are used, as engine.detect
+# and engine.inspect are: the wizard's first screen needs none of them, and its start-up time is a goal.
+if TYPE_CHECKING:
+    from engine.options import ConversionOptions
 
 TARGET_TITLES = {"onnx": "ONNX", "tfjs": "TensorFlow.js", "openvino": "OpenVINO IR", "tflite": "TFLite"}
 TARGET_NOTES = {
@@ -206,6 +208,9 @@ class Answers:
 
     def options(self) -> ConversionOptions:
         """The conversion these answers describe; raises UserError on an answer that does not parse."""
+        from engine.backends import TARGETS
+        from engine.options import PRESETS, ConversionOptions, parse_floats
+
         info = self.info
         overrides = []
         for i in info.inputs:
@@ -284,6 +289,8 @@ def _shape_questions(a: Answers) -> list[Question]:
 
 
 def _preprocess_questions(a: Answers) -> list[Question]:
+    from engine.options import PRESETS
+
     choices = [("none", "none: the model takes its inputs as they are")]
     choices += [(p, f"{PRESET_FAMILIES[p]}: mean {_floats(m, sep=',')}, scale {_floats(s)}") for p, (m, s) in PRESETS.items()]
     choices.append(("custom", "custom mean and scale"))
@@ -306,6 +313,9 @@ def _preprocess_questions(a: Answers) -> list[Question]:
 
 
 def _target_questions(a: Answers) -> list[Question]:
+    from engine.backends import TARGETS
+    from engine.options import QUANTIZATIONS
+
     blocked = preflight(a.info)
     titles = tuple((t, f"{TARGET_TITLES[t]}: " + (f"blocked by {', '.join(sorted(blocked[t]))}" if blocked.get(t)
                                                    else TARGET_NOTES[t])) for t in TARGETS)
@@ -385,7 +395,7 @@ def checked_options(a: Answers) -> ConversionOptions:
 def preflight(info) -> dict[str, dict[str, str] | None]:
     """target → {op: why it blocks} from the op inventory, or None where that can't be known before
     converting (Keras layers become TF ops only when frozen; TFLite has no op list to check)."""
-    from engine.backends import get
+    from engine.backends import TARGETS, get
 
     return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
             for t in TARGETS}
@@ -408,6 +418,8 @@ def preflight_verdicts(info) -> list[tuple[str, str, str]]:
 
 def preprocessing_preview(a: Answers) -> str:
     """The formula the converted model applies, and what it does to the pixel range [0, 255]."""
+    from engine.options import PRESETS, parse_floats
+
     if a.preprocessing == "none":
         return "The model takes its inputs unchanged."
     if a.preprocessing in PRESETS:
@@ -444,6 +456,8 @@ def shape_text(shape) -> str:
 
 
 def parse_shape(text: str, *, rank: int | None) -> tuple[int, ...]:
+    from engine.options import parse_dim
+
     dims = tuple(parse_dim(d, "shape") for d in text.replace("[", "").replace("]", "").split(",") if d.strip())
     if not dims:
         raise UserError("shape: give the dimensions, e.g. 1,224,224,3")
@@ -470,6 +484,8 @@ LOADING_SNIPPETS = {
 def loading_snippet(target: str, path: str, *, tfjs_format: str = "graph") -> str:
     """Two lines of code that load the converted model at `path` (Python; JavaScript for tfjs)."""
     loader = "loadLayersModel" if tfjs_format == "layers" else "loadGraphModel"
+    import json
+
     return LOADING_SNIPPETS[target].format(path=json.dumps(str(path)), loader=loader)
 
 
@@ -549,6 +565,8 @@ def _check_opset(text: str) -> str | None:
 
 
 def _check_floats(text: str, flag: str, channels: int | None) -> str | None:
+    from engine.options import parse_floats
+
     if not str(text).strip():
         return None
     try:

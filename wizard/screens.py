@@ -1,0 +1,483 @@
+"""The wizard's steps after the first (Graph … Result), imported when the wizard leaves the Model step.
+
+See wizard/app.py for the app and what every step screen shares: each screen is a view of the
+app's one `Answers`, built again from it when the step is shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, Input, Label, Static
+
+from engine.errors import UserError
+
+from . import steps
+from .app import ModelScreen, NavButton, StepScreen, _shape
+from .steps import Answers, Question
+
+class QuestionForm(Vertical):
+    """The questions of one step, rebuilt when an answer changes which questions there are."""
+
+    DEFAULT_CSS = "QuestionForm { height: auto; }"
+
+    class Answered(Message):
+        def __init__(self, key: str, value) -> None:
+            super().__init__()
+            self.key, self.value = key, value
+
+    def __init__(self, step: str, answers: Answers, **kwargs):
+        super().__init__(**kwargs)
+        self.step, self.answers = step, answers
+        self.asked: list[Question] = []
+
+    def compose(self) -> ComposeResult:
+        self.asked = steps.questions(self.step, self.answers)
+        for n, q in enumerate(self.asked):
+            if q.kind != "confirm":
+                yield Label(q.label, classes="label")
+            yield _widget_for(q, q.default, f"q{n}")
+            if q.help:
+                yield Static(q.help, classes="qhelp", markup=False)
+            error = Static("", id=f"q{n}-error", classes="qerror", markup=False)
+            error.display = False
+            yield error
+
+    def _show(self, n: int, error: str | None) -> None:
+        widget = self.query_one(f"#q{n}-error", Static)
+        widget.update(error or "")
+        widget.display = bool(error)
+
+    def first_error(self) -> str | None:
+        for n, q in enumerate(self.asked):
+            error = q.validate(self.answers.get(q.key))
+            if error:
+                self._show(n, error)
+                self.query_one(f"#q{n}").focus()
+                return f"{q.label}: {error}"
+        return None
+
+    async def _answer(self, widget_id: str | None, value) -> None:
+        if not widget_id or not widget_id.startswith("q") or not widget_id[1:].isdigit():
+            return
+        n = int(widget_id[1:])
+        q = self.asked[n]
+        if self.answers.get(q.key) == value:
+            return
+        try:
+            self.answers.apply(q.key, value)  # a new tag or signature re-reads the model
+        except UserError as e:
+            self._show(n, str(e))
+            return
+        self._show(n, q.validate(value))
+        self.post_message(self.Answered(q.key, value))
+        if [x.key for x in steps.questions(self.step, self.answers)] != [x.key for x in self.asked]:
+            await self.recompose()
+            index = next(i for i, x in enumerate(self.asked) if x.key == q.key)
+            self.query_one(f"#q{index}").focus()
+
+    async def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        await self._answer(event.input.id, event.value)
+
+    async def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        await self._answer(event.select.id, event.value)
+
+    async def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        event.stop()
+        await self._answer(event.selection_list.id, list(event.selection_list.selected))
+
+    async def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        await self._answer(event.checkbox.id, event.value)
+
+
+def _widget_for(q: Question, value, widget_id: str):
+    from textual.widgets import Checkbox, Select, SelectionList
+
+    if q.kind == "select":
+        return Select([(title, v) for v, title in q.choices], value=value, allow_blank=False, id=widget_id, compact=True)
+    if q.kind == "multi":
+        return SelectionList(*[(title, v, v in value) for v, title in q.choices], id=widget_id, compact=True)
+    if q.kind == "confirm":
+        return Checkbox(q.label, value=bool(value), id=widget_id, compact=True)
+    return Input(str(value), id=widget_id, compact=True, select_on_focus=False)
+
+
+class QuestionScreen(StepScreen):
+    """A step whose body is its questions (wizard/steps.py); Next waits until they are answered."""
+
+    def body(self) -> ComposeResult:
+        yield QuestionForm(self.STEP, self.answers)
+
+    def problem(self) -> str | None:
+        forms = list(self.query(QuestionForm))
+        return next((e for f in forms if (e := f.first_error())), None)
+
+
+class Served(Message):
+    """Netron is serving `path` at `url`, or could not (error); posted to the app, which owns the servers."""
+
+    def __init__(self, path: str, url: str | None = None, error: str | None = None) -> None:
+        super().__init__()
+        self.path, self.url, self.error = path, url, error
+
+
+class NetronView(Horizontal):
+    """A "View in Netron" button and, beside it, the URL where Netron (on 127.0.0.1) shows `path`.
+
+    One server per path for the app's lifetime; the app stops them on exit. netron and wizard.view
+    are imported only when the button is pressed."""
+
+    DEFAULT_CSS = """
+    NetronView { height: 1; width: 1fr; }
+    NetronView Static { width: 1fr; margin-left: 2; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    NetronView Static.bad { color: $error; }
+    """
+
+    def __init__(self, path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        yield NavButton("View in Netron", compact=True)
+        yield Static(self.app.netron.get(self.path, ""), markup=False)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if self.path in self.app.netron:
+            return  # already served; its URL is shown
+        event.button.disabled = True  # until the worker answers: one server per path
+        self.query_one(Static).update("starting Netron…")
+        self._serve()
+
+    @work(thread=True, group="netron")
+    def _serve(self) -> None:
+        from .view import serve
+
+        try:  # to the app, not to self: a server started after its screen was left is still stopped on exit
+            self.app.post_message(Served(self.path, url=serve(self.path)))
+        except UserError as e:
+            self.app.post_message(Served(self.path, error=str(e)))
+        except Exception as e:  # Netron failing is a message, never a crash
+            self.app.post_message(Served(self.path, error=f"Netron: {type(e).__name__}: {e}"))
+
+    def show(self, served: Served) -> None:
+        self.query_one(NavButton).disabled = False
+        url = self.query_one(Static)
+        url.update(served.url or f"✘ {served.error}")
+        url.set_class(not served.url, "bad")
+
+
+# --- 2. Graph -----------------------------------------------------------------------------------------
+
+
+class GraphScreen(QuestionScreen):
+    STEP = "graph"
+    AUTO_FOCUS = "Select, Checkbox"  # the questions, if any; else the body (on_mount)
+    DEFAULT_CSS = "#outline { text-wrap: nowrap; text-overflow: ellipsis; }"
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import DataTable
+
+        info = self.answers.info
+        yield QuestionForm(self.STEP, self.answers)
+        for title, tensors in (("Inputs", info.inputs), ("Outputs", info.outputs)):
+            yield Label(title, classes="section")
+            table = DataTable(show_cursor=False, zebra_stripes=True, id=title.lower())
+            table.add_columns("name", "dtype", "shape", "note")
+            for t in tensors:
+                table.add_row(t.name, t.dtype or "?", _shape(t.shape), t.note or "")
+            table.styles.height = len(tensors) + 1
+            yield table
+        yield Label("Can each target take it?", classes="section")
+        for title, verdict, text in steps.preflight_verdicts(info):
+            mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
+            yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
+        # Before the op inventory, which can run to many lines for a big graph.
+        yield Label("Outline: inputs → main blocks → outputs", classes="section")
+        yield Static(_outline(info), id="outline", markup=False)
+        kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
+        yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
+        yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield NetronView(self.answers.model, id="netron")
+        yield from super().buttons()
+
+    def on_mount(self) -> None:
+        if self.focused is None:  # arrows scroll the body; focusing a table would scroll it past its title
+            self.query_one("#body").focus()
+
+    @on(QuestionForm.Answered)
+    async def _reselect(self, event: QuestionForm.Answered) -> None:
+        if event.key in ("tag", "signature"):  # other inputs and outputs: show them
+            await self.recompose()
+
+
+def _outline(info) -> str:
+    from engine.outline import outline
+
+    try:
+        return "\n".join(outline(info))
+    except Exception as e:  # a picture of the graph is a nicety: never a reason the step fails
+        return f"(no outline: {type(e).__name__}: {e})"
+
+
+# --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------
+
+
+class ShapesScreen(QuestionScreen):
+    STEP = "shapes"
+
+
+class PreprocessScreen(QuestionScreen):
+    STEP = "preprocess"
+
+    def body(self) -> ComposeResult:
+        yield QuestionForm(self.STEP, self.answers)
+        yield Label("What the converted model does first", classes="section")
+        yield Static(steps.preprocessing_preview(self.answers), id="preview", classes="command", markup=False)
+
+    @on(QuestionForm.Answered)
+    def _update_preview(self) -> None:
+        self.query_one("#preview", Static).update(steps.preprocessing_preview(self.answers))
+
+
+class TargetsScreen(QuestionScreen):
+    STEP = "targets"
+
+
+# --- 6. Review ----------------------------------------------------------------------------------------
+
+
+class ReviewScreen(QuestionScreen):
+    STEP = "review"
+    BINDINGS = [Binding("ctrl+y", "copy", "Copy command")]
+
+    def body(self) -> ComposeResult:
+        yield QuestionForm(self.STEP, self.answers)
+        yield Label("The command", classes="section")
+        yield Static(self._command(), id="command", classes="command", markup=False)
+        yield Label("The same with the upstream tools", classes="section")
+        yield Static(self._upstream(), id="upstream", markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield NavButton("Back", id="back", compact=True)
+        yield NavButton("Copy", id="copy", compact=True)
+        yield NavButton("Print command", id="print", variant="default" if not self.app.dryrun else "primary", compact=True)
+        if not self.app.dryrun:
+            yield NavButton("Run", id="next", variant="primary", compact=True)
+
+    def _command(self) -> str:
+        try:
+            return self.answers.options().command()
+        except UserError as e:
+            return f"(not yet: {e})"
+
+    def _upstream(self) -> str:
+        from engine.convert import upstream_lines
+
+        try:
+            return "\n".join(upstream_lines(self.answers.options(), self.answers.info))
+        except UserError as e:
+            return str(e)
+
+    @on(QuestionForm.Answered)
+    def _update(self) -> None:
+        self.query_one("#command", Static).update(self._command())
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self._command())
+        self.notify("Copied (where the terminal allows it); the text is also selectable with the mouse.")
+
+    @on(Button.Pressed, "#copy")
+    def _copy_pressed(self) -> None:
+        self.action_copy()
+
+    @on(Button.Pressed, "#print")
+    def _print_pressed(self) -> None:
+        problem = self.problem()
+        if problem:
+            self.show_error(problem)
+            return
+        self.app.exit(self.answers.options().command())
+
+    def action_next(self) -> None:
+        if self.app.dryrun:
+            self._print_pressed()
+        else:
+            super().action_next()
+
+
+# --- 7. Run -------------------------------------------------------------------------------------------
+
+
+class Progress(Message):
+    def __init__(self, event: dict) -> None:
+        super().__init__()
+        self.event = event
+
+
+class RunScreen(StepScreen):
+    STEP = "run"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self):
+        super().__init__()
+        from .runner import ConversionRun
+
+        self.run = self.app.conversion = ConversionRun(self.answers.options())
+        self.targets = list(self.run.options.targets)
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import DataTable, ProgressBar, RichLog
+
+        yield Static(self.run.command, classes="command", markup=False)
+        yield ProgressBar(total=1 + len(self.targets), show_eta=False, id="progress")
+        table = DataTable(show_cursor=False, id="targets")
+        for column in ("target", "status", "seconds", "check"):
+            table.add_column(column, key=column)
+        for t in self.targets:
+            table.add_row(steps.TARGET_TITLES[t], "waiting", "", "", key=t)
+        table.styles.height = len(self.targets) + 1
+        yield table
+        yield RichLog(id="log", wrap=True, markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield NavButton("Cancel", id="cancel", variant="error", compact=True)
+        yield NavButton("Results", id="next", variant="primary", compact=True, disabled=True)
+
+    def on_mount(self) -> None:
+        self._convert()
+
+    @work(thread=True, group="run")
+    def _convert(self) -> None:
+        self.run.start()
+        for event in self.run.events():
+            self.post_message(Progress(event))
+        self.post_message(Progress({"event": "exit", "code": self.run.returncode}))
+
+    def on_progress(self, message: Progress) -> None:
+        from textual.widgets import DataTable, ProgressBar, RichLog
+
+        event, log = message.event, self.query_one("#log", RichLog)
+        table, bar = self.query_one("#targets", DataTable), self.query_one("#progress", ProgressBar)
+        kind, target = event.get("event"), event.get("target")
+        if kind in ("stage", "log", "output"):
+            log.write((f"[{target}] " if target else "") + str(event.get("message", "")))
+        if kind == "stage" and target:
+            if bar.progress < 1:
+                bar.advance(1)  # the model is loaded once the first target starts
+            table.update_cell(target, "status", event["stage"] + "…", update_width=True)
+        elif kind == "target":
+            bar.advance(1)
+            table.update_cell(target, "status", event["status"], update_width=True)
+            table.update_cell(target, "seconds", f"{event.get('seconds') or 0:.1f}")
+            check, passed = steps.check_text(event.get("verification"))
+            # The verdict in the table (a long cell would scroll it and hide rows), the numbers in the log.
+            table.update_cell(target, "check", {True: "pass", False: "FAIL", None: "-"}[passed], update_width=True)
+            log.write(f"[{target}] {check}")
+        elif kind == "exit":
+            self._finished(event["code"])
+
+    def _finished(self, code: int) -> None:
+        self.query_one("#cancel", Button).disabled = True
+        if self.run.cancelled:
+            self.show_error("Cancelled: nothing was written. ctrl+p goes back to the review.")
+            return
+        self.app.report = self.run.report()
+        if self.app.report is None:
+            self.show_error(f"The conversion stopped (exit {code}); the log above says why. Nothing was written.")
+            return
+        verdict = {0: "Done.", 1: "Some targets failed.", 3: "Some results differ from TensorFlow."}.get(code, "")
+        self.show_error(f"{verdict} Press Enter or ctrl+n for the results.")
+        self.query_one("#next", Button).disabled = False
+        self.query_one("#next", Button).focus()
+
+    def action_cancel(self) -> None:
+        if self.run.returncode is None and not self.run.cancelled:
+            self.show_error("Cancelling… removing partial output")
+            self._cancel()
+
+    @work(thread=True, group="cancel")
+    def _cancel(self) -> None:
+        self.run.cancel()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def problem(self) -> str | None:
+        return None if self.app.report is not None and self.run.returncode is not None else "the conversion is not finished"
+
+    def action_back(self) -> None:
+        if self.run.returncode is None and self.run.process is not None:
+            self.show_error("Still converting: Cancel (Esc) first.")
+            return
+        self.app.go("review")
+
+
+# --- 8. Result ----------------------------------------------------------------------------------------
+
+
+class ResultScreen(StepScreen):
+    STEP = "result"
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import DataTable
+
+        report = self.app.report or {"targets": []}
+        results = steps.outcomes(report, self.answers.options().output_dir)
+        table = DataTable(show_cursor=False, id="results")
+        table.add_columns("target", "status", "size", "max abs", "max rel", "tolerance", "check")
+        for r, t in zip(results, report["targets"]):
+            v = t.get("verification") or {}
+            numbers = [f"{v[k]:.1e}" for k in ("max_abs_diff", "max_rel_diff", "tolerance")] if "max_abs_diff" in v else ["", "", ""]
+            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+            table.add_row(r.title, r.status, _size(r.size), *numbers, verdict)
+        table.styles.height = len(results) + 1
+        yield table
+        for r in results:
+            yield Label(f"{r.title}: {r.status}", classes="section")
+            yield Static(r.message or r.check, classes="ok" if r.passed else "bad" if r.passed is False else "",
+                         markup=False)
+            for name, size in r.files.items():
+                yield Static(f"{Path(self.answers.options().output_dir) / name}  ({size:,} bytes)", markup=False)
+            if r.snippet:
+                yield Static(r.snippet, classes="command", markup=False)
+                yield NetronView(r.model_file, id=f"netron-{r.target}")
+        yield Label("Reproduce it", classes="section")
+        yield Static(report.get("command", ""), classes="command", markup=False)
+
+    def buttons(self) -> ComposeResult:
+        yield NavButton("Back", id="back", compact=True)
+        yield NavButton("Quit", id="quit", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#quit", Button).focus()
+
+    @on(Button.Pressed, "#quit")
+    def _quit_pressed(self) -> None:
+        self.app.action_quit()
+
+    def action_next(self) -> None:
+        self.app.action_quit()  # Next from the last step is finishing
+
+    def action_back(self) -> None:
+        self.app.go("review")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+SCREENS = {"model": ModelScreen, "graph": GraphScreen, "shapes": ShapesScreen, "preprocess": PreprocessScreen,
+           "targets": TargetsScreen, "review": ReviewScreen, "run": RunScreen, "result": ResultScreen}
