@@ -186,6 +186,15 @@ def parse_floats(text: str, flag: str) -> tuple[float, ...]:
     return values
 
 
+def human_size(n: float) -> str:
+    """A file size for people, in decimal units as file managers show them: '812 bytes', '2.7 kB', '97.3 MB'."""
+    for unit in ("bytes", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
 def parse_quantize(text: str) -> str:
     target, _, mode = text.partition(":")
     mode_name = mode.split(":")[0]

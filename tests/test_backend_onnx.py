@@ -3,6 +3,7 @@ weights, int8, NCHW inputs, Rank and unknown rank, an unsupported op), preflight
 and the tf2onnx command (spelled, and run against the same model as ours)."""
 
 from conftest import make_prepared_from_frozen, tf_outputs
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,7 +115,7 @@ def test_convnet_float16_int8_and_nchw(convnet, tmp_path):
     model = onnx.load(str(fp16 / "model.onnx"))
     assert {i.data_type for i in model.graph.initializer if len(i.dims) == 4} == {onnx.TensorProto.FLOAT16}
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # interface stays float32
-    assert "MiB before float16" in lines[-1]
+    assert re.search(r"wrote model.onnx, [\d.]+ kB \([\d.]+ kB before float16\)", lines[-1]), lines[-1]
     assert 0 < max_diff(convnet, fp16, feeds) and within_tolerance(convnet, fp16, feeds, "onnx:float16")
 
     int8, lines = convert(convnet, tmp_path / "int8", quantize=("onnx:int8",))

@@ -45,6 +45,7 @@ Screen { layout: vertical; }
 #help { padding: 0 1; color: $text-muted; height: auto; max-height: 4; }
 #body { height: 1fr; padding: 0 1; }
 #error { height: auto; padding: 0 1; color: $error; }
+#error.ok { color: $success; }
 #nav { height: 1; align-horizontal: right; padding: 0 1; }
 #nav NavButton { margin-left: 2; }
 .label { margin-top: 1; text-style: bold; }
@@ -177,8 +178,10 @@ class StepScreen(Screen):
         """Why Next can't go on yet, or None."""
         return None
 
-    def show_error(self, text: str) -> None:
-        self.query_one("#error", Static).update(text)
+    def show_error(self, text: str, *, ok: bool = False) -> None:
+        line = self.query_one("#error", Static)
+        line.update(text)
+        line.set_class(ok, "ok")  # the same line says when things went well
 
     def action_next(self) -> None:
         problem = self.problem()

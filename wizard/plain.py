@@ -26,6 +26,7 @@ from prompt_toolkit.completion import PathCompleter
 from prompt_toolkit.output import create_output
 
 from engine.errors import UserError
+from engine.options import human_size
 
 from .steps import (STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes,
                     preflight_verdicts, preprocessing_preview, questions, review_action)
@@ -211,23 +212,15 @@ def _show_result(report: dict, options, ui: "Prompter") -> None:
         if o.status not in ("ok", "mismatch"):
             ui.say(f"  {o.title}: {o.status.upper()}: {o.message}")
             continue
-        ui.say(f"  {o.title}: {'ok' if o.status == 'ok' else 'MISMATCH'}, {_size(o.size)}, converted in {o.seconds:.1f} s")
+        ui.say(f"  {o.title}: {'ok' if o.status == 'ok' else 'MISMATCH'}, {human_size(o.size)}, converted in {o.seconds:.1f} s")
         for path, size in o.files.items():
-            ui.say(f"    {options.output_dir}/{path}  {_size(size)}")
+            ui.say(f"    {options.output_dir}/{path}  {human_size(size)}")
         ui.say(f"    verified: {o.check}" if o.passed is not None else f"    {o.check}")
         ui.say("    load it:\n" + textwrap.indent(o.snippet, "      "))
     ui.say(f"  report: {options.output_dir}/report.json")
     for o in results[:1]:
         ui.say(f"  see it as a graph: tfwizard view {shlex.quote(o.model_file)}")
     ui.say("  to convert again the same way:\n    " + options.command())
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
 
 
 # --- the terminal --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import UserError
+from engine.options import human_size
 
 from . import steps
 from .app import ModelScreen, NavButton, StepScreen, _shape
@@ -398,7 +399,7 @@ class RunScreen(StepScreen):
             self.show_error(f"The conversion stopped (exit {code}); the log above says why. Nothing was written.")
             return
         verdict = {0: "Done.", 1: "Some targets failed.", 3: "Some results differ from TensorFlow."}.get(code, "")
-        self.show_error(f"{verdict} Press Enter or ctrl+n for the results.")
+        self.show_error(f"{verdict} Press Enter or ctrl+n for the results.", ok=code == 0)
         self.query_one("#next", Button).disabled = False
         self.query_one("#next", Button).focus()
 
@@ -442,7 +443,7 @@ class ResultScreen(StepScreen):
             v = t.get("verification") or {}
             numbers = [f"{v[k]:.1e}" for k in ("max_abs_diff", "max_rel_diff", "tolerance")] if "max_abs_diff" in v else ["", "", ""]
             verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
-            table.add_row(r.title, r.status, _size(r.size), *numbers, verdict)
+            table.add_row(r.title, r.status, human_size(r.size), *numbers, verdict)
         table.styles.height = len(results) + 1
         yield table
         for r in results:
@@ -473,10 +474,6 @@ class ResultScreen(StepScreen):
 
     def action_back(self) -> None:
         self.app.go("review")
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 SCREENS = {"model": ModelScreen, "graph": GraphScreen, "shapes": ShapesScreen, "preprocess": PreprocessScreen,

@@ -23,6 +23,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..options import human_size
+
 OPS_FILE = Path(__file__).with_name("onnx_ops.txt")
 DEFAULT_OPSET = 15  # tf2onnx 1.17's default (constants.PREFERRED_OPSET)
 MAX_OPSET = 18  # the newest opset tf2onnx 1.17 knows (constants.OPSET_TO_IR_VERSION)
@@ -194,7 +196,7 @@ class OnnxBackend:
             del model
             quantize_dynamic(fp32, path, weight_type=QuantType.QInt8)
             fp32.unlink()
-        log(f"wrote {path.name}: {path.stat().st_size / 2**20:.1f} MiB" + (f", {before / 2**20:.1f} MiB before {mode}" if mode else ""))
+        log(f"wrote {path.name}, {human_size(path.stat().st_size)}" + (f" ({human_size(before)} before {mode})" if mode else ""))
 
     def load(self, outdir: Path, prepared):
         import onnxruntime as ort

@@ -16,6 +16,8 @@ import re
 import time
 from pathlib import Path
 
+from ..options import human_size
+
 OPS_FILE = Path(__file__).with_name("openvino_ops.txt")
 # TF1 while-loop ops: no rule of their own, converted as a whole loop by the frontend (checked with
 # a tf.compat.v1 while_loop graph); a lone node of these types looks unsupported to the probe.
@@ -209,8 +211,8 @@ class OpenVINOBackend:
         ov.save_model(model, xml, compress_to_fp16=fp16)
         before = prepared.graph_path.stat().st_size
         after = xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
-        log(f"converted in {time.perf_counter() - started:.1f} s; frozen graph {_mb(before)} → "
-            f"model.xml + model.bin {_mb(after)} ({'fp16' if fp16 else 'fp32'} weights)")
+        log(f"converted in {time.perf_counter() - started:.1f} s; frozen graph {human_size(before)} → "
+            f"model.xml + model.bin {human_size(after)} ({'fp16' if fp16 else 'fp32'} weights)")
 
     @staticmethod
     def _failure_message(text: str, prepared) -> str:
@@ -268,9 +270,6 @@ class OpenVINOBackend:
         # Quantized modes: relative tolerance, 1e-2 for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
         return 1e-2 if options.quantization("openvino") == "fp16" else 1e-4
 
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 10_000 else f"{n} B"
 
 
 BACKEND = OpenVINOBackend()

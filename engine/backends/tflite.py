@@ -19,6 +19,8 @@ import os
 import warnings
 from pathlib import Path
 
+from ..options import human_size
+
 SIGNATURE = "serving_default"
 FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_error_data error codes
 
@@ -26,9 +28,6 @@ FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_err
 class ConversionFailed(Exception):
     """The TFLite converter could not convert the model; the message names the ops and nodes."""
 
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 class TFLiteBackend:
@@ -144,9 +143,9 @@ class TFLiteBackend:
             except ConverterError as e2:
                 raise ConversionFailed(f"TFLite converter failed with Select TF ops: {_first_error(e2)}") from None
         (Path(outdir) / self.main_file).write_bytes(data)
-        size = f"wrote {self.main_file}, {_mb(len(data))}"
+        size = f"wrote {self.main_file}, {human_size(len(data))}"
         if quant:  # the frozen float32 GraphDef is the "before" size: weights are almost all of it
-            size += f" ({quant}-quantized; float32 graph was {_mb(prepared.graph_def.ByteSize())})"
+            size += f" ({quant}-quantized; float32 graph was {human_size(prepared.graph_def.ByteSize())})"
         log(size)
 
     def load(self, outdir: Path, prepared):
