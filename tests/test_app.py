@@ -92,22 +92,26 @@ def test_forward_and_back_through_every_step_keeps_the_answers(tmp_path, monkeyp
     drive(app, script)
 
 
+def keys(app) -> str:
+    """The key line at the bottom of the current screen, as text."""
+    from wizard.app import KeyLine
+
+    return str(app.screen.query_one(KeyLine).render())
+
+
 def test_the_key_line_shows_each_screens_keys_and_a_click_presses_one(tmp_path, monkeypatch):
     from wizard.app import KeyLine
 
     monkeypatch.chdir(tmp_path)
     app = WizardApp(str(SAMPLES / "image_classifier"))
 
-    def keys() -> str:
-        return str(app.screen.query_one(KeyLine).render())
-
     async def script(pilot):
-        assert keys() == " ^n Next  ^p Back  ^q Quit "
+        assert keys(app) == " ^n Next  ^p Back  ^q Quit "
         await pilot.click(KeyLine, offset=(2, 0))  # on "^n"
         await settle(pilot)
         assert app.screen.STEP == "graph"
         await press(pilot, *["ctrl+n"] * 4)
-        assert app.screen.STEP == "review" and keys() == " ^n Next  ^p Back  ^y Copy command  ^q Quit "
+        assert app.screen.STEP == "review" and keys(app) == " ^n Next  ^p Back  ^y Copy command  ^q Quit "
         await pilot.click(KeyLine, offset=(10, 0))  # on "^p Back"
         await settle(pilot)
         assert app.screen.STEP == "targets"
@@ -290,10 +294,13 @@ def test_full_run_converts_and_shows_a_passing_verification_table(tmp_path, monk
     async def script(pilot):
         await press(pilot, *["ctrl+n"] * 5)
         assert app.screen.STEP == "review"
-        await press(pilot, "ctrl+n")  # Run
+        await pilot.press("ctrl+n")  # Run
+        await pilot.pause()
         assert isinstance(app.screen, RunScreen)
+        assert "esc Cancel" in keys(app)  # seconds before the child can have imported TensorFlow
         await settle(pilot)  # the run's worker returns when the child has exited
         assert app.conversion.returncode == 0
+        assert "Cancel" not in keys(app)  # nothing left to cancel
         assert [str(c) for c in app.screen.query_one("#targets", DataTable).get_row_at(0)][-1] == "pass"
         await press(pilot, "enter")  # the focused Results button
         assert app.screen.STEP == "result"

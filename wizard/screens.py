@@ -389,8 +389,13 @@ class RunScreen(StepScreen):
         elif kind == "exit":
             self._finished(event["code"])
 
+    def check_action(self, action: str, parameters) -> bool:
+        # Once the run has ended there is nothing to cancel: esc leaves the key line too.
+        return action != "cancel" or (self.run.returncode is None and not self.run.cancelled)
+
     def _finished(self, code: int) -> None:
         self.query_one("#cancel", Button).disabled = True
+        self.refresh_bindings()
         if self.run.cancelled:
             self.show_error("Cancelled: nothing was written. ctrl+p goes back to the review.")
             return
