@@ -20,29 +20,11 @@ import tempfile
 from pathlib import Path
 
 from wizard.app import WizardApp
+from wizard.pilot import press, settle
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (80, 24)
 MODEL = "image_classifier.keras"
-
-
-async def settle(pilot) -> None:
-    """Wait for the wizard's workers (reading the model, the conversion, Netron) and what they post."""
-    from textual.worker import WorkerState
-
-    await pilot.pause()
-    while ours := [w for w in pilot.app.workers if w.group in ("load", "run", "netron") and not w.is_finished]:
-        if any(w.state == WorkerState.PENDING for w in ours):
-            await pilot.pause()  # a worker can't be awaited before it has started
-        else:
-            await pilot.app.workers.wait_for_complete(ours)
-    await pilot.pause()
-
-
-async def press(pilot, *keys) -> None:
-    for key in keys:
-        await pilot.press(key)
-        await settle(pilot)
 
 
 async def shoot(app: WizardApp, out: Path, *, convert: bool) -> list[Path]:

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Input, Static
 
 from wizard import steps
 from wizard.app import PathSuggester, WizardApp
+from wizard.pilot import press, settle
 from wizard.screens import Progress, RunScreen
 
 SIZE = (80, 24)
@@ -33,27 +34,6 @@ def drive(app: WizardApp, script) -> None:
             await script(pilot)
 
     asyncio.run(main())
-
-
-async def settle(pilot) -> None:
-    """Wait for our workers (reading a model, the conversion, a cancel, Netron) and the messages they post.
-
-    Not every worker: the DirectoryTree's loader runs for as long as the tree is shown."""
-    from textual.worker import WorkerState
-
-    await pilot.pause()
-    while ours := [w for w in pilot.app.workers if w.group in ("load", "run", "cancel", "netron") and not w.is_finished]:
-        if any(w.state == WorkerState.PENDING for w in ours):
-            await pilot.pause()  # a worker can't be awaited before it has started
-        else:
-            await pilot.app.workers.wait_for_complete(ours)
-    await pilot.pause()
-
-
-async def press(pilot, *keys) -> None:
-    for key in keys:
-        await pilot.press(key)
-        await settle(pilot)
 
 
 async def type_into(pilot, text: str) -> None:
