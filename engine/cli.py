@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_input, parse_quantize,
-                      parse_targets, strip_port)
+from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, human_size, parse_floats, parse_input,
+                      parse_quantize, parse_targets, strip_port)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -185,24 +185,16 @@ def _text_emitter(event: str, **fields) -> None:
 
 
 def format_report(report) -> str:
+    from .convert import verification_text
+
     lines = []
     for t in report.targets:
         size = sum(t.files.values())
-        v = t.verification or {}
-        if "skipped" in v:
-            check = f"verification skipped: {v['skipped']}"
-        elif "error" in v:
-            check = f"verification failed: {v['error']}"
-        elif v:
-            on = "rel" if v.get("tolerance_on") == "max_rel_diff" else "abs"
-            check = (f"max abs diff {v['max_abs_diff']:.2e}, rel {v['max_rel_diff']:.2e} "
-                     f"(tolerance {on} {v['tolerance']:.0e}) {'PASS' if v['passed'] else 'FAIL'}")
-        else:
-            check = "not verified"
+        check = verification_text(t.verification)[0]
         if t.status in ("failed", "unsupported"):
             lines.append(f"{t.target:<9} {t.status.upper()}: {t.message}")
         else:
-            lines.append(f"{t.target:<9} {size / 1e6:8.2f} MB  {t.seconds:6.1f} s  {check}")
+            lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}")
     status = {0: "done", 1: "some targets failed", 3: "verification out of tolerance"}[report.exit_code]
     lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(report_dir(report)) / 'report.json'}")
     return "\n".join(lines)

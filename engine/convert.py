@@ -45,6 +45,19 @@ class TargetResult:
     verification: dict | None = None  # {max_abs_diff, max_rel_diff, tolerance, tolerance_on, passed, outputs} or {skipped}
 
 
+def verification_text(v: dict | None) -> tuple[str, bool | None]:
+    """A TargetResult's verification in one line, and whether it passed (None: not verified)."""
+    if not v:
+        return "not verified (--no-verify)", None
+    if "skipped" in v:
+        return f"not verified: {v['skipped']}", None
+    if "error" in v:
+        return f"verification failed: {v['error']}", False
+    on = "rel" if v.get("tolerance_on") == "max_rel_diff" else "abs"
+    return (f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} "
+            f"(tolerance {on} {v['tolerance']:.0e}): {'PASS' if v['passed'] else 'FAIL'}", bool(v["passed"]))
+
+
 @dataclass
 class Report:
     model: dict

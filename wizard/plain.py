@@ -35,6 +35,9 @@ CANCELLED = "tfwizard: cancelled; nothing written"
 KEY_HINTS = {"select": "arrow keys, Enter", "multi": "arrow keys, Space to tick, Enter"}
 
 
+YES_REFUSED = "(--yes took the default answer; run without --yes to give another)"
+
+
 def run_plain(model: str | None, *, dryrun: bool, yes: bool = False) -> int:
     """Walk the steps with prompts; `yes` takes every default without asking (for scripts and demos)."""
     return walk(Answers(), model=model, dryrun=dryrun, ui=Prompter(yes=yes))
@@ -91,7 +94,11 @@ def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", tea
                 ui.retry(str(e))
                 index = keys.index(ui.ask(back_question()))
                 continue
+            from engine.convert import upstream_lines
+
             ui.say("\n  " + options.command())
+            ui.say("  the same with the upstream tools:\n" + "\n".join(
+                "    " + line for line in upstream_lines(options, answers.info)))
             action = ui.ask(review_action(dryrun=dryrun))
             if action == "back":
                 index = keys.index(ui.ask(back_question()))
@@ -246,7 +253,7 @@ class Prompter:
     def retry(self, problem: str) -> None:
         """An answer was refused: say why before asking again (with --yes nobody can answer: stop)."""
         if self.yes:
-            raise UserError(problem)
+            raise UserError(f"{problem} {YES_REFUSED}")
         self.say(f"  {problem}")
 
     def ask(self, q: Question):
@@ -258,7 +265,7 @@ class Prompter:
         value = q.default if q.kind != "text" else str(q.default or "")
         problem = q.validate(value)
         if problem:
-            raise UserError(f"{q.label}: {problem}")
+            raise UserError(f"{q.label}: {problem} {YES_REFUSED}")
         shown = value
         if q.kind == "select":
             shown = dict(q.choices).get(value, value)

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
+from engine.convert import verification_text
 from engine.errors import UserError
 from engine.options import human_size
 
@@ -382,7 +383,7 @@ class RunScreen(StepScreen):
             bar.advance(1)
             table.update_cell(target, "status", event["status"], update_width=True)
             table.update_cell(target, "seconds", f"{event.get('seconds') or 0:.1f}")
-            check, passed = steps.check_text(event.get("verification"))
+            check, passed = verification_text(event.get("verification"))
             # The verdict in the table (a long cell would scroll it and hide rows), the numbers in the log.
             table.update_cell(target, "check", {True: "pass", False: "FAIL", None: "-"}[passed], update_width=True)
             log.write(f"[{target}] {check}")
@@ -446,7 +447,9 @@ class ResultScreen(StepScreen):
         table.add_columns("target", "status", "size", "max abs", "max rel", "tolerance", "check")
         for r, t in zip(results, report["targets"]):
             v = t.get("verification") or {}
-            numbers = [f"{v[k]:.1e}" for k in ("max_abs_diff", "max_rel_diff", "tolerance")] if "max_abs_diff" in v else ["", "", ""]
+            numbers = ([f"{v['max_abs_diff']:.1e}", f"{v['max_rel_diff']:.1e}",
+                        f"{'rel' if v.get('tolerance_on') == 'max_rel_diff' else 'abs'} {v['tolerance']:.0e}"]
+                       if "max_abs_diff" in v else ["", "", ""])
             verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
             table.add_row(r.title, r.status, human_size(r.size), *numbers, verdict)
         table.styles.height = len(results) + 1

@@ -345,7 +345,7 @@ def _review_questions(a: Answers) -> list[Question]:
     out = Path(a.output_dir or default_output_dir(a.model))
     if out.is_dir() and any(out.iterdir()):
         result.append(Question("force", "confirm", f"{out} exists: replace it", "replaced only after a successful run",
-                               default=a.force, validate=lambda v: None if v else "tick to replace, or choose another directory"))
+                               default=a.force, validate=lambda v: None if v else "say yes to replace it, or choose another directory"))
     return result
 
 
@@ -512,31 +512,19 @@ class Outcome:
 def outcomes(report: dict, output_dir: str) -> list[Outcome]:
     """Per-target results of a finished run (report.json as a dict), in run order."""
     from engine.backends import get
+    from engine.convert import verification_text
 
     tfjs_format = "layers" if "--tfjs-format layers" in report.get("command", "") else "graph"
     result = []
     for t in report.get("targets", []):
         model_file = str(Path(output_dir) / t["target"] / get(t["target"]).main_file)
         has_model = t["status"] in ("ok", "mismatch")
-        check, passed = check_text(t.get("verification"))
+        check, passed = verification_text(t.get("verification"))
         result.append(Outcome(
             target=t["target"], title=TARGET_TITLES[t["target"]], status=t["status"], message=t.get("message", ""),
             model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,
             passed=passed, snippet=loading_snippet(t["target"], model_file, tfjs_format=tfjs_format) if has_model else ""))
     return result
-
-
-def check_text(v: dict | None) -> tuple[str, bool | None]:
-    """A verification result in one line, and whether it passed (None: not verified)."""
-    if not v:
-        return "not verified (--no-verify)", None
-    if "skipped" in v:
-        return f"not verified: {v['skipped']}", None
-    if "error" in v:
-        return f"verification failed: {v['error']}", False
-    verdict = "PASS" if v["passed"] else "FAIL"
-    return (f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} "
-            f"(tolerance {v['tolerance']:.0e}): {verdict}", bool(v["passed"]))
 
 
 # --- validators: an error message, or None --------------------------------------------------------
