@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,11 @@ SAMPLES = REPO / "sample_models"
 MANIFEST = json.loads((SAMPLES / "manifest.json").read_text())["models"]
 
 
-def run_cli(*args, cwd=None, timeout=120):
-    """Run `python -m wizard ARGS` as a user would; return the CompletedProcess (text)."""
+def run_cli(*args, cwd=None, timeout=120, env=None):
+    """Run `python -m wizard ARGS` as a user would (`env`: added to the environment); return the CompletedProcess (text)."""
     return subprocess.run(
         [sys.executable, "-m", "wizard", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout,
+        capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout, env={**os.environ, **(env or {})},
     )
 
 

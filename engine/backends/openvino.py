@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import time
 from pathlib import Path
 
 from ..options import human_size
+
+# `import openvino` and every convert_model report to Google Analytics (and count the use in
+# ~/intel/) unless the user opted out. A tool converting someone's model should not do that on its
+# own: with openvino_telemetry unimportable, OpenVINO uses the stub it ships for that case. Only
+# OpenVINO itself imports this module, and only this module imports OpenVINO.
+sys.modules.setdefault("openvino_telemetry", None)
 
 OPS_FILE = Path(__file__).with_name("openvino_ops.txt")
 # TF1 while-loop ops: no rule of their own, converted as a whole loop by the frontend (checked with
@@ -170,12 +177,6 @@ class OpenVINOBackend:
         import openvino as ov
         from openvino import opset16
         from openvino.frontend import OpConversionFailure
-        from openvino.tools.ovc import convert_impl, telemetry_stub, telemetry_utils
-
-        # Unless opted out, convert_model counts each run in ~/intel/ and reports it to Google
-        # Analytics. A tool converting someone's model should not do that on its own; use the stub
-        # ovc itself falls back to when openvino_telemetry is not installed.
-        convert_impl.tm = telemetry_utils.tm = telemetry_stub
 
         started = time.perf_counter()
         shapes = [ov.PartialShape.dynamic() if i.shape is None else
