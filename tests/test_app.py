@@ -220,6 +220,8 @@ def test_dryrun_print_returns_the_engine_command_for_the_same_choices(tmp_path, 
         await press(pilot, "ctrl+n")
         assert app.screen.STEP == "review"
         await type_into(pilot, "out dir")
+        upstream = str(app.screen.query_one("#upstream", Static).render())
+        assert "--output 'out dir/onnx/model.onnx'" in upstream, upstream  # follows the directory too
         await press(pilot, "ctrl+n")  # in a dry run, Next is Print
 
     drive(app, script)

@@ -293,8 +293,9 @@ class ReviewScreen(QuestionScreen):
             return str(e)
 
     @on(QuestionForm.Answered)
-    def _update(self) -> None:
+    def _update(self) -> None:  # the output directory is in every line
         self.query_one("#command", Static).update(self._command())
+        self.query_one("#upstream", Static).update(self._upstream())
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self._command())
