@@ -49,11 +49,16 @@ def compare(reference: dict, actual: dict, tolerance: float, *, relative: bool =
     models and 8e-5 on ResNet-50; 8-bit 7e-4..1.1e-2 on the samples and 1.6e-3 on ResNet-50. That
     leaves 5-20x headroom for deeper or less regular models, and still fails a broken conversion,
     whose errors are of the size of the output itself.
+
+    Integer and boolean outputs (class ids, counts, masks) must match exactly on every target: a
+    class id off by 4 of 1000 is wrong, though only 4e-3 relative.
     """
-    per_output = {}
+    per_output, passed = {}, True
+    key = "max_rel_diff" if relative else "max_abs_diff"
     for name, ref in reference.items():
         if name not in actual:
             return {"passed": False, "error": f"output {name!r} missing from the converted model's results"}
+        exact = not np.issubdtype(np.asarray(ref).dtype, np.floating)
         ref, got = np.asarray(ref, dtype=np.float64), np.asarray(actual[name], dtype=np.float64)
         if ref.shape != got.shape:
             got = got.reshape(ref.shape) if got.size == ref.size else got
@@ -61,9 +66,9 @@ def compare(reference: dict, actual: dict, tolerance: float, *, relative: bool =
                 return {"passed": False, "error": f"output {name!r}: shape {list(got.shape)}, TensorFlow gives {list(ref.shape)}"}
         abs_diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-        per_output[name] = {"max_abs_diff": abs_diff, "max_rel_diff": abs_diff / scale if scale else abs_diff}
+        out = per_output[name] = {"max_abs_diff": abs_diff, "max_rel_diff": abs_diff / scale if scale else abs_diff}
+        passed &= abs_diff == 0 if exact else out[key] <= tolerance
     worst_abs = max((o["max_abs_diff"] for o in per_output.values()), default=0.0)
     worst_rel = max((o["max_rel_diff"] for o in per_output.values()), default=0.0)
-    return {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "tolerance": tolerance,
-            "tolerance_on": "max_rel_diff" if relative else "max_abs_diff",
-            "passed": (worst_rel if relative else worst_abs) <= tolerance, "outputs": per_output}
+    return {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "tolerance": tolerance, "tolerance_on": key,
+            "passed": passed, "outputs": per_output}
