@@ -411,7 +411,8 @@ def test_snapshot_run(snap_compare, in_samples, monkeypatch):
 
     async def run_before(pilot):
         await press(pilot, *["ctrl+n"] * 6)
-        for event in ({"event": "stage", "stage": "load", "message": "importing TensorFlow and freezing the model"},
+        for event in ({"event": "stage", "stage": "import", "message": "importing TensorFlow"},
+                      {"event": "stage", "stage": "load", "message": "loading and freezing the model"},
                       {"event": "stage", "stage": "convert", "target": "onnx", "message": "converting to ONNX"}):
             pilot.app.screen.post_message(Progress(event))
         await settle(pilot)

@@ -26,7 +26,7 @@ from engine.convert import Interrupted, convert, interruptible
 from engine.options import ConversionOptions
 
 MODEL = SAMPLES / "frozen_graph.pb"
-PHASES = [("load", None)] + [(stage, t) for t in TARGETS for stage in ("convert", "verify")]
+PHASES = [("import", None), ("load", None)] + [(stage, t) for t in TARGETS for stage in ("convert", "verify")]
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 # TensorFlow's autograph writes its generated code to the temp dir and deletes it when the process
 # exits: a leftover only for the in-process runs (the child processes show that it goes).
@@ -43,7 +43,8 @@ def is_phase(event: dict, stage: str, target: str | None) -> bool:
 
 
 def test_children_signalled_mid_phase_leave_nothing(tmp_path):
-    runs = [(signal.SIGTERM, "load", None), (signal.SIGINT, "convert", "onnx"),
+    # "import": while the worker imports TensorFlow, the longest and most native phase.
+    runs = [(signal.SIGTERM, "import", None), (signal.SIGINT, "load", None), (signal.SIGINT, "convert", "onnx"),
             (signal.SIGTERM, "verify", "onnx"), (signal.SIGINT, "verify", "tflite")]
     children = []
     for i, (signum, stage, target) in enumerate(runs):
