@@ -73,7 +73,7 @@ def run_ours(out):
             except json.JSONDecodeError:
                 continue  # stray non-JSON output of a library
             if isinstance(doc, dict) and "event" in doc:
-                peak = max(peak, hwm_mib(p.pid) or 0)  # or 0: the worker may have exited already
+                peak = max(peak, hwm_mib(p.pid))  # kept once the worker (a descendant) has exited
                 events.append((t, doc, peak))
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
@@ -87,15 +87,19 @@ def run_ours(out):
 
 def hwm_mib(pid):
     """Peak RSS so far (Linux VmHWM) of a running process and its descendants, in MiB: the
-    largest one, as wait4's ru_maxrss counts it (TensorFlow runs in tfwizard's worker process)."""
+    largest one, as wait4's ru_maxrss counts it (TensorFlow runs in tfwizard's worker process);
+    0 for a process that is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             own = next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0.0
+    try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             children = [int(c) for c in f.read().split()]
-    except (OSError, StopIteration):
-        return None
-    return max([own] + [m for m in map(hwm_mib, children) if m is not None])
+    except OSError:
+        children = []
+    return max([own, *map(hwm_mib, children)])
 
 
 def phases(events, wall, peak):
@@ -155,7 +159,7 @@ def main():
                 print(f"  {name}: {w:.1f}s {m:.0f} MiB", flush=True)
         if args.ours_only:
             for name, dt, m in phases(last_events, res["ours"]["walls"][-1], last_peak):
-                print(f"  {dt:7.2f} s  {'?' if m is None else f'{m:5.0f}'} MiB  {name}")
+                print(f"  {dt:7.2f} s  {m:5.0f} MiB  {name}")
             return
         theirs = {"onnx": up / "model.onnx", "tfjs": up / "tfjs", "openvino": up / "openvino"}
         sizes = {t: (dir_mib(tmp / "ours" / t), dir_mib(theirs[t])) for t in TARGETS}
@@ -174,7 +178,7 @@ def main():
           ",  ".join(f"{t} {a:.1f} / {b:.1f}" for t, (a, b) in sizes.items()))
     print(f"\nours' phases (last run, {last_wall:.1f} s; from --progress json line arrival; peak RSS so far):")
     for name, dt, m in phases(last_events, last_wall, last_peak):
-        print(f"  {dt:7.2f} s  {'?' if m is None else f'{m:5.0f}'} MiB  {name}")
+        print(f"  {dt:7.2f} s  {m:5.0f} MiB  {name}")
 
     ratio = res["ours"]["median"] / upstream_sum
     mem = res["ours"]["peak"] / res["tf2onnx"]["peak"]

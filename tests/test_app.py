@@ -9,6 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -341,13 +342,28 @@ def test_graph_step_outlines_the_model(tmp_path, monkeypatch):
 
 def test_netron_shows_the_model_on_loopback_until_the_app_ends(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    from wizard import view
+
     app = WizardApp(str(SAMPLES / "image_classifier.keras"))
-    served = []
+    served, calls, serve, answer = [], [], view.serve, threading.Event()
+
+    def slow_serve(path):  # the real server, once the test lets it answer
+        calls.append(path)
+        answer.wait(30)
+        return serve(path)
+
+    monkeypatch.setattr(view, "serve", slow_serve)
 
     async def script(pilot):
         await press(pilot, "ctrl+n")
         await pilot.click("#netron NavButton")
+        await pilot.press("ctrl+n")  # away and back before Netron has answered: still one server
+        await pilot.press("ctrl+p")
+        assert str(app.screen.query_one("#netron Static").render()) == "starting Netron…"
+        await pilot.click("#netron NavButton")
+        answer.set()
         await settle(pilot)
+        assert len(calls) == 1
         url = str(app.screen.query_one("#netron Static").render())
         assert url.startswith("http://127.0.0.1:") and app.netron == {app.answers.model: url}
         assert fetch(url + "/data/image_classifier.keras") == (SAMPLES / "image_classifier.keras").read_bytes()

@@ -80,7 +80,7 @@ class WizardApp(App[object]):
         self.report: dict | None = None  # the last run's report.json
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
         self.teaching = False  # the guided demo is on
-        self.netron: dict[str, str] = {}  # model path → URL of the Netron server showing it (wizard/screens.py)
+        self.netron: dict[str, str | None] = {}  # model path → URL of its Netron server, None while starting
 
     def get_default_screen(self) -> Screen:
         # The first step is the app's first screen, not one pushed over Textual's blank default:
@@ -97,6 +97,8 @@ class WizardApp(App[object]):
 
         if message.url:
             self.netron[message.path] = message.url
+        else:
+            self.netron.pop(message.path, None)  # failed: a press may try again
         for view in self.screen.query(NetronView):
             if view.path == message.path:
                 view.show(message)
@@ -105,7 +107,7 @@ class WizardApp(App[object]):
         if self.netron:  # the Netron servers end with the app (imported only if one was started)
             from .view import stop
 
-            for url in self.netron.values():
+            for url in filter(None, self.netron.values()):  # None: still starting
                 stop(url)
 
     def go(self, step: str) -> None:
@@ -114,7 +116,7 @@ class WizardApp(App[object]):
         self.switch_screen(SCREENS[step]())
 
     def action_quit(self) -> None:
-        if self.screen.STEP == "run" and self.conversion.returncode is None:
+        if getattr(self.screen, "STEP", None) == "run" and self.conversion.returncode is None:
             self.screen.action_cancel()  # never leave a converting child behind
             return
         if self.report is not None:  # a run finished (quitting from its result, or after going back)

@@ -19,7 +19,6 @@ ENGINE_COMMANDS = {"inspect", "convert"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ENGINE_COMMANDS:
         from engine.cli import main as engine_main

@@ -149,14 +149,16 @@ class NetronView(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield NavButton("View in Netron", compact=True)
-        yield Static(self.app.netron.get(self.path, ""), markup=False)
+        starting = self.path in self.app.netron and not self.app.netron[self.path]
+        yield Static("starting Netron…" if starting else self.app.netron.get(self.path, ""), markup=False)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if self.path in self.app.netron:
-            return  # already served; its URL is shown
-        event.button.disabled = True  # until the worker answers: one server per path
+            return  # served (its URL is shown) or starting: one server per path
+        self.app.netron[self.path] = None  # starting; the app drops it again if Netron fails
+        event.button.disabled = True  # until the worker answers
         self.query_one(Static).update("starting Netron…")
         self._serve()
 
