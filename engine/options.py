@@ -189,7 +189,7 @@ def parse_floats(text: str, flag: str) -> tuple[float, ...]:
 def human_size(n: float) -> str:
     """A file size for people, in decimal units as file managers show them: '812 bytes', '2.7 kB', '97.3 MB'."""
     for unit in ("bytes", "kB", "MB"):
-        if n < 1000:
+        if round(n, 1) < 1000:  # 999,950 bytes is "1.0 MB", not "1000.0 kB"
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"

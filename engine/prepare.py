@@ -26,7 +26,9 @@ def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # With oneDNN on (TensorFlow's default on x86), tensors come from a BFC pool that never gives
     # memory back: after the SavedModel's variables are read and freed, ~0.2 GB (ResNet-50) stays
-    # resident through every conversion. We run no heavy kernels, so the plain allocator is fine.
+    # resident through every conversion. The only kernels we run are verification's reference run,
+    # one small batch, so the plain allocator is fine. (Like every variable here, it only counts if
+    # TensorFlow isn't imported yet: always so in the worker process, not in the test process.)
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     # tensorflow_decision_forests (imported by tensorflowjs) crashes printing its banner when
     # stderr is not a real terminal fd; we don't want the banner anyway.
