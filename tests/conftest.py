@@ -47,6 +47,22 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{name}: {line}")
 
 
+def backend_options(target, **kw):
+    """ConversionOptions for one target's backend tests (model and output_dir: placeholders unless given)."""
+    from engine.options import ConversionOptions
+
+    return ConversionOptions(model=kw.pop("model", "m"), targets=(target,), output_dir=kw.pop("output_dir", "out"), **kw)
+
+
+def convert_into(backend, prepared, opts, tmp_path):
+    """Run `backend`'s conversion into tmp_path/<target>/; return that directory and its log lines."""
+    out = tmp_path / backend.name
+    out.mkdir(parents=True)
+    lines = []
+    backend.convert(prepared, opts, out, lines.append)
+    return out, lines
+
+
 def make_prepared_from_frozen(path, inputs, outputs):
     """A Prepared from a frozen .pb whose Placeholders and output nodes already carry the names.
 

@@ -2,7 +2,8 @@
 weights, int8, NCHW inputs, Rank and unknown rank, an unsupported op), preflight and its op file,
 and the tf2onnx command (spelled, and run against the same model as ours)."""
 
-from conftest import make_prepared_from_frozen, tf_outputs
+from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs
+import functools
 import re
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from engine.backends.onnx import BACKEND, OPS_FILE, ConversionFailed, _check_con
 from engine.detect import detect
 from engine.errors import UserError
 from engine.inspect import TensorInfo, inspect
-from engine.options import ConversionOptions
 from engine.verify import compare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,16 +60,11 @@ def convnet(tf, tmp_path_factory):
     return make_prepared_from_frozen(path, [TensorInfo("image", "float32", [-1, 16, 16, 3])], ["probs"])
 
 
-def options(**kw):
-    return ConversionOptions(model=kw.pop("model", "m"), targets=("onnx",), output_dir=kw.pop("output_dir", "out"), **kw)
+options = functools.partial(backend_options, "onnx")
 
 
 def convert(prepared, tmp_path, **kw):
-    outdir = tmp_path / "onnx"
-    outdir.mkdir(parents=True)
-    lines = []
-    BACKEND.convert(prepared, options(**kw), outdir, lines.append)
-    return outdir, lines
+    return convert_into(BACKEND, prepared, options(**kw), tmp_path)
 
 
 def feeds_for(prepared, shapes=None):

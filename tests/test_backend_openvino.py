@@ -1,7 +1,8 @@
 """The OpenVINO backend: real conversions run in the OpenVINO runtime against TensorFlow, preflight,
 and the ovc command (spelled, and run once against our own IR)."""
 
-from conftest import make_prepared_from_frozen, run_cli, tf_outputs
+from conftest import backend_options, convert_into, make_prepared_from_frozen, run_cli, tf_outputs
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,6 @@ from engine.backends import Prepared
 from engine.backends.openvino import BACKEND, ConversionFailed, preflight_model
 from engine.detect import detect
 from engine.inspect import TensorInfo, inspect
-from engine.options import ConversionOptions
 from engine.verify import compare
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
@@ -47,16 +47,11 @@ def freeze_signature(tf, saved_model, inputs, outputs, path):
     return path
 
 
-def options(**kw):
-    return ConversionOptions(model=kw.pop("model", "m"), targets=("openvino",), output_dir=kw.pop("output_dir", "out"), **kw)
+options = functools.partial(backend_options, "openvino")
 
 
 def convert(prepared, tmp_path, **kw):
-    outdir = tmp_path / "openvino"
-    outdir.mkdir(parents=True)
-    lines = []
-    BACKEND.convert(prepared, options(**kw), outdir, lines.append)
-    return outdir, lines
+    return convert_into(BACKEND, prepared, options(**kw), tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """TF.js backend: real conversions, run by @tensorflow/tfjs 4.22 in Node, compared with TensorFlow."""
 
-from conftest import make_prepared_from_frozen, tf_outputs as reference
+from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs as reference
+import functools
 import json
 import os
 import shutil
@@ -15,7 +16,6 @@ from engine.backends import Prepared, tfjs
 from engine.detect import detect
 from engine.errors import UserError
 from engine.inspect import TensorInfo, inspect
-from engine.options import ConversionOptions
 from engine.verify import compare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,8 +46,7 @@ def freeze_signature(saved_model_dir, out_pb):
     return inputs, keys
 
 
-def options(**kw):
-    return ConversionOptions(model=kw.pop("model", "m"), targets=("tfjs",), output_dir=kw.pop("output_dir", "out"), **kw)
+options = functools.partial(backend_options, "tfjs")
 
 
 def feeds_for(inputs, seed=0):
@@ -60,12 +59,7 @@ def feeds_for(inputs, seed=0):
     return feeds
 
 
-def convert(prepared, opts, tmp_path):
-    out = tmp_path / "tfjs"
-    out.mkdir()
-    lines = []
-    BACKEND.convert(prepared, opts, out, lines.append)
-    return out, lines
+convert = functools.partial(convert_into, BACKEND)  # (prepared, opts, tmp_path) → (directory, log lines)
 
 
 def max_diffs(got, want):

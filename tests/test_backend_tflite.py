@@ -1,6 +1,7 @@
 """The TFLite backend: real conversions run in tf.lite.Interpreter and compared with TensorFlow."""
 
-from conftest import make_prepared_from_frozen, tf_outputs
+from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs
+import functools
 import os
 import subprocess
 import sys
@@ -14,7 +15,6 @@ from conftest import REPO, SAMPLES
 from engine.backends import Prepared, get
 from engine.detect import detect
 from engine.inspect import TensorInfo, inspect
-from engine.options import ConversionOptions
 from engine.verify import compare
 
 
@@ -45,16 +45,11 @@ def prepared_from_function(function, path):
     return make_prepared_from_frozen(freeze(function, path), inputs, sorted(function.structured_outputs))
 
 
-def options(**kw):
-    return ConversionOptions(model=kw.pop("model", "m"), targets=("tflite",),
-                             output_dir=kw.pop("output_dir", "out"), **kw)
+options = functools.partial(backend_options, "tflite")
 
 
 def convert(prepared, tmp_path, **kw):
-    logs = []
-    outdir = tmp_path / "tflite"
-    outdir.mkdir()
-    BACKEND.convert(prepared, options(**kw), outdir, logs.append)
+    outdir, logs = convert_into(BACKEND, prepared, options(**kw), tmp_path)
     return BACKEND.load(outdir, prepared), logs, outdir
 
 
