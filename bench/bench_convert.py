@@ -21,7 +21,7 @@ Exits 0 unless a tool fails.
 import argparse, json, os, shlex, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from bench_inspect import ROOT, run_once  # same directory; run_once exits on failure
+from bench_inspect import ROOT, generate, run_once  # same directory; run_once exits on failure
 
 SM = ROOT / "bench" / ".cache" / "resnet50_savedmodel"
 BIN = Path(sys.executable).parent
@@ -41,15 +41,6 @@ shutil.rmtree(tmp, ignore_errors=True)
 archive.write_out(tmp, verbose=False)
 os.replace(tmp, sys.argv[1])
 """
-
-
-def generate():
-    if (SM / "saved_model.pb").exists():
-        print(f"reusing {SM.relative_to(ROOT)}")
-        return
-    SM.parent.mkdir(parents=True, exist_ok=True)
-    print(f"generating {SM.relative_to(ROOT)} (child process) ...", flush=True)
-    subprocess.run([sys.executable, "-c", GEN_CODE, str(SM)], check=True)
 
 
 def dir_mib(path):
@@ -137,7 +128,7 @@ def main():
     ap.add_argument("--ours-only", action="store_true", help="skip the upstream CLIs (phases and peak only)")
     args = ap.parse_args()
 
-    generate()
+    generate(SM, GEN_CODE, SM / "saved_model.pb")
     print(f"model: {SM.relative_to(ROOT)}  {dir_mib(SM):.1f} MiB")
     res = {k: {"walls": [], "peaks": []} for k in ("ours", "tf2onnx", "tensorflowjs_converter", "ovc")}
     last_events, last_peak = [], None

@@ -66,13 +66,15 @@ print(json.dumps({
 """
 
 
-def generate():
-    if PB.exists() and PB.stat().st_size > 0:
-        print(f"reusing {PB.relative_to(ROOT)}")
+def generate(path=PB, code=GEN_CODE, done=PB):
+    """Build the bench model at `path` with `code` in a child process, unless `done` (its last
+    file) is there from an earlier run. Shared with bench_convert."""
+    if done.exists() and done.stat().st_size > 0:
+        print(f"reusing {path.relative_to(ROOT)}")
         return
-    PB.parent.mkdir(parents=True, exist_ok=True)
-    print(f"generating {PB.relative_to(ROOT)} (child process) ...", flush=True)
-    subprocess.run([sys.executable, "-c", GEN_CODE, str(PB)], check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"generating {path.relative_to(ROOT)} (child process) ...", flush=True)
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
 
 
 def run_once(cmd):
