@@ -371,13 +371,12 @@ class ModelScreen(StepScreen):
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
-        # After the first paint: the file tree and reading the model must not delay the screen.
+        # After the first paint: the file tree must not delay the screen. (The model is read in a
+        # worker, started by the path Input's Changed event for its first value.)
         self.call_after_refresh(self._after_first_paint)
 
     def _after_first_paint(self) -> None:
         self.query_one("#body").mount(model_tree(id="tree"))
-        if self.answers.model:
-            self._read(self.answers.model)
 
     @on(Input.Changed, "#path")
     def _path_changed(self, event: Input.Changed) -> None:
@@ -385,6 +384,10 @@ class ModelScreen(StepScreen):
 
     def _read(self, path: str) -> None:
         detection = self.query_one("#detection", Static)
+        if self.answers.loaded(path):  # back at this step, or the demo's model: read already
+            detection.set_classes("ok")
+            detection.update(f"✔ {_model_summary(self.answers.info)}")
+            return
         detection.update("reading…" if path.strip() else "")
         detection.set_classes("")
         if path.strip():
@@ -428,7 +431,7 @@ class ModelScreen(StepScreen):
 
     def problem(self) -> str | None:
         path = self.query_one("#path", Input).value
-        if self.answers.info is None or self.answers.model != steps.normal_path(path):
+        if not self.answers.loaded(path):
             try:  # Next pressed before the worker answered: read it now (inspect is fast)
                 self.answers.load(path)
             except UserError as e:

@@ -117,7 +117,8 @@ def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", tea
 def _take_given(model: str, answers: Answers, ui: "Prompter") -> bool:
     """The model named on the command line, if it loads; else say why (it becomes the default to fix)."""
     try:
-        answers.apply("model", model)
+        if not answers.loaded(model):  # the demo's answers hold their model already
+            answers.apply("model", model)
     except UserError as e:
         ui.retry(str(e))
         answers.model = model.strip()

@@ -157,6 +157,10 @@ class Answers:
         A new model resets the answers that depend on it; a new tag or signature keeps the rest."""
         self.adopt(path, load_model(path, tag=tag, signature=signature))
 
+    def loaded(self, path: str) -> bool:
+        """`path` is the model these answers already hold (read before: no need to read it again)."""
+        return self.info is not None and self.model == normal_path(path)
+
     def adopt(self, path: str, info) -> None:
         """Take a model read elsewhere (the app reads it in a worker) as load() would."""
         path = normal_path(path)
