@@ -185,7 +185,7 @@ def _run(options, ui: "Prompter", teach: bool) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         raise
     code = run.process.returncode
-    report = run.report() if code in (0, 1, 3) else None
+    report = run.report()
     if report is None:
         errors = [m for m in chatter if m.startswith("tfwizard:")] or list(chatter)[-5:]
         ui.say("\n".join(errors) or f"tfwizard: the conversion stopped with exit code {code}")

@@ -71,17 +71,19 @@ class ConversionRun:
     def remove_leftovers(self) -> None:
         """The temporary siblings a killed child could not remove (never the output directory itself)."""
         out = Path(self.options.output_dir).resolve()
-        for tmp in out.parent.glob(f".{_glob_escape(out.name)}.tmp-*"):
+        from engine.detect import glob_escape
+
+        for tmp in out.parent.glob(f".{glob_escape(out.name)}.tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
 
     def report(self) -> dict | None:
-        """OUTDIR/report.json of a finished run, if it got that far."""
+        """OUTDIR/report.json of a finished run, if it got that far (not one an earlier run left there)."""
+        from engine.convert import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK
+
+        if self.returncode not in (EXIT_OK, EXIT_FAILED, EXIT_MISMATCH):
+            return None
         path = Path(self.options.output_dir) / "report.json"
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
