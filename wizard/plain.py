@@ -28,7 +28,7 @@ from prompt_toolkit.output import create_output
 from engine.errors import UserError
 from engine.options import human_size
 
-from .steps import (STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes,
+from .steps import (STEP_KEYS, STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes,
                     preflight_verdicts, preprocessing_preview, questions, review_action)
 
 CANCELLED = "tfwizard: cancelled; nothing written"
@@ -73,7 +73,6 @@ def _prompt_session():
 
 
 def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", teach: bool) -> int:
-    keys = [s.key for s in STEPS]
     given = bool(model)
     index = 0
     while True:
@@ -92,7 +91,7 @@ def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", tea
                 options = checked_options(answers)
             except UserError as e:
                 ui.retry(str(e))
-                index = keys.index(ui.ask(back_question()))
+                index = STEP_KEYS.index(ui.ask(back_question()))
                 continue
             from engine.convert import upstream_lines
 
@@ -101,7 +100,7 @@ def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", tea
                 "    " + line for line in upstream_lines(options, answers.info)))
             action = ui.ask(review_action(dryrun=dryrun))
             if action == "back":
-                index = keys.index(ui.ask(back_question()))
+                index = STEP_KEYS.index(ui.ask(back_question()))
                 continue
             if action == "print":
                 print(options.command(), flush=True)  # the only line on stdout
@@ -196,7 +195,7 @@ def _run(options, ui: "Prompter", teach: bool) -> int:
 
 
 def _enter(key: str, ui: "Prompter", teach: bool) -> None:
-    index = [s.key for s in STEPS].index(key)
+    index = STEP_KEYS.index(key)
     ui.header(STEPS[index], index)
     if teach and STEPS[index].teach:
         ui.teach(STEPS[index].teach)

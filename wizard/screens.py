@@ -267,11 +267,12 @@ class ReviewScreen(QuestionScreen):
     BINDINGS = [Binding("ctrl+y", "copy", "Copy command")]
 
     def body(self) -> ComposeResult:
+        command, upstream = self._commands()
         yield QuestionForm(self.STEP, self.answers)
         yield Label("The command", classes="section")
-        yield Static(self._command(), id="command", classes="command", markup=False)
+        yield Static(command, id="command", classes="command", markup=False)
         yield Label("The same with the upstream tools", classes="section")
-        yield Static(self._upstream(), id="upstream", markup=False)
+        yield Static(upstream, id="upstream", markup=False)
 
     def buttons(self) -> ComposeResult:
         yield NavButton("Back", id="back", compact=True)
@@ -280,27 +281,28 @@ class ReviewScreen(QuestionScreen):
         if not self.app.dryrun:
             yield NavButton("Run", id="next", variant="primary", compact=True)
 
-    def _command(self) -> str:
-        try:
-            return self.answers.options().command()
-        except UserError as e:
-            return f"(not yet: {e})"
-
-    def _upstream(self) -> str:
+    def _commands(self) -> tuple[str, str]:
+        """The command and the upstream tools' lines for the answers as they stand (or why not yet)."""
         from engine.convert import upstream_lines
 
         try:
-            return "\n".join(upstream_lines(self.answers.options(), self.answers.info))
+            options = self.answers.options()
         except UserError as e:
-            return str(e)
+            return f"(not yet: {e})", str(e)
+        try:
+            upstream = "\n".join(upstream_lines(options, self.answers.info))
+        except UserError as e:
+            upstream = str(e)
+        return options.command(), upstream
 
     @on(QuestionForm.Answered)
     def _update(self) -> None:  # the output directory is in every line
-        self.query_one("#command", Static).update(self._command())
-        self.query_one("#upstream", Static).update(self._upstream())
+        command, upstream = self._commands()
+        self.query_one("#command", Static).update(command)
+        self.query_one("#upstream", Static).update(upstream)
 
     def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self._command())
+        self.app.copy_to_clipboard(self._commands()[0])
         self.notify("Copied (where the terminal allows it); the text is also selectable with the mouse.")
 
     @on(Button.Pressed, "#copy")
