@@ -24,13 +24,16 @@ PLUMBING_OPS = {"Const", "Identity", "IdentityN", "NoOp", "Placeholder", "Placeh
 _STEM = re.compile(r"^([A-Za-z]+\d*?)(?:_|$)")
 
 
-def outline(model: ModelInfo | Detection) -> list[str]:
-    """Lines for people: one per input, one per main block (with its main ops), one per output."""
+def outline(model: ModelInfo | Detection, detection: Detection | None = None) -> list[str]:
+    """Lines for people: one per input, one per main block (with its main ops), one per output.
+
+    Given a ModelInfo, pass the Detection it was inspected from if you have it: saves reading the
+    model again."""
     if isinstance(model, Detection):
         detection, info = model, inspect(model)
     else:
         info = model
-        detection = detect(info.path, checkpoint=info.checkpoint)
+        detection = detection or detect(info.path, checkpoint=info.checkpoint)
     blocks = _keras_blocks(detection) if info.op_kind == "keras_layer" else _graph_blocks(detection, info)
     rows = _shorten(blocks)
     width = max((len(name) for name, _ in rows), default=0)

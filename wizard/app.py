@@ -338,9 +338,9 @@ def model_tree(**kwargs):
 class Loaded(Message):
     """A model was read (info) or could not be (error), in a worker."""
 
-    def __init__(self, path: str, info=None, error: str | None = None) -> None:
+    def __init__(self, path: str, info=None, outline: str = "", error: str | None = None) -> None:
         super().__init__()
-        self.path, self.info, self.error = path, info, error
+        self.path, self.info, self.outline, self.error = path, info, outline, error
 
 
 class ModelScreen(StepScreen):
@@ -410,7 +410,7 @@ class ModelScreen(StepScreen):
     @work(thread=True, exclusive=True, group="load")
     def _load(self, path: str) -> None:
         try:
-            self.post_message(Loaded(path, info=steps.load_model(path)))
+            self.post_message(Loaded(path, *steps.load_model(path)))
         except UserError as e:
             self.post_message(Loaded(path, error=str(e)))
         except Exception as e:  # a file that breaks our reader is still a message, never a crash
@@ -424,7 +424,7 @@ class ModelScreen(StepScreen):
             detection.update(f"✘ {message.error}")
             detection.set_classes("bad")
             return
-        self.answers.adopt(message.path, message.info)
+        self.answers.adopt(message.path, message.info, message.outline)
         detection.set_classes("ok")
         detection.update(f"✔ {_model_summary(message.info)}")
         self.show_error("")

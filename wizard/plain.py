@@ -148,12 +148,11 @@ def _ask_step(step: Step, answers: Answers, ui: "Prompter") -> None:
 
 def _show_graph(answers: Answers, ui: "Prompter") -> None:
     from engine.cli import format_info
-    from engine.outline import outline
 
     info = answers.info
     ui.say(textwrap.indent(format_info(info), "  "))
     ui.say("  outline")
-    ui.say(textwrap.indent("\n".join(outline(info)), "    "))
+    ui.say(textwrap.indent(answers.outline, "    "))
     for title, _, text in preflight_verdicts(info):
         ui.say(f"  {title:<14} {text}")
 

@@ -207,7 +207,7 @@ class GraphScreen(QuestionScreen):
             yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
         # Before the op inventory, which can run to many lines for a big graph.
         yield Label("Outline: inputs → main blocks → outputs", classes="section")
-        yield Static(_outline(info), id="outline", markup=False)
+        yield Static(self.answers.outline, id="outline", markup=False)
         kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
         yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
         yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
@@ -224,15 +224,6 @@ class GraphScreen(QuestionScreen):
     async def _reselect(self, event: QuestionForm.Answered) -> None:
         if event.key in ("tag", "signature"):  # other inputs and outputs: show them
             await self.recompose()
-
-
-def _outline(info) -> str:
-    from engine.outline import outline
-
-    try:
-        return "\n".join(outline(info))
-    except Exception as e:  # a picture of the graph is a nicety: never a reason the step fails
-        return f"(no outline: {type(e).__name__}: {e})"
 
 
 # --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------

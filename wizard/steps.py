@@ -150,25 +150,27 @@ class Answers:
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
+    outline: str = ""  # engine.outline's picture of the model as text, made when it was read
 
     def load(self, path: str, *, tag: str | None = None, signature: str | None = None) -> None:
         """Detect and inspect `path` (no TensorFlow); raises UserError with the message to show in place.
 
         A new model resets the answers that depend on it; a new tag or signature keeps the rest."""
-        self.adopt(path, load_model(path, tag=tag, signature=signature))
+        self.adopt(path, *load_model(path, tag=tag, signature=signature))
 
     def loaded(self, path: str) -> bool:
         """`path` is the model these answers already hold (read before: no need to read it again)."""
         return self.info is not None and self.model == normal_path(path)
 
-    def adopt(self, path: str, info) -> None:
-        """Take a model read elsewhere (the app reads it in a worker) as load() would."""
+    def adopt(self, path: str, info, outline: str = "") -> None:
+        """Take a model read elsewhere (the app reads it in a worker: load_model) as load() would."""
         path = normal_path(path)
         if path != self.model or self.info is None:
             fresh = Answers(targets=self.targets)
             self.__dict__.update(fresh.__dict__)
             self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
         self.info, self.tag, self.signature = info, _tag_text(info.tag), info.signature
+        self.outline = outline
 
     def apply(self, key: str, value: Any) -> None:
         """Record one answer the way both front ends must: a model path is loaded, and a new tag or
@@ -375,15 +377,23 @@ _QUESTIONS = {"model": _model_questions, "graph": _graph_questions, "shapes": _s
 # --- what the steps show besides questions --------------------------------------------------------
 
 
-def load_model(path: str, *, tag: str | None = None, signature: str | None = None):
-    """detect + inspect, no TensorFlow; raises UserError with the message to show in place."""
+def load_model(path: str, *, tag: str | None = None, signature: str | None = None) -> tuple[Any, str]:
+    """detect + inspect, and the text outline, from one read of the file and no TensorFlow:
+    (ModelInfo, outline). Raises UserError with the message to show in place."""
     from engine.detect import detect
     from engine.inspect import inspect
+    from engine.outline import outline
 
     path = normal_path(path)
     if not path:
         raise UserError("give a path to a model")
-    return inspect(detect(path), tag=tag, signature=signature)
+    detection = detect(path)
+    info = inspect(detection, tag=tag, signature=signature)
+    try:
+        picture = "\n".join(outline(info, detection))
+    except Exception as e:  # a picture of the graph is a nicety: never a reason the model can't be used
+        picture = f"(no outline: {type(e).__name__}: {e})"
+    return info, picture
 
 
 def checked_options(a: Answers) -> ConversionOptions:
