@@ -53,9 +53,13 @@ def verification_text(v: dict | None) -> tuple[str, bool | None]:
         return f"not verified: {v['skipped']}", None
     if "error" in v:
         return f"verification failed: {v['error']}", False
-    on = "rel" if v.get("tolerance_on") == "max_rel_diff" else "abs"
     return (f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} "
-            f"(tolerance {on} {v['tolerance']:.0e}): {'PASS' if v['passed'] else 'FAIL'}", bool(v["passed"]))
+            f"(tolerance {tolerance_text(v)}): {'PASS' if v['passed'] else 'FAIL'}", bool(v["passed"]))
+
+
+def tolerance_text(v: dict) -> str:
+    """'abs 1e-04' or, for quantized targets, 'rel 1e-02': which diff the tolerance bounds."""
+    return f"{'rel' if v.get('tolerance_on') == 'max_rel_diff' else 'abs'} {v['tolerance']:.0e}"
 
 
 @dataclass

@@ -213,7 +213,7 @@ def _progress_line(event: dict) -> str | None:
 
 
 def _show_result(report: dict, options, ui: "Prompter") -> None:
-    results = outcomes(report, options.output_dir)
+    results = outcomes(report, options)
     for o in results:
         if o.status not in ("ok", "mismatch"):
             ui.say(f"  {o.title}: {o.status.upper()}: {o.message}")

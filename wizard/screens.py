@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
-from engine.convert import verification_text
+from engine.convert import tolerance_text, verification_text
 from engine.errors import UserError
 from engine.options import human_size
 
@@ -381,7 +381,7 @@ class RunScreen(StepScreen):
             table.update_cell(target, "seconds", f"{event.get('seconds') or 0:.1f}")
             check, passed = verification_text(event.get("verification"))
             # The verdict in the table (a long cell would scroll it and hide rows), the numbers in the log.
-            table.update_cell(target, "check", {True: "pass", False: "FAIL", None: "-"}[passed], update_width=True)
+            table.update_cell(target, "check", steps.VERDICTS[passed], update_width=True)
             log.write(f"[{target}] {check}")
         elif kind == "exit":
             self._finished(event["code"])
@@ -437,17 +437,15 @@ class ResultScreen(StepScreen):
     def body(self) -> ComposeResult:
         from textual.widgets import DataTable
 
-        report = self.app.report or {"targets": []}
-        results = steps.outcomes(report, self.answers.options().output_dir)
+        report, options = self.app.report or {"targets": []}, self.answers.options()
+        output_dir, results = options.output_dir, steps.outcomes(report, options)
         table = DataTable(show_cursor=False, id="results")
         table.add_columns("target", "status", "size", "max abs", "max rel", "tolerance", "check")
-        for r, t in zip(results, report["targets"]):
-            v = t.get("verification") or {}
-            numbers = ([f"{v['max_abs_diff']:.1e}", f"{v['max_rel_diff']:.1e}",
-                        f"{'rel' if v.get('tolerance_on') == 'max_rel_diff' else 'abs'} {v['tolerance']:.0e}"]
+        for r in results:
+            v = r.verification
+            numbers = ([f"{v['max_abs_diff']:.1e}", f"{v['max_rel_diff']:.1e}", tolerance_text(v)]
                        if "max_abs_diff" in v else ["", "", ""])
-            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
-            table.add_row(r.title, r.status, human_size(r.size), *numbers, verdict)
+            table.add_row(r.title, r.status, human_size(r.size), *numbers, r.verdict)
         table.styles.height = len(results) + 1
         yield table
         for r in results:
@@ -455,7 +453,7 @@ class ResultScreen(StepScreen):
             yield Static(r.message or r.check, classes="ok" if r.passed else "bad" if r.passed is False else "",
                          markup=False)
             for name, size in r.files.items():
-                yield Static(f"{Path(self.answers.options().output_dir) / name}  ({size:,} bytes)", markup=False)
+                yield Static(f"{Path(output_dir) / name}  ({size:,} bytes)", markup=False)
             if r.snippet:
                 yield Static(r.snippet, classes="command", markup=False)
                 yield NetronView(r.model_file, id=f"netron-{r.target}")

@@ -517,27 +517,35 @@ class Outcome:
     check: str  # one line: the verification numbers and PASS/FAIL, or why there are none
     passed: bool | None  # None when not verified
     snippet: str  # loading_snippet(); "" when there is no model
+    verification: dict  # report.json's, for a table of the numbers ({} when not verified)
+
+    @property
+    def verdict(self) -> str:
+        return VERDICTS[self.passed]
 
     @property
     def size(self) -> int:
         return sum(self.files.values())
 
 
-def outcomes(report: dict, output_dir: str) -> list[Outcome]:
-    """Per-target results of a finished run (report.json as a dict), in run order."""
+VERDICTS = {True: "pass", False: "FAIL", None: "-"}  # Outcome.passed → the word in a table
+
+
+def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
+    """Per-target results of a finished run (report.json as a dict) of `options`, in run order."""
     from engine.backends import get
     from engine.convert import verification_text
 
-    tfjs_format = "layers" if "--tfjs-format layers" in report.get("command", "") else "graph"
     result = []
     for t in report.get("targets", []):
-        model_file = str(Path(output_dir) / t["target"] / get(t["target"]).main_file)
+        model_file = str(Path(options.output_dir) / t["target"] / get(t["target"]).main_file)
         has_model = t["status"] in ("ok", "mismatch")
         check, passed = verification_text(t.get("verification"))
         result.append(Outcome(
             target=t["target"], title=TARGET_TITLES[t["target"]], status=t["status"], message=t.get("message", ""),
             model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,
-            passed=passed, snippet=loading_snippet(t["target"], model_file, tfjs_format=tfjs_format) if has_model else ""))
+            passed=passed, verification=t.get("verification") or {},
+            snippet=loading_snippet(t["target"], model_file, tfjs_format=options.tfjs_format) if has_model else ""))
     return result
 
 
