@@ -38,7 +38,6 @@ from engine.errors import UserError
 from . import steps
 from .steps import STEP_KEYS, STEPS, Answers
 
-MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras"}
 CSS = """
 Screen { layout: vertical; }
 #steps { height: 1; padding: 0 1; background: $panel; }
@@ -330,7 +329,7 @@ def model_tree(**kwargs):
     class ModelTree(DirectoryTree):
         def filter_paths(self, paths):
             return [p for p in paths if not p.name.startswith(".") and
-                    (p.is_dir() or p.suffix in MODEL_SUFFIXES or p.name == "checkpoint")]
+                    (p.is_dir() or p.suffix in steps.MODEL_SUFFIXES or p.name == "checkpoint")]
 
     return ModelTree(Path.cwd(), **kwargs)
 
@@ -453,4 +452,4 @@ def _model_summary(info) -> str:
 
 
 def _shape(shape) -> str:
-    return "[?]" if shape is None else "[" + ",".join(map(str, shape)) + "]"
+    return "[?]" if shape is None else f"[{steps.shape_text(shape)}]"

@@ -457,10 +457,13 @@ def normal_path(path: str) -> str:
     return str(Path(path).expanduser()) if path else ""
 
 
+MODEL_SUFFIXES = (".pbtxt", ".pb", ".meta", ".keras", ".h5", ".hdf5")  # the input forms' file names
+
+
 def default_output_dir(model: str) -> str:
     """'models/resnet.pb' → 'resnet_converted' (in the working directory)."""
     name = Path(model.rstrip("/")).name or "model"
-    for suffix in (".pbtxt", ".pb", ".meta", ".keras", ".h5", ".hdf5"):
+    for suffix in MODEL_SUFFIXES:
         name = name.removesuffix(suffix)
     return f"{name}_converted"
 

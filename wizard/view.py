@@ -22,10 +22,12 @@ from pathlib import Path
 
 from engine.errors import UserError
 
+from . import steps
+
 HOST = "127.0.0.1"  # never a public interface: a model can be someone's IP
 # What to open in a directory, best first: a SavedModel, then what tfwizard writes per target.
 DIRECTORY_FILES = ("saved_model.pb", "saved_model.pbtxt", "model.json", "model.onnx", "model.xml", "model.tflite")
-MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras", ".onnx", ".xml", ".tflite", ".json"}
+MODEL_SUFFIXES = (*steps.MODEL_SUFFIXES, ".onnx", ".xml", ".tflite", ".json")  # inputs, and what we write
 
 
 def model_file(path: str | Path) -> Path:
