@@ -39,24 +39,22 @@ def import_tensorflow():
     return tf
 
 
-def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, workdir: Path, *,
-            preprocess: bool = True) -> Prepared:
+def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, workdir: Path) -> Prepared:
     """Freeze the model and rebuild it with the final inputs, preprocessing and outputs."""
     tf = import_tensorflow()
     inputs = final_inputs(info, options)
     outputs = final_outputs(info, options)
-    frozen, tensor_of, keras_model = _freeze(tf, detection, info, options, [o for o in outputs])
-    graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options if preprocess else None, info)
+    frozen, tensor_of = _freeze(tf, detection, info, options, [o for o in outputs])
+    graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options, info)
     if graph_def.library.function and not options.control_flow_v2:
         graph_def = _lower_control_flow(tf, graph_def, inputs, outputs, info)
     graph_path = workdir / "prepared.pb"
     graph_path.write_bytes(graph_def.SerializeToString())
-    prepared = Prepared(
+    return Prepared(
         graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
-        keras_model=keras_model, keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
-        has_preprocessing=preprocess and options.has_preprocessing,
+        keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
+        has_preprocessing=options.has_preprocessing,
     )
-    return prepared
 
 
 # --- what the converted model's interface will be (no TensorFlow needed) --------------------------
@@ -105,13 +103,13 @@ def final_outputs(info: ModelInfo, options: ConversionOptions, graph=None) -> li
 
 
 def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs):
-    """→ (frozen GraphDef, {user name: tensor name in it}, keras model or None)."""
+    """→ (frozen GraphDef, {user name: tensor name in it})."""
     fmt = detection.format
     if fmt in (Format.GRAPHDEF, Format.GRAPHDEF_TEXT):
         graph_def = _read_graph_def(tf, detection.graph)
-        return graph_def, _graph_names(graph_def, info, outputs), None
+        return graph_def, _graph_names(graph_def, info, outputs)
     if fmt in (Format.CHECKPOINT, Format.METAGRAPH):
-        return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs), None
+        return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs)
     if fmt is Format.SAVED_MODEL:
         return _freeze_saved_model(tf, detection, info)
     return _freeze_keras(tf, detection, info, trust=options.trust_model)
@@ -218,7 +216,7 @@ def _freeze_saved_model(tf, detection: Detection, info: ModelInfo):
     with _damaged_weights(tf, detection.path, "SavedModel"):
         loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
     fn = loaded.signatures[info.signature]
-    return _freeze_function(tf, fn, info) + (None,)
+    return _freeze_function(tf, fn, info)
 
 
 def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False):
@@ -249,7 +247,7 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
         result = result if isinstance(result, (list, tuple)) else [result]
         return {o.name: r for o, r in zip(info.outputs, result)}
 
-    return _freeze_function(tf, serve.get_concrete_function(), info) + (model,)
+    return _freeze_function(tf, serve.get_concrete_function(), info)
 
 
 def _freeze_function(tf, fn, info: ModelInfo):

@@ -7,7 +7,7 @@ registry can be read by `inspect`, `--dryrun` and the wizard without the ~10 s i
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -24,18 +24,16 @@ class Prepared:
     `graph_def` is a frozen tf.compat.v1.GraphDef: inputs are Placeholders named `inputs[i].name`
     (final shapes: overrides and --batch applied), the preprocessing (reverse channels, mean,
     scale) is already inside the graph right after them, and each output is an Identity node
-    named `outputs[i]`. `graph_path` is the same GraphDef written as binary .pb. `keras_model` is
-    the loaded Keras model for Keras inputs (for TF.js layers models), else None.
+    named `outputs[i]`. `graph_path` is the same GraphDef written as binary .pb. `keras_path` is
+    the original Keras file for Keras inputs (TF.js layers models are converted from it).
     """
 
     graph_def: object
     graph_path: Path
     inputs: list  # engine.inspect.TensorInfo, in feed order; shape list with -1 for dynamic dims
     outputs: list[str]
-    keras_model: object = None
     keras_path: Path | None = None  # the original Keras file, when the input is one
     has_preprocessing: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 Runner = Callable[[dict[str, "np.ndarray"]], dict[str, "np.ndarray"]]

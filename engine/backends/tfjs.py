@@ -157,7 +157,7 @@ class TfjsBackend:
             raise ConversionFailed(f"TensorFlow.js has no kernel for: {_ops_with_nodes(prepared.graph_def, ops)}") from None
 
     def _convert_layers(self, prepared, options, outdir, log, qmap, metadata):
-        if prepared.keras_path is None and prepared.keras_model is None:
+        if prepared.keras_path is None:
             raise UserError(f"--tfjs-format layers needs a Keras model; {options.model} is not one "
                             "(pass a Keras .h5/.keras file, or use --tfjs-format graph)")
         if options.has_preprocessing or options.outputs:
@@ -170,7 +170,7 @@ class TfjsBackend:
         kw = dict(quantization_dtype_map=qmap, split_weights_by_layer=options.split_weights_by_layer,
                   weight_shard_size_bytes=options.weight_shard_size_bytes, metadata=metadata)
         with tempfile.TemporaryDirectory(prefix="tfwizard-tfjs-") as tmp:
-            path = Path(prepared.keras_path) if prepared.keras_path else _save_keras(prepared.keras_model, Path(tmp))
+            path = Path(prepared.keras_path)
             log(f"converting {path.name} to a TF.js layers model")
             if path.read_bytes()[:4] == b"PK\x03\x04":  # .keras zip
                 # The upstream unzips the .keras next to the file: give it a private copy.
@@ -254,13 +254,6 @@ def _read_metadata(entries) -> dict | None:
         except (OSError, ValueError) as e:
             raise UserError(f"--metadata {entry!r}: cannot read JSON from {path} ({e}); check the file") from None
     return out or None
-
-
-def _save_keras(model, tmp: Path) -> Path:
-    """An in-memory Keras model to a file the tensorflowjs converters read (.keras for Keras 3)."""
-    path = tmp / ("model.h5" if type(model).__module__.startswith("tf_keras") else "model.keras")
-    model.save(str(path))
-    return path
 
 
 def _weight_bytes(model_json) -> int:
