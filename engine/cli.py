@@ -170,7 +170,7 @@ def _convert(args) -> int:
     with interruptible():
         report = convert(options, emit, isolated=True)  # TensorFlow in a worker process we can kill
     if progress == "text":
-        print(format_report(report))
+        print(format_report(report, options.output_dir))
     return report.exit_code
 
 
@@ -184,7 +184,7 @@ def _text_emitter(event: str, **fields) -> None:
         print(f"tfwizard: {target}{fields.get('message') or fields.get('status')}", file=sys.stderr, flush=True)
 
 
-def format_report(report) -> str:
+def format_report(report, output_dir: str) -> str:
     from .convert import verification_text
 
     lines = []
@@ -196,15 +196,8 @@ def format_report(report) -> str:
         else:
             lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}")
     status = {0: "done", 1: "some targets failed", 3: "verification out of tolerance"}[report.exit_code]
-    lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(report_dir(report)) / 'report.json'}")
+    lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(output_dir) / 'report.json'}")
     return "\n".join(lines)
-
-
-def report_dir(report) -> str:
-    import shlex
-
-    argv = shlex.split(report.command)
-    return argv[argv.index("-o") + 1]
 
 
 def format_info(info) -> str:

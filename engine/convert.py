@@ -165,7 +165,6 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
     detection, info = plan(options)
     out = check_output_dir(options)
     check_resources(detection, options, out)
-    commands = upstream_commands(options, info)
     report = Report(
         model={"path": info.path, "format": info.format, "reason": info.reason,
                "inputs": [asdict(i) for i in info.inputs], "outputs": [asdict(o) for o in info.outputs]},
@@ -182,9 +181,9 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
         if isolated:
             from .worker import run_worker
 
-            report.targets = run_worker(options, tmp, emit)
+            report.targets = run_worker(options, tmp, emit)  # which makes the upstream commands itself
         else:
-            _convert_targets(detection, info, options, tmp, commands, report, emit)
+            report.targets = _convert_targets(detection, info, options, tmp, upstream_commands(options, info), emit)
         report.targets.sort(key=lambda r: options.targets.index(r.target))
         report.seconds = round(time.perf_counter() - started, 2)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
@@ -205,7 +204,8 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
     return report
 
 
-def _convert_targets(detection, info, options, tmp: Path, commands, report: Report, emit: Emit) -> None:
+def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -> list[TargetResult]:
+    """TensorFlow's part: prepare the model once, then convert and verify each target into tmp/<target>."""
     from .inspect import graph_op_inventory
     from .prepare import import_tensorflow, prepare, run_reference
     from .verify import compare, make_feeds
@@ -222,10 +222,11 @@ def _convert_targets(detection, info, options, tmp: Path, commands, report: Repo
     body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
     feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing) if options.verify else {}
     reference = run_reference(tf, prepared, feeds) if options.verify else {}
+    results = []
     for target in options.targets:
         backend = backends.get(target)
         result = TargetResult(target, "ok", upstream_command=commands[target])
-        report.targets.append(result)
+        results.append(result)
         blocked = backend.preflight(dict(main_ops))
         # Ops only inside control-flow bodies are often pruned when a converter lowers the
         # control flow (cond_v2 leaves gradient plumbing there); let the converter decide.
@@ -263,6 +264,7 @@ def _convert_targets(detection, info, options, tmp: Path, commands, report: Repo
         emit("target", target=target, status=result.status, files=result.files, seconds=result.seconds,
              verification=result.verification, message=result.message)
     shutil.rmtree(work, ignore_errors=True)
+    return results
 
 
 def _nodes_of(graph_def, op: str) -> list[str]:

@@ -94,13 +94,12 @@ def main() -> int:
         events.write(json.dumps({"event": event, **fields}, default=str) + "\n")
 
     from .cli import build_parser, options_from_args
-    from .convert import Report, _convert_targets, _one_line, plan, upstream_commands
+    from .convert import _convert_targets, _one_line, plan, upstream_commands
 
     try:
         options = options_from_args(build_parser().parse_args(request["argv"]))
         detection, info = plan(options)
-        report = Report(model={}, command="", targets=[])
-        _convert_targets(detection, info, options, Path(request["tmp"]), upstream_commands(options, info), report, emit)
+        targets = _convert_targets(detection, info, options, Path(request["tmp"]), upstream_commands(options, info), emit)
     except UserError as e:
         emit("error", user=True, message=str(e))
         return 2
@@ -111,7 +110,7 @@ def main() -> int:
             traceback.print_exc()  # our stderr is the user's in debug mode
         emit("error", user=False, message=_one_line(e))
         return 1
-    emit("result", targets=[asdict(t) for t in report.targets])
+    emit("result", targets=[asdict(t) for t in targets])
     return 0
 
 

@@ -66,7 +66,7 @@ def test_quantized_targets_are_verified_relative_to_the_output(tmp_path):
                                 quantize=quantize)
     report = convert(options, emit=lambda *a, **k: None)
     assert report.exit_code == 0, [(t.target, t.status, t.message, t.verification) for t in report.targets]
-    text = format_report(report)
+    text = format_report(report, options.output_dir)
     for t in report.targets:
         v = t.verification
         if "skipped" in v:
