@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import backends
-from .detect import detect
+from .detect import detect, glob_escape
 from .errors import UserError
 from .inspect import ModelInfo, inspect
 from .options import ConversionOptions
@@ -407,7 +407,7 @@ def model_bytes(detection) -> int:
     paths = [Path(detection.path)]
     if detection.checkpoint:
         prefix = Path(detection.checkpoint)
-        paths += list(prefix.parent.glob(prefix.name + ".*")) + [prefix]
+        paths += list(prefix.parent.glob(glob_escape(prefix.name) + ".*")) + [prefix]
     total = 0
     for p in paths:
         try:

@@ -1,6 +1,7 @@
 """Early, clear failures when the output disk or the memory is too small for the model."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -23,6 +24,15 @@ def test_model_size_counts_every_file_of_the_model():
     folder = SAMPLES / "tf1_checkpoint_v2"
     expected = sum(p.stat().st_size for p in folder.iterdir() if p.name != "checkpoint")
     assert model_bytes(detect(folder / "inference_graph.pb")) == expected
+
+
+def test_model_size_of_a_checkpoint_whose_name_looks_like_a_glob(tmp_path):
+    for f in (SAMPLES / "tf1_checkpoint_v2").iterdir():
+        if f.name != "checkpoint":
+            shutil.copy(f, tmp_path / f.name.replace("model.ckpt", "model[1].ckpt"))
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model[1].ckpt"\n')
+    expected = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name != "checkpoint")
+    assert model_bytes(detect(tmp_path / "inference_graph.pb")) == expected
 
 
 def test_disk_check_refuses_when_the_estimate_does_not_fit(tmp_path):
