@@ -111,7 +111,9 @@ class OnnxBackend:
             # the graph's tensor. Given "serving_default_x:0", --inputs fails and --inputs-as-nchw is
             # silently ignored (checked with tf2onnx 1.17).
             tensor.update({i.name: f"{i.name}:0" for i in info.inputs if i.tensor == f"{info.signature}_{i.name}:0"})
-        outputs = list(options.outputs) or [o.name for o in info.outputs]
+        from ..prepare import final_outputs  # no TensorFlow at import
+
+        outputs = final_outputs(info, options)
 
         def shape_of(i):
             shaped = i.shape and (i.name in dict(options.inputs) or options.batch)

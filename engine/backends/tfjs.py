@@ -93,7 +93,8 @@ class TfjsBackend:
             sig, tag = options.signature or info.signature, options.tag or ",".join(info.tag or [])
             argv += [f"--signature_name={sig}"] * bool(sig) + [f"--saved_model_tags={tag}"] * bool(tag)
         elif fmt == "graphdef" and not layers:
-            names = list(options.outputs) or [o.name for o in info.outputs]
+            from ..prepare import final_outputs  # no TensorFlow at import
+            names = final_outputs(info, options)
             argv += ["--input_format=tf_frozen_model", f"--output_node_names={','.join(names)}"]
         elif fmt == "keras_h5":
             argv += ["--input_format=keras", f"--output_format=tfjs_{'layers' if layers else 'graph'}_model"]
