@@ -39,6 +39,16 @@ class Prepared:
 Runner = Callable[[dict[str, "np.ndarray"]], dict[str, "np.ndarray"]]
 
 
+class ConversionFailed(Exception):
+    """A target cannot convert this model (raised by Backend.convert); the message names the ops
+    and their nodes. The pipeline reports it for that target and goes on with the others."""
+
+
+class VerifierUnavailable(Exception):
+    """Verification cannot run here (raised by Backend.load, e.g. no Node.js or npm for TF.js); the
+    pipeline reports 'skipped: <reason>' instead of a failure."""
+
+
 class Backend(Protocol):
     name: str  # "onnx"; the --to value and the OUTDIR subdirectory
     title: str  # "ONNX"

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from ..options import human_size
+from . import ConversionFailed
 
 OPS_FILE = Path(__file__).with_name("onnx_ops.txt")
 DEFAULT_OPSET = 15  # tf2onnx 1.17's default (constants.PREFERRED_OPSET)
@@ -43,10 +44,6 @@ REWRITTEN = {"Switch": 1, "Merge": 1, "Enter": 7, "Exit": 7, "NextIteration": 7,
              "_FusedDepthwiseConv2dNative": 1, "Rank": 1}  # Rank: our handler, _rank_as_size_of_shape
 GC_MIN_GRAPH_BYTES = 8 * 2**20  # smaller graphs: the gc runs (~0.3 s) cost more than they save
 FLOAT16_MIN_ELEMENTS = 16  # smaller float tensors stay float32: nothing to gain, one more Cast each
-
-
-class ConversionFailed(Exception):
-    """The target cannot convert this model; the message names the ops and their nodes."""
 
 
 def write_ops_file(path: Path = OPS_FILE) -> int:

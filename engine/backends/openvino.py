@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..options import human_size
+from . import ConversionFailed
 
 # `import openvino` and every convert_model report to Google Analytics (and count the use in
 # ~/intel/) unless the user opted out. A tool converting someone's model should not do that on its
@@ -33,10 +34,6 @@ LOOP_OPS = {"Exit", "NextIteration", "LoopCond"}
 # pairs (V1 and V2): "Variable ... is not initialized". So those get no upstream command.
 OVC_FORMATS = {"graphdef", "graphdef_text", "metagraph", "saved_model"}
 NO_RULE = "no conversion rule in OpenVINO's TF frontend"
-
-
-class ConversionFailed(Exception):
-    """The target cannot convert this model; the message names the ops and their nodes."""
 
 
 @functools.cache

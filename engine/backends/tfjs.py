@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..options import DEFAULT_SHARD_BYTES
+from . import ConversionFailed, VerifierUnavailable
 
 TFJS_NPM = "@tensorflow/tfjs@4.22.0"
 NODE_CACHE = Path(os.environ.get("TFWIZARD_NODE_CACHE", "~/.cache/tfwizard/node")).expanduser()
@@ -30,14 +31,6 @@ DEBUG_OPS = {"Assert", "CheckNumerics", "Print"}
 FROZEN_AWAY = {"VarHandleOp", "ReadVariableOp", "VariableV2", "Variable", "AutoReloadVariable", "Assign",
                "AssignVariableOp", "StatefulPartitionedCall", "PartitionedCall", "NoOp", "ResourceGather"}
 LOWERED_CONTROL_FLOW = {"Switch", "Merge", "Enter", "Exit", "NextIteration", "LoopCond"}
-
-
-class ConversionFailed(Exception):
-    """The target cannot convert this model; the message names the ops and their nodes."""
-
-
-class VerifierUnavailable(Exception):
-    """Verification cannot run here (no Node.js / npm); the pipeline reports 'skipped: <reason>'."""
 
 
 @functools.cache

@@ -20,13 +20,10 @@ import warnings
 from pathlib import Path
 
 from ..options import human_size
+from . import ConversionFailed
 
 SIGNATURE = "serving_default"
 FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_error_data error codes
-
-
-class ConversionFailed(Exception):
-    """The TFLite converter could not convert the model; the message names the ops and nodes."""
 
 
 
