@@ -93,8 +93,10 @@ def plan(options: ConversionOptions) -> tuple[object, ModelInfo]:
                         "if you trust its source, pass --trust-model")
     preprocessed_inputs(final_inputs(info, options), options)
     final_outputs(info, options, graph=_parsed_graph(detection))
-    if options.tfjs_format == "layers" and "tfjs" in options.targets and info.op_kind != "keras_layer":
-        raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras); use the default graph format")
+    for target in options.targets:
+        check = getattr(backends.get(target), "check", None)
+        if check:
+            check(options, info)  # the target's own options, before anything is converted
     return detection, info
 
 

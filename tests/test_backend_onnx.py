@@ -150,11 +150,13 @@ def test_unsupported_op_names_op_and_node(tf, tmp_path):
         _check_converted(onnx.ModelProto(), ["Failed to convert node 'a/b' (fct=<function f>)", "other"])
 
 
-def test_bad_options_are_user_errors(convnet, tmp_path):
+def test_bad_options_are_user_errors_before_converting():
+    info = inspect(detect(SAMPLES / "frozen_graph.pb"))  # check() runs in plan(): no TensorFlow, no conversion
     with pytest.raises(UserError, match="--opset 19"):
-        convert(convnet, tmp_path / "a", opset=19)
+        BACKEND.check(options(opset=19), info)
     with pytest.raises(UserError, match="--inputs-as-nchw nope"):
-        convert(convnet, tmp_path / "b", inputs_as_nchw=("nope",))
+        BACKEND.check(options(inputs_as_nchw=("nope",)), info)
+    BACKEND.check(options(opset=18, inputs_as_nchw=("input:0",)), info)
 
 
 def test_preflight_reads_op_file_without_tensorflow():

@@ -161,8 +161,8 @@ def test_layers_model_from_keras2_h5(tmp_path):
 
 
 def test_layers_format_refuses_non_keras_and_keras3(frozen, tmp_path):
-    with pytest.raises(UserError, match="needs a Keras model"):
-        BACKEND.convert(frozen, options(tfjs_format="layers"), tmp_path, print)
+    with pytest.raises(UserError, match="needs a Keras model"):  # in plan(), before converting
+        BACKEND.check(options(tfjs_format="layers"), inspect(detect(SAMPLES / "frozen_graph.pb")))
     keras3 = Prepared(graph_def=None, graph_path=None, inputs=[], outputs=["scores"],
                       keras_path=SAMPLES / "keras_sequential.keras")
     with pytest.raises(UserError, match="Keras 3"):

@@ -55,6 +55,7 @@ def test_preset_resolves_and_explicit_values_win():
     (["--to", "onnx", "--quantize", "onnx:uint3"], "--quantize"),
     (["--to", "onnx", "--quantize", "onnx:int8", "--quantize", "onnx:float16"], "2 times for onnx"),
     (["--to", "onnx", "--quantize", "tflite:dynamic"], "tflite is not converted"),
+    (["--to", "tfjs,onnx", "--opset", "19", "--dryrun"], "--opset 19"),  # checked in plan: --dryrun refuses it too
     (["--to", "onnx", "--scale-values", "[1,0,1]"], "divide by zero"),
     (["--to", "onnx", "--batch", "0"], "--batch"),
     (["--to", "onnx", "--tfjs-format", "layers", "--tag", "serve"], "SavedModels only"),

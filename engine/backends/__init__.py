@@ -61,6 +61,10 @@ class Backend(Protocol):
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         """Ops (from the op inventory) this target cannot convert → why. Must not import TensorFlow."""
 
+    # Optional: def check(self, options, info) -> None, raising UserError for options this target
+    # can't honour for this model. plan() calls it, so it must not import TensorFlow: a bad option
+    # is refused before anything is converted, and --dryrun and the wizard's review refuse it too.
+
     def upstream_command(self, options, info) -> list[str] | None:
         """argv of the upstream CLI that does this conversion directly, or None if it can't.
 

@@ -139,19 +139,27 @@ class OnnxBackend:
             argv += ["--inputs-as-nchw", ",".join(tensor.get(strip_port(n), f"{strip_port(n)}:0") for n in options.inputs_as_nchw)]
         return ["python", "-m", "tf2onnx.convert", *argv, "--output", os.path.join(options.output_dir, "onnx", "model.onnx")]
 
-    def convert(self, prepared, options, outdir: Path, log) -> None:
+    def check(self, options, info) -> None:
         from engine.errors import UserError
         from engine.options import strip_port
+
+        from ..prepare import final_inputs  # no TensorFlow at import
 
         opset = options.opset or DEFAULT_OPSET
         if not 7 <= opset <= MAX_OPSET:  # tf2onnx: "Opset 19 is not supported yet"; onnxruntime: opset 7+
             raise UserError(f"--opset {opset}: choose 7 to {MAX_OPSET} ({MAX_OPSET} is tf2onnx's newest, 7 onnxruntime's"
                             f" oldest); the default is {DEFAULT_OPSET}")
-        names = [i.name for i in prepared.inputs]
-        nchw = [strip_port(n) for n in options.inputs_as_nchw]
-        wrong = [n for n in nchw if n not in names]
+        names = [i.name for i in final_inputs(info, options)]
+        wrong = [n for n in map(strip_port, options.inputs_as_nchw) if n not in names]
         if wrong:
             raise UserError(f"--inputs-as-nchw {','.join(wrong)}: not an input of the model; inputs are {', '.join(names)}")
+
+    def convert(self, prepared, options, outdir: Path, log) -> None:
+        from engine.options import strip_port
+
+        opset = options.opset or DEFAULT_OPSET
+        names = [i.name for i in prepared.inputs]
+        nchw = [strip_port(n) for n in options.inputs_as_nchw]
         rename = {f"{n}:0": n for n in names + list(prepared.outputs)}
 
         import tensorflow as tf

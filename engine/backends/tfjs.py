@@ -150,13 +150,16 @@ class TfjsBackend:
             ops = {op.strip() for op in str(e).splitlines()[-1].split(",") if op.strip()}
             raise ConversionFailed(f"TensorFlow.js has no kernel for: {_ops_with_nodes(prepared.graph_def, ops)}") from None
 
-    def _convert_layers(self, prepared, options, outdir, log, qmap, metadata):
-        if prepared.keras_path is None:
-            raise UserError(f"--tfjs-format layers needs a Keras model; {options.model} is not one "
-                            "(pass a Keras .h5/.keras file, or use --tfjs-format graph)")
+    def check(self, options, info) -> None:
+        if options.tfjs_format != "layers":
+            return
+        if info.op_kind != "keras_layer":
+            raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras); use the default graph format")
         if options.has_preprocessing or options.outputs:
             raise UserError("--tfjs-format layers converts the Keras model as it is and cannot add "
                             "mean/scale/reverse-channels or cut outputs; use --tfjs-format graph")
+
+    def _convert_layers(self, prepared, options, outdir, log, qmap, metadata):
         if options.inputs or options.batch:
             log("note: a layers model keeps the Keras input shapes; --input/--batch overrides are not applied")
         converter = _import_tfjs("converter", log)
