@@ -20,7 +20,7 @@ import threading
 
 import pytest
 
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, scratch_dir
 from engine.backends import TARGETS
 from engine.convert import Interrupted, convert, interruptible
 from engine.options import ConversionOptions
@@ -54,7 +54,7 @@ def test_children_signalled_mid_phase_leave_nothing(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "wizard", "convert", str(MODEL), "--to", "onnx,tflite,openvino", "-o",
              str(parent / "out"), "--progress", "json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=scratch_dir(),
             env={**os.environ, "TMPDIR": str(tmpdir)},
         )
         children.append({"proc": proc, "signum": signum, "stage": stage, "target": target, "parent": parent,
@@ -149,5 +149,5 @@ try:
 except Interrupted:
     print("interrupted")
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch_dir(), timeout=60)
     assert (proc.returncode, proc.stdout.strip()) == (0, "interrupted"), (proc.returncode, proc.stderr[-500:])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, SAMPLES, assert_clean_error
+from conftest import REPO, SAMPLES, assert_clean_error, scratch_dir
 from engine.convert import GIB, MIB, available_memory, check_space, disk_needed, model_bytes, memory_needed
 from engine.detect import detect
 from engine.errors import UserError
@@ -64,7 +64,7 @@ def test_cli_fails_early_when_the_output_disk_is_short(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "wizard", "convert", str(SAMPLES / "frozen_graph.pb"), "--to", "onnx", "-o", str(out),
          "--progress", "json"],
-        capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, "TFWIZARD_DISK_RESERVE": str(1 << 60)},
+        capture_output=True, text=True, cwd=scratch_dir(), timeout=120, env={**os.environ, "TFWIZARD_DISK_RESERVE": str(1 << 60)},
     )
     assert_clean_error(proc, "not enough free disk space", "free some space")
     assert list(tmp_path.iterdir()) == []
