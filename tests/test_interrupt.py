@@ -22,7 +22,8 @@ import pytest
 
 from conftest import REPO, SAMPLES, scratch_dir
 from engine.backends import TARGETS
-from engine.convert import Interrupted, convert, interruptible
+from engine.convert import convert
+from engine.signals import Interrupted, interruptible
 from engine.options import ConversionOptions
 
 MODEL = SAMPLES / "frozen_graph.pb"
@@ -129,7 +130,7 @@ def test_a_dangling_alternate_signal_stack_does_not_turn_an_interrupt_into_a_cra
     that in a child: set a stack, unmap it, then interrupt."""
     code = """
 import ctypes, mmap, os, signal
-from engine.convert import Interrupted, interruptible
+from engine.signals import Interrupted, interruptible
 
 class StackT(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]

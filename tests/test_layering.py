@@ -51,7 +51,7 @@ def test_engine_never_imports_ui():
 
 def test_wizard_app_reads_a_model_without_tensorflow():
     roots = imported_roots(
-        "import wizard.app\nfrom wizard import steps\nfrom engine.convert import upstream_commands\n"
+        "import wizard.app\nfrom wizard import steps\nfrom engine.plan import upstream_commands\n"
         f"a = steps.Answers(); a.load({str(SAMPLES / 'saved_model_tf2')!r}); steps.preflight(a.info)\n"
         "upstream_commands(a.options(), a.info)\n"
     )

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
-from engine.convert import tolerance_text, verification_text
+from engine.report import tolerance_text, verification_text
 from engine.errors import UserError
 from engine.options import human_size
 
@@ -274,7 +274,7 @@ class ReviewScreen(QuestionScreen):
 
     def _commands(self) -> tuple[str, str]:
         """The command and the upstream tools' lines for the answers as they stand (or why not yet)."""
-        from engine.convert import upstream_lines
+        from engine.plan import upstream_lines
 
         try:
             options = self.answers.options()
