@@ -1,6 +1,6 @@
 """The wizard's steps after the first (Graph … Result), imported when the wizard leaves the Model step.
 
-See wizard/app.py for the app and what every step screen shares: each screen is a view of the
+See wizard/app.py for the app and wizard/ui/ for what every step screen shares: each screen is a view of the
 app's one `Answers`, built again from it when the step is shown.
 """
 
@@ -20,7 +20,8 @@ from engine.errors import UserError
 from engine.options import human_size
 
 from . import steps
-from .app import ModelScreen, NavButton, StepScreen, _shape
+from .ui.base import NavButton, StepScreen
+from .ui.model import ModelScreen, _shape
 from .steps import Answers, Question
 
 class QuestionForm(Vertical):
