@@ -266,6 +266,17 @@ class ReviewScreen(QuestionScreen):
         yield Label("The same with the upstream tools", classes="section")
         yield Static(upstream, id="upstream", markup=False)
 
+    def problem(self) -> str | None:
+        """The same gate as --plain's review and `tfwizard convert` before TensorFlow (steps.checked_options)."""
+        problem = super().problem()
+        if problem:
+            return problem
+        try:
+            steps.checked_options(self.answers)
+        except UserError as e:
+            return str(e)
+        return None
+
     def buttons(self) -> ComposeResult:
         yield NavButton("Back", id="back", compact=True)
         yield NavButton("Copy", id="copy", compact=True)
