@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"tfwizard: interrupted ({signal.Signals(signum).name}); nothing was written", file=sys.stderr)
+        written = getattr(e, "written", None)  # the signal came after the output was in place
+        print(f"tfwizard: interrupted ({signal.Signals(signum).name}); "
+              + (f"the output was already complete in {written}" if written else "nothing was written"), file=sys.stderr)
         return 128 + signum
     except BrokenPipeError:  # `tfwizard inspect M | head`: the reader left; so do we, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
@@ -170,7 +172,7 @@ def _convert(args) -> int:
     with interruptible():
         report = convert(options, emit, isolated=True)  # TensorFlow in a worker process we can kill
     if progress == "text":
-        print(format_report(report, options.output_dir))
+        print(format_report(report, getattr(report, "location", options.output_dir)))
     return report.exit_code
 
 

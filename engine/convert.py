@@ -14,7 +14,6 @@ import shlex
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -22,14 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import backends
+from . import backends, output
 from .detect import detect, glob_escape
 from .errors import UserError
 from .inspect import ModelInfo, inspect
 from .options import ConversionOptions
 
+from .output import REPORT_SCHEMA
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISMATCH = 0, 1, 2, 3
-REPORT_SCHEMA = "tfwizard.report/1"
 
 Emit = Callable[..., None]  # emit(event, **fields): progress for people or a UI
 
@@ -132,24 +132,8 @@ def upstream_lines(options: ConversionOptions, info: ModelInfo) -> list[str]:
 
 
 def check_output_dir(options: ConversionOptions, *, probe: bool = True) -> Path:
-    """The output directory can be written (a probe directory is made and removed unless probe=False)."""
-    out = Path(options.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"-o {out}: is a file, not a directory; choose another output directory")
-    if out.exists() and any(out.iterdir()) and not options.force:
-        raise UserError(f"-o {out}: already exists; pass --force to replace it, or choose another directory")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise UserError(f"-o {out}: the parent directory {parent} does not exist; create it first")
-    if not probe:
-        return out
-    probe = parent / f".{out.name}.write-test"
-    try:
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as e:
-        raise UserError(f"-o {out}: cannot write in {parent} ({e.strerror}); choose a writable directory") from None
-    return out
+    """-o may be written by this run (see engine.output for what tfwizard may replace there)."""
+    return output.check_output_dir(options, probe=probe)
 
 
 def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -> Report:
@@ -166,7 +150,14 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
     started = time.perf_counter()
     detection, info = plan(options)
     out = check_output_dir(options)
-    check_resources(detection, options, out)
+    with output.locked(out):  # a second run on this -o is refused until we are done
+        output.remove_stale_temporaries(out)
+        earlier = output.needs_consent(check_output_dir(options, probe=False))  # re-checked under the lock
+        check_resources(detection, options, out)
+        return _convert_into(out, earlier, detection, info, options, emit, isolated, started)
+
+
+def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isolated: bool, started: float) -> Report:
     report = Report(
         model={"path": info.path, "format": info.format, "reason": info.reason,
                "inputs": [asdict(i) for i in info.inputs], "outputs": [asdict(o) for o in info.outputs]},
@@ -175,11 +166,10 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
     emit = _checking_interrupts(emit)
     for warning in info.warnings:
         emit("log", message=f"warning: {warning}")
-    tmp = None
+    tmp = place = None
     try:
         with _signals_held():  # a signal now would leave a temp dir we don't know the name of yet
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should be as readable as a mkdir's
+            tmp = output.make_temporary(out)
         if isolated:
             from .worker import run_worker
 
@@ -191,18 +181,25 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         shutil.rmtree(tmp / ".tmp", ignore_errors=True)  # the worker's TMPDIR (engine.worker)
         raise_if_interrupted()
-        with _signals_held():  # two renames: not to be split by a signal
-            _move_into_place(tmp, out)
-    except BaseException:
+        with _signals_held():  # a few renames: not to be split by a signal
+            place, why = output.move_into_place(tmp, out, earlier)
+        if why:
+            emit("log", message=f"warning: {why}")
+        if options.report:
+            Path(options.report).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        emit("done", exit_code=report.exit_code, output_dir=str(place), seconds=report.seconds)
+    except BaseException as e:
+        if place is not None:  # the output is complete: an interruption now must not say otherwise
+            if isinstance(e, KeyboardInterrupt):
+                e.written = str(place)
+            raise
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         # Libraries turn an exception from a signal handler into their own errors on the way up
         # (TensorFlow's tracing gave an AttributeError): after a signal, it is the interruption.
         raise_if_interrupted()
         raise
-    if options.report:
-        Path(options.report).write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    emit("done", exit_code=report.exit_code, output_dir=str(out), seconds=report.seconds)
+    report.location = str(place)  # where the output is: -o, or beside it if -o changed meanwhile
     return report
 
 
@@ -476,23 +473,6 @@ def _human(n: int) -> str:
     return f"{n / 1024:.0f} KiB"
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Replace `out` with `tmp` (renames on one filesystem; the old output is removed last)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{int(time.time())}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

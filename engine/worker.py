@@ -38,7 +38,7 @@ def run_worker(options, tmp: Path, emit) -> list:
     debug = bool(os.environ.get("TFWIZARD_DEBUG"))
     log = None if debug else open(worker_tmp / "worker.log", "wb")
     read_fd, write_fd = os.pipe()
-    request = {"argv": options.argv()[1:], "tmp": str(tmp), "events_fd": write_fd}
+    request = {"argv": options.argv()[1:], "tmp": str(tmp), "events_fd": write_fd, "parent": os.getpid()}
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=log, stderr=log,
@@ -85,9 +85,21 @@ def _kill(proc) -> None:
     proc.wait()
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel SIGKILLs us when the parent dies (kill -9 included), so no orphan converts on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us when it must
+    _die_with_parent()
     request = json.loads(sys.stdin.read())
+    if request.get("parent") and os.getppid() != request["parent"]:
+        return 1  # the parent died before prctl took effect
     events = open(request["events_fd"], "w", encoding="utf-8", buffering=1)
 
     def emit(event: str, **fields) -> None:
