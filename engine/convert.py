@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -26,6 +25,7 @@ from .detect import detect, glob_escape
 from .errors import UserError
 from .inspect import ModelInfo, inspect
 from .options import ConversionOptions
+from .text import shell_join, shell_quote
 
 from .output import REPORT_SCHEMA
 
@@ -117,9 +117,9 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
     for target in options.targets:
         backend = backends.get(target)
         argv = backend.upstream_command(options, info)
-        line = shlex.join(argv) if argv else None
+        line = shell_join(argv) if argv else None
         if line and not getattr(backend, "upstream_creates_output_dir", True):
-            line = f"mkdir -p {shlex.quote(str(Path(options.output_dir, target)))} && {line}"
+            line = f"mkdir -p {shell_quote(str(Path(options.output_dir, target)))} && {line}"
         result[target] = line
     return result
 

@@ -36,6 +36,7 @@ from textual.widgets import Button, Input, Label, Static
 from engine.errors import UserError
 
 from . import steps
+from .shown import shown
 from .steps import STEP_KEYS, STEPS, Answers
 
 CSS = """
@@ -160,7 +161,7 @@ class StepScreen(Screen):
             if self.app.teaching:  # the guided demo explains each step at more length
                 step = STEPS[STEP_KEYS.index(self.STEP)]
                 intro = steps.DEMO_INTRO + "\n\n" if self.STEP == "model" else ""
-                yield Static(intro + step.teach, classes="teach", markup=False)
+                yield Static(shown(intro + step.teach), classes="teach", markup=False)
             yield from self.body()
         yield Static("", id="error")
         with Horizontal(id="nav"):
@@ -181,7 +182,7 @@ class StepScreen(Screen):
 
     def show_error(self, text: str, *, ok: bool = False) -> None:
         line = self.query_one("#error", Static)
-        line.update(text)
+        line.update(shown(text))  # errors name nodes of the model
         line.set_class(ok, "ok")  # the same line says when things went well
 
     def action_next(self) -> None:
@@ -385,7 +386,7 @@ class ModelScreen(StepScreen):
         detection = self.query_one("#detection", Static)
         if self.answers.loaded(path):  # back at this step, or the demo's model: read already
             detection.set_classes("ok")
-            detection.update(f"✔ {_model_summary(self.answers.info)}")
+            detection.update(shown(f"✔ {_model_summary(self.answers.info)}"))
             return
         detection.update("reading…" if path.strip() else "")
         detection.set_classes("")
@@ -420,12 +421,12 @@ class ModelScreen(StepScreen):
             return  # an answer to an older keystroke
         detection = self.query_one("#detection", Static)
         if message.info is None:
-            detection.update(f"✘ {message.error}")
+            detection.update(shown(f"✘ {message.error}"))
             detection.set_classes("bad")
             return
         self.answers.adopt(message.path, message.info, message.outline)
         detection.set_classes("ok")
-        detection.update(f"✔ {_model_summary(message.info)}")
+        detection.update(shown(f"✔ {_model_summary(message.info)}"))
         self.show_error("")
 
     def problem(self) -> str | None:
