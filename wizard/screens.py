@@ -200,7 +200,7 @@ class GraphScreen(QuestionScreen):
             table = DataTable(show_cursor=False, zebra_stripes=True, id=title.lower())
             table.add_columns("name", "dtype", "shape", "note")
             for t in tensors:
-                table.add_row(t.name, t.dtype or "?", _shape(t.shape), t.note or "")
+                table.add_row(shown(t.name), t.dtype or "?", _shape(t.shape), shown(t.note or ""))
             table.styles.height = len(tensors) + 1
             yield table
         yield Label("Can each target take it?", classes="section")
