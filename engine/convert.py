@@ -91,6 +91,7 @@ def plan(options: ConversionOptions) -> tuple[object, ModelInfo]:
         more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
         raise UserError(f"{info.path}: loading this model runs code stored in or named by it ({info.code_risks[0]}{more}); "
                         "if you trust its source, pass --trust-model")
+    check_graph(detection, info)
     preprocessed_inputs(final_inputs(info, options), options)
     final_outputs(info, options, graph=_parsed_graph(detection))
     for target in options.targets:
@@ -98,6 +99,20 @@ def plan(options: ConversionOptions) -> tuple[object, ModelInfo]:
         if check:
             check(options, info)  # the target's own options, before anything is converted
     return detection, info
+
+
+def check_graph(detection, info: ModelInfo) -> None:
+    """Refuse a graph TensorFlow would reject or crash on (engine.graph_checks), before it loads."""
+    from .detect import Format
+    from .graph_checks import malformed
+
+    graph = _parsed_graph(detection)
+    if detection.format is Format.SAVED_MODEL:
+        graph = next((m.graph_def for m in detection.parsed.meta_graphs
+                      if list(m.meta_info_def.tags) == list(info.tag)), None)
+    why = malformed(graph) if graph is not None else None
+    if why:
+        raise UserError(f"{info.path}: the model is malformed: {why}; re-export it from TensorFlow")
 
 
 def _parsed_graph(detection):

@@ -22,7 +22,7 @@ from engine.text import printable
 
 from . import steps
 from .app import ModelScreen, NavButton, StepScreen, _shape
-from .shown import shown
+from .shown import shown, shown_cell
 from .steps import Answers, Question
 
 class QuestionForm(Vertical):
@@ -200,7 +200,7 @@ class GraphScreen(QuestionScreen):
             table = DataTable(show_cursor=False, zebra_stripes=True, id=title.lower())
             table.add_columns("name", "dtype", "shape", "note")
             for t in tensors:
-                table.add_row(shown(t.name), t.dtype or "?", _shape(t.shape), shown(t.note or ""))
+                table.add_row(shown_cell(t.name), t.dtype or "?", _shape(t.shape), shown_cell(t.note))
             table.styles.height = len(tensors) + 1
             yield table
         yield Label("Can each target take it?", classes="section")
