@@ -213,6 +213,8 @@ def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isol
         # Libraries turn an exception from a signal handler into their own errors on the way up
         # (TensorFlow's tracing gave an AttributeError): after a signal, it is the interruption.
         raise_if_interrupted()
+        if full := output.disk_full(e, out.resolve().parent):
+            raise full from None
         raise
     report.location = str(place)  # where the output is: -o, or beside it if -o changed meanwhile
     return report
@@ -264,6 +266,8 @@ def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) 
         except UserError:
             raise
         except Exception as e:  # a converter's own failure: report it, go on with the other targets
+            if full := output.disk_full(e, tmp.parent):
+                raise full from None
             result.status, result.message = "failed", _one_line(e)
             shutil.rmtree(target_dir, ignore_errors=True)
             emit("target", target=target, status="failed", message=result.message)
@@ -475,7 +479,10 @@ def check_resources(detection, options: ConversionOptions, out: Path) -> None:
     try:
         reserve = int(os.environ.get("TFWIZARD_DISK_RESERVE", "0"))
     except ValueError:
-        raise UserError("TFWIZARD_DISK_RESERVE must be a number of bytes") from None
+        reserve = -1
+    if reserve < 0:
+        raise UserError(f"TFWIZARD_DISK_RESERVE={os.environ['TFWIZARD_DISK_RESERVE']!r}: must be a whole number "
+                        "of bytes, 0 or more; fix or unset it")
     free_disk = shutil.disk_usage(out.resolve().parent).free
     check_space(model_bytes(detection), len(options.targets), free_disk=free_disk,
                 free_memory=available_memory(), out=out, reserve=reserve)

@@ -237,6 +237,16 @@ def _beside(tmp: Path, out: Path, why: str) -> tuple[Path, str]:
     return tmp, f"{why}, so nothing there was replaced; the new output is in {tmp}"
 
 
+def disk_full(error: BaseException, where: Path):
+    """A UserError for ENOSPC (or EDQUOT) while writing the output, else None."""
+    from .errors import UserError
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"{where}: the disk filled up during the conversion ({error.strerror}); nothing was "
+                         "written; free some space there or choose another output directory")
+    return None
+
+
 def _non_empty(path: Path) -> bool:
     try:
         return any(path.iterdir())

@@ -48,7 +48,7 @@ def run_worker(options, tmp: Path, emit) -> list:
         os.close(write_fd)
         if log:
             log.close()
-    outcome = None
+    outcome, stage = None, {"stage": "start", "message": "starting"}
     try:
         proc.stdin.write(json.dumps(request).encode())
         proc.stdin.close()
@@ -59,21 +59,39 @@ def run_worker(options, tmp: Path, emit) -> list:
                 if kind in ("result", "error"):
                     outcome = (kind, event)
                 else:
+                    if kind == "stage":
+                        stage = event
                     emit(kind, **event)
         returncode = proc.wait()
     except BaseException:
         _kill(proc)
         raise
     if outcome is None:
-        how = f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with {returncode}"
-        raise WorkerFailed(f"the conversion process {how} without a result"
-                           + ("" if debug else "; rerun with TFWIZARD_DEBUG=1 to see its output"))
+        raise death(returncode, stage)
     kind, event = outcome
     if kind == "error":
         if event["user"]:
             raise UserError(event["message"])
         raise WorkerFailed(event["message"])
     return [TargetResult(**t) for t in event["targets"]]
+
+
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL)
+
+
+def death(returncode: int, stage: dict) -> Exception:
+    """Why the worker died without a result, in one line: UserError when the model is the likely cause.
+    (No TFWIZARD_DEBUG hint here: the CLI adds one to internal errors, once.)"""
+    doing = stage.get("message", "starting")
+    if returncode == -signal.SIGKILL:  # the kernel's OOM killer sends SIGKILL
+        return UserError(f"the conversion process was killed (SIGKILL) while {doing}, most likely because the "
+                         "machine ran out of memory for this model; close other programs or use a machine with more memory")
+    if -returncode in CRASH_SIGNALS and stage.get("stage") == "load":
+        name = signal.Signals(-returncode).name
+        return UserError(f"TensorFlow crashed ({name}) while loading the model: the model is malformed; "
+                         "re-export it from TensorFlow")
+    how = f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with {returncode}"
+    return WorkerFailed(f"the conversion process {how} while {doing}, without a result")
 
 
 def _kill(proc) -> None:
@@ -116,6 +134,11 @@ def main() -> int:
         emit("error", user=True, message=str(e))
         return 2
     except Exception as e:  # reported by the parent as an internal error, in one line
+        from .output import disk_full
+
+        if full := disk_full(e, Path(request["tmp"]).parent):
+            emit("error", user=True, message=str(full))
+            return 2
         if os.environ.get("TFWIZARD_DEBUG"):
             import traceback
 
