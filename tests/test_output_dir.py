@@ -156,3 +156,21 @@ def test_the_worker_dies_with_its_parent_and_a_later_run_removes_the_leftover(tm
     proc = run_cli(*CONVERT, "-o", out, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tmp-users-own", "out"]
+
+
+def test_the_wizards_review_asks_consent_only_for_an_earlier_output(tmp_path):
+    from wizard.steps import Answers, questions
+
+    a = Answers()
+    a.apply("model", str(MODEL))
+    mine, earlier = tmp_path / "mine", tmp_path / "earlier"
+    user_files(mine)
+    earlier_output(earlier)
+    a.output_dir = str(mine)
+    where, *rest = questions("review", a)
+    assert rest == []  # no "replace it?" for files tfwizard did not write: the directory is refused
+    assert "did not write" in where.validate(str(mine)) and "outside" in where.validate(str(SAMPLES))
+    a.output_dir = str(earlier)
+    where, force = questions("review", a)
+    assert where.validate(str(earlier)) is None
+    assert "earlier tfwizard output" in force.label and "onnx/" in force.help and "kept" in force.help
