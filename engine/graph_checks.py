@@ -38,7 +38,11 @@ def malformed(graph) -> str | None:
 
 
 def _bad_const(node) -> str | None:
+    if "value" not in node.attr or not node.attr["value"].HasField("tensor"):
+        return "has no value (no data)"
     tensor = node.attr["value"].tensor
+    if "dtype" in node.attr and tensor.dtype != node.attr["dtype"].type:
+        return "has a value of another type than its dtype, or of none (no data)"
     dims = [d.size for d in tensor.tensor_shape.dim]
     if any(d < 0 for d in dims) or not tensor.tensor_content:
         return None  # no content: TensorFlow fills from the typed values, or with zeros

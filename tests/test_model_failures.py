@@ -47,6 +47,19 @@ def short_const():
     return g
 
 
+def const_without_data(keep_value: bool):
+    """A Const whose value is a bare shape (no dtype, no data), or that has no value at all."""
+    g = GraphDef()
+    placeholder(g)
+    c = g.node.add(name="w", op="Const")
+    c.attr["dtype"].type = F
+    if keep_value:
+        for d in (1, 4):
+            c.attr["value"].tensor.tensor_shape.dim.add(size=d)
+    node(g, "y", "AddV2", "x", "w")
+    return g
+
+
 def self_calling_function():
     g = GraphDef()
     placeholder(g)
@@ -93,6 +106,8 @@ def no_outputs():
 
 CASES = {  # today's main: InvalidArgumentError as internal error, SIGSEGV, "does not accept these input shapes" x3,
     "short-const": (short_const, ("Const 'w'", "8 bytes", "short", "re-export")),  # and upstream lines with --outputs ''
+    "const-shape-without-data": (lambda: const_without_data(True), ("Const 'w'", "(no data)")),  # internal error
+    "const-without-value": (lambda: const_without_data(False), ("Const 'w'", "has no value")),  # "input shapes"
     "self-calling-function": (self_calling_function, ("function rec → rec calls itself", "re-export")),
     "invalid-node-name": (bad_name, ("'bad name!'", "not one TensorFlow accepts")),
     "input-cycle": (cycle, ("cycle (a → b → a)",)),
