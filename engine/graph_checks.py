@@ -22,15 +22,16 @@ def malformed(graph) -> str | None:
     """Why `graph` (a GraphDef) cannot be a valid TensorFlow graph, or None."""
     from .text import printable
 
-    for node in graph.node:
-        if not NODE_NAME.fullmatch(node.name):
-            return f"node name '{printable(node.name)}' is not one TensorFlow accepts (letters, digits and _.-/> only)"
-    for where, nodes in [("the graph", graph.node)] + [(f"function '{f.signature.name}'", f.node_def)
+    rows = [(n.name, n.op, n.input) for n in graph.node]  # one pass over the protobuf: graphs are big
+    for name, _, _ in rows:
+        if not NODE_NAME.fullmatch(name):
+            return f"node name '{printable(name)}' is not one TensorFlow accepts (letters, digits and _.-/> only)"
+    for where, nodes in [("the graph", [n for n, (_, op, _) in zip(graph.node, rows) if op == "Const"])] + [(f"function '{f.signature.name}'", f.node_def)
                                                         for f in graph.library.function]:
         for node in nodes:
             if node.op == "Const" and (why := _bad_const(node)):
                 return f"Const '{printable(node.name)}' in {printable(where)} {why}"
-    if cycle := _input_cycle(graph.node):
+    if cycle := _input_cycle(rows):
         return "nodes feed themselves in a cycle (" + " → ".join(printable(n) for n in cycle) + ")"
     if loop := _recursive_function(graph):
         return "function " + " → ".join(printable(f) for f in loop) + " calls itself, which TensorFlow cannot run"
@@ -56,10 +57,10 @@ def _bad_const(node) -> str | None:
             f" ({'short' if len(tensor.tensor_content) < count * size else 'too long'})")
 
 
-def _input_cycle(nodes) -> list[str] | None:
-    """A cycle of inputs (data or control) among `nodes`, as names, or None. Iterative: graphs are big."""
-    inputs = {n.name: [] if n.op in LOOP_BACK_EDGE_OPS else [i.lstrip("^").split(":")[0] for i in n.input]
-              for n in nodes}
+def _input_cycle(rows) -> list[str] | None:
+    """A cycle of inputs (data or control) among (name, op, inputs) rows, as names, or None. Iterative."""
+    inputs = {name: () if op in LOOP_BACK_EDGE_OPS else [i.lstrip("^").partition(":")[0] for i in ins]
+              for name, op, ins in rows}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     for root in inputs:
         if root in state:
@@ -86,11 +87,7 @@ def _recursive_function(graph) -> list[str] | None:
     calls = {f.signature.name: sorted({c for n in f.node_def for c in _callees(n) if c in names})
              for f in graph.library.function}
 
-    class Node:  # the shape _input_cycle walks
-        def __init__(self, name, callees):
-            self.name, self.op, self.input = name, "", callees
-
-    return _input_cycle([Node(name, callees) for name, callees in calls.items()])
+    return _input_cycle([(name, "", callees) for name, callees in calls.items()])
 
 
 def _callees(node) -> list[str]:
