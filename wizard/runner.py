@@ -73,9 +73,14 @@ class ConversionRun:
 
     def remove_leftovers(self) -> None:
         """The temporary siblings a killed child could not remove (never the output directory itself)."""
-        from engine.output import remove_stale_temporaries
+        from engine.errors import UserError
+        from engine.output import locked, remove_stale_temporaries
 
-        remove_stale_temporaries(Path(self.options.output_dir))
+        try:
+            with locked(Path(self.options.output_dir)):  # and the lock file goes on the way out
+                remove_stale_temporaries(Path(self.options.output_dir))
+        except UserError:
+            pass  # another run holds -o now: its leftovers are its own
 
     def report(self) -> dict | None:
         """OUTDIR/report.json of a finished run, if it got that far (not one an earlier run left there)."""
