@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import run_cli
 from engine.protos import GraphDef
 from engine.text import printable, shell_quote
 
