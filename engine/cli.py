@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .report import format_info, format_report
+from .text import printable, printable_lines
 from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_input,
                       parse_quantize, parse_targets, strip_port)
 
@@ -122,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "convert":
             return _convert(args)
     except UserError as e:
-        print(f"tfwizard: error: {e}", file=sys.stderr)
+        print(f"tfwizard: error: {printable(e)}", file=sys.stderr)  # names from the model are in it
         return e.exit_code
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"tfwizard: interrupted ({signal.Signals(signum).name}); nothing was written", file=sys.stderr)
+        written = getattr(e, "written", None)  # the signal came after the output was in place
+        print(f"tfwizard: interrupted ({signal.Signals(signum).name}); "
+              + (f"the output was already complete in {written}" if written else "nothing was written"), file=sys.stderr)
         return 128 + signum
     except BrokenPipeError:  # `tfwizard inspect M | head`: the reader left; so do we, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug of ours or an upstream crash: one line, not a traceback
         if os.environ.get("TFWIZARD_DEBUG"):
             raise
-        print(f"tfwizard: internal error: {type(e).__name__}: {str(e).strip()[:300]}; "
+        print(f"tfwizard: internal error: {type(e).__name__}: {printable(str(e).strip()[:300])}; "
               "rerun with TFWIZARD_DEBUG=1 for details and please report it", file=sys.stderr)
         return 1
     return 2
@@ -149,7 +152,7 @@ def _inspect(args) -> int:
         json.dump(info.to_json(), sys.stdout, indent=2)
         print()
     else:
-        print(format_info(info))
+        print(printable_lines(format_info(info)))
     return 0
 
 
@@ -162,9 +165,9 @@ def _convert(args) -> int:
     if args.dryrun:
         _, info = plan(options)
         check_output_dir(options, probe=False)  # a dry run writes nothing, not even a probe
-        print(options.command())
+        print(options.command())  # shell_join: $'...' for names with control characters
         for line in upstream_lines(options, info):
-            print(line)
+            print(printable(line))  # the '# target: ...' comments name the model
         return 0
     # The wizard sets TFWIZARD_PROGRESS=json so the command it runs is exactly the one it shows;
     # it changes only how progress is printed, never what the command converts.
@@ -173,7 +176,7 @@ def _convert(args) -> int:
     with interruptible():
         report = convert(options, emit, isolated=True)  # TensorFlow in a worker process we can kill
     if progress == "text":
-        print(format_report(report, options.output_dir))
+        print(printable_lines(format_report(report, getattr(report, "location", options.output_dir))))
     return report.exit_code
 
 
@@ -184,4 +187,4 @@ def _json_emitter(event: str, **fields) -> None:
 def _text_emitter(event: str, **fields) -> None:
     target = f"[{fields['target']}] " if fields.get("target") else ""
     if event in ("stage", "log") or (event == "target" and fields.get("status") != "ok"):
-        print(f"tfwizard: {target}{fields.get('message') or fields.get('status')}", file=sys.stderr, flush=True)
+        print(printable(f"tfwizard: {target}{fields.get('message') or fields.get('status')}"), file=sys.stderr, flush=True)

@@ -8,13 +8,12 @@ replaced only with --force. One target failing does not stop the others.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from . import output
 from .options import ConversionOptions
 from .plan import check_output_dir, plan, upstream_commands
 from .report import Report
@@ -42,7 +41,14 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
     started = time.perf_counter()
     detection, info = plan(options)
     out = check_output_dir(options)
-    check_resources(detection, options, out)
+    with output.locked(out):  # a second run on this -o is refused until we are done
+        output.remove_stale_temporaries(out)
+        earlier = output.needs_consent(check_output_dir(options, probe=False))  # re-checked under the lock
+        check_resources(detection, options, out)
+        return _convert_into(out, earlier, detection, info, options, emit, isolated, started)
+
+
+def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isolated: bool, started: float) -> Report:
     report = Report(
         model={"path": info.path, "format": info.format, "reason": info.reason,
                "inputs": [asdict(i) for i in info.inputs], "outputs": [asdict(o) for o in info.outputs]},
@@ -51,11 +57,10 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
     emit = checking_interrupts(emit)
     for warning in info.warnings:
         emit("log", message=f"warning: {warning}")
-    tmp = None
+    tmp = place = None
     try:
         with signals_held():  # a signal now would leave a temp dir we don't know the name of yet
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should be as readable as a mkdir's
+            tmp = output.make_temporary(out)
         commands = upstream_commands(options, info)
         if isolated:
             from .worker import run_worker
@@ -70,33 +75,25 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         shutil.rmtree(tmp / WORKER_TMP, ignore_errors=True)  # the worker's TMPDIR (engine.worker)
         raise_if_interrupted()
-        with signals_held():  # two renames: not to be split by a signal
-            _move_into_place(tmp, out)
-    except BaseException:
+        with signals_held():  # a few renames: not to be split by a signal
+            place, why = output.move_into_place(tmp, out, earlier)
+        if why:
+            emit("log", message=f"warning: {why}")
+        if options.report:
+            Path(options.report).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        emit("done", exit_code=report.exit_code, output_dir=str(place), seconds=report.seconds)
+    except BaseException as e:
+        if place is not None:  # the output is complete: an interruption now must not say otherwise
+            if isinstance(e, KeyboardInterrupt):
+                e.written = str(place)
+            raise
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         # Libraries turn an exception from a signal handler into their own errors on the way up
         # (TensorFlow's tracing gave an AttributeError): after a signal, it is the interruption.
         raise_if_interrupted()
+        if full := output.disk_full(e, out.resolve().parent):
+            raise full from None
         raise
-    if options.report:
-        Path(options.report).write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    emit("done", exit_code=report.exit_code, output_dir=str(out), seconds=report.seconds)
+    report.location = str(place)  # where the output is: -o, or beside it if -o changed meanwhile
     return report
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Replace `out` with `tmp` (renames on one filesystem; the old output is removed last)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{int(time.time())}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

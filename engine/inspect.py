@@ -99,6 +99,10 @@ def inspect(detection: Detection, *, tag: str | None = None, signature: str | No
         producer = None  # a GraphDef records only its graph version (in the reason), not the release
         sig_outputs = None
     inputs, outputs, ops, warnings = summarize_graph(graph)
+    from .graph_checks import malformed
+
+    if why := malformed(graph):
+        warnings.append(f"the model is malformed: {why}; convert refuses it")
     if not graph.HasField("versions") and fmt is not Format.METAGRAPH:
         # TensorFlow writes `versions` after the nodes. Cut between two nodes, a graph still parses,
         # and as nodes come in order it stays consistent: only this missing record hints at it.

@@ -35,6 +35,10 @@ def final_inputs(info: ModelInfo, options: ConversionOptions) -> list[TensorInfo
 def final_outputs(info: ModelInfo, options: ConversionOptions, graph=None) -> list[str]:
     """The outputs to convert. Graphs (pass the parsed GraphDef as `graph`) can be cut at any node."""
     if not options.outputs:
+        if not info.outputs:  # upstream would be given --outputs '' and fail, or convert nothing
+            fix = ("choose a signature that has outputs with --signature" if info.format == "saved_model"
+                   else "name the node(s) to convert with --output NAME")
+            raise UserError(f"{info.path}: the model has no outputs to convert; {fix}")
         return [o.name for o in info.outputs]
     if info.format in ("saved_model", "keras_h5", "keras_v3"):
         known = {o.name for o in info.outputs}

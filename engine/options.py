@@ -133,7 +133,9 @@ class ConversionOptions:
         return out
 
     def command(self) -> str:
-        return shlex.join(self.argv())
+        from .text import shell_join
+
+        return shell_join(self.argv())  # $'...' for arguments with control characters (engine.text)
 
     def replace(self, **changes) -> "ConversionOptions":
         return type(self)(**{f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)})

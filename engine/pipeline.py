@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from . import backends
+from . import backends, output
 from .errors import UserError
 from .report import TargetResult, one_line
 
@@ -61,6 +61,8 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         try:
             backend.convert(prepared, options, target_dir, lambda msg, t=target: emit("log", target=t, message=msg))
         except Exception as e:  # this target's failure: report it, go on with the others (and keep theirs)
+            if full := output.disk_full(e, tmp.parent):
+                raise full from None
             result.status, result.message = "failed", str(e) if isinstance(e, UserError) else one_line(e)
             shutil.rmtree(target_dir, ignore_errors=True)
             emit("target", target=target, status="failed", message=result.message)

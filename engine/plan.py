@@ -4,7 +4,6 @@ wizard's Review and `tfwizard convert` (before its worker starts) all go through
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from . import backends
@@ -13,6 +12,8 @@ from .errors import UserError
 from .inspect import ModelInfo, inspect
 from .interface import final_inputs, final_outputs, preprocessed_inputs
 from .options import ConversionOptions
+from .text import shell_join, shell_quote
+from . import output
 
 
 def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
@@ -23,6 +24,7 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
         more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
         raise UserError(f"{info.path}: loading this model runs code stored in or named by it ({info.code_risks[0]}{more}); "
                         "if you trust its source, pass --trust-model")
+    check_graph(detection, info)
     preprocessed_inputs(final_inputs(info, options), options)
     final_outputs(info, options, graph=_parsed_graph(detection))
     for target in options.targets:
@@ -30,6 +32,19 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
         if check:
             check(options, info)  # the target's own options, before anything is converted
     return detection, info
+
+
+def check_graph(detection, info: ModelInfo) -> None:
+    """Refuse a graph TensorFlow would reject or crash on (engine.graph_checks), before it loads."""
+    from .graph_checks import malformed
+
+    graph = _parsed_graph(detection)
+    if detection.format is Format.SAVED_MODEL:
+        graph = next((m.graph_def for m in detection.parsed.meta_graphs
+                      if list(m.meta_info_def.tags) == list(info.tag)), None)
+    why = malformed(graph) if graph is not None else None
+    if why:
+        raise UserError(f"{info.path}: the model is malformed: {why}; re-export it from TensorFlow")
 
 
 def _parsed_graph(detection):
@@ -47,9 +62,9 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
     for target in options.targets:
         backend = backends.get(target)
         argv = backend.upstream_command(options, info)
-        line = shlex.join(argv) if argv else None
+        line = shell_join(argv) if argv else None
         if line and not getattr(backend, "upstream_creates_output_dir", True):
-            line = f"mkdir -p {shlex.quote(str(Path(options.output_dir, target)))} && {line}"
+            line = f"mkdir -p {shell_quote(str(Path(options.output_dir, target)))} && {line}"
         result[target] = line
     return result
 
@@ -62,21 +77,6 @@ def upstream_lines(options: ConversionOptions, info: ModelInfo) -> list[str]:
 
 
 def check_output_dir(options: ConversionOptions, *, probe: bool = True) -> Path:
-    """The output directory can be written (a probe directory is made and removed unless probe=False)."""
-    out = Path(options.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"-o {out}: is a file, not a directory; choose another output directory")
-    if out.exists() and any(out.iterdir()) and not options.force:
-        raise UserError(f"-o {out}: already exists; pass --force to replace it, or choose another directory")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise UserError(f"-o {out}: the parent directory {parent} does not exist; create it first")
-    if not probe:
-        return out
-    probe = parent / f".{out.name}.write-test"
-    try:
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as e:
-        raise UserError(f"-o {out}: cannot write in {parent} ({e.strerror}); choose a writable directory") from None
-    return out
+    """-o may be written by this run (see engine.output for what tfwizard may replace there)."""
+    return output.check_output_dir(options, probe=probe)
+

@@ -75,7 +75,10 @@ def check_resources(detection, options: ConversionOptions, out: Path) -> None:
     try:
         reserve = int(os.environ.get("TFWIZARD_DISK_RESERVE", "0"))
     except ValueError:
-        raise UserError("TFWIZARD_DISK_RESERVE must be a number of bytes") from None
+        reserve = -1
+    if reserve < 0:
+        raise UserError(f"TFWIZARD_DISK_RESERVE={os.environ['TFWIZARD_DISK_RESERVE']!r}: must be a whole number "
+                        "of bytes, 0 or more; fix or unset it")
     free_disk = shutil.disk_usage(out.resolve().parent).free
     check_space(model_bytes(detection), len(options.targets), free_disk=free_disk,
                 free_memory=available_memory(), out=out, reserve=reserve)

@@ -42,6 +42,7 @@ class Request:
     tmp: str
     upstream_commands: dict
     events_fd: int
+    parent: int = 0  # our parent's pid: the worker exits if it is already gone
 
 
 def _portable(detection):
@@ -58,7 +59,7 @@ def run_worker(detection, info, options, tmp: Path, commands: dict, emit) -> lis
     debug = bool(os.environ.get("TFWIZARD_DEBUG"))
     log = None if debug else open(worker_tmp / "worker.log", "wb")
     read_fd, write_fd = os.pipe()
-    request = Request(options, _portable(detection), info, str(tmp), commands, write_fd)
+    request = Request(options, _portable(detection), info, str(tmp), commands, write_fd, os.getpid())
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=log, stderr=log,
@@ -68,7 +69,7 @@ def run_worker(detection, info, options, tmp: Path, commands: dict, emit) -> lis
         os.close(write_fd)
         if log:
             log.close()
-    outcome = None
+    outcome, stage = None, {"stage": "start", "message": "starting"}
     try:
         proc.stdin.write(pickle.dumps(request))
         proc.stdin.close()
@@ -79,21 +80,39 @@ def run_worker(detection, info, options, tmp: Path, commands: dict, emit) -> lis
                 if kind in ("result", "error"):
                     outcome = (kind, event)
                 else:
+                    if kind == "stage":
+                        stage = event
                     emit(kind, **event)
         returncode = proc.wait()
     except BaseException:
         _kill(proc)
         raise
     if outcome is None:
-        how = f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with {returncode}"
-        raise WorkerFailed(f"the conversion process {how} without a result"
-                           + ("" if debug else "; rerun with TFWIZARD_DEBUG=1 to see its output"))
+        raise death(returncode, stage)
     kind, event = outcome
     if kind == "error":
         if event["user"]:
             raise UserError(event["message"])
         raise WorkerFailed(event["message"])
     return [TargetResult(**t) for t in event["targets"]]
+
+
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL)
+
+
+def death(returncode: int, stage: dict) -> Exception:
+    """Why the worker died without a result, in one line: UserError when the model is the likely cause.
+    (No TFWIZARD_DEBUG hint here: the CLI adds one to internal errors, once.)"""
+    doing = stage.get("message", "starting")
+    if returncode == -signal.SIGKILL:  # the kernel's OOM killer sends SIGKILL
+        return UserError(f"the conversion process was killed (SIGKILL) while {doing}, most likely because the "
+                         "machine ran out of memory for this model; close other programs or use a machine with more memory")
+    if -returncode in CRASH_SIGNALS and stage.get("stage") == "load":
+        name = signal.Signals(-returncode).name
+        return UserError(f"TensorFlow crashed ({name}) while loading the model: the model is malformed; "
+                         "re-export it from TensorFlow")
+    how = f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with {returncode}"
+    return WorkerFailed(f"the conversion process {how} while {doing}, without a result")
 
 
 def _kill(proc) -> None:
@@ -105,9 +124,21 @@ def _kill(proc) -> None:
     proc.wait()
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel SIGKILLs us when the parent dies (kill -9 included), so no orphan converts on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us when it must
+    _die_with_parent()
     request: Request = pickle.loads(sys.stdin.buffer.read())  # from our own parent only
+    if request.parent and os.getppid() != request.parent:
+        return 1  # the parent died before prctl took effect
     events = open(request.events_fd, "w", encoding="utf-8", buffering=1)
 
     def emit(event: str, **fields) -> None:
@@ -122,6 +153,11 @@ def main() -> int:
         emit("error", user=True, message=str(e))
         return 2
     except Exception as e:  # reported by the parent as an internal error, in one line
+        from .output import disk_full
+
+        if full := disk_full(e, Path(request["tmp"]).parent):
+            emit("error", user=True, message=str(full))
+            return 2
         if os.environ.get("TFWIZARD_DEBUG"):
             import traceback
 

@@ -258,9 +258,9 @@ def build(root: Path) -> list[Case]:
     out = root / "out"
     add(Case("output-is-a-file", frozen, ("is a file",), inspect=False))
     (out / "output-is-a-file" / "out").write_text("precious\n")
-    add(Case("output-exists-without-force", frozen, ("already exists", "--force"), inspect=False))
-    (out / "output-exists-without-force" / "out").mkdir()
-    (out / "output-exists-without-force" / "out" / "old.onnx").write_text("precious\n")
+    add(Case("output-not-ours-even-with-force", frozen, ("did not write", "--force does not"), args=("--force",), inspect=False))
+    (out / "output-not-ours-even-with-force" / "out").mkdir()
+    (out / "output-not-ours-even-with-force" / "out" / "old.onnx").write_text("precious\n")
     add(Case("output-parent-missing", frozen, ("does not exist",), out=str(out / "output-parent-missing" / "a" / "out"),
              inspect=False))
     add(Case("output-unwritable", frozen, ("cannot write",), out=str(out / "output-unwritable" / "locked" / "out"),

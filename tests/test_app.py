@@ -183,7 +183,7 @@ def test_signature_choice_shows_that_signatures_inputs(tmp_path, monkeypatch):
         await press(pilot, "enter", "up", "enter")  # signatures are listed sorted: scale, serving_default
         assert app.answers.signature == "scale"
         table = app.screen.query_one("#inputs", DataTable)
-        names = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]  # rich Text: shown escaped
         assert names == [i.name for i in app.answers.info.inputs]
         assert "--signature scale" in app.answers.options().command()
 

@@ -11,7 +11,6 @@ child process (wizard/runner.py), exactly the command shown.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import signal
 import sys
@@ -27,6 +26,7 @@ from prompt_toolkit.output import create_output
 
 from engine.errors import UserError
 from engine.options import human_size
+from engine.text import printable, printable_lines, shell_quote
 
 from .steps import (STEP_KEYS, STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes,
                     preflight_verdicts, preprocessing_preview, questions, review_action)
@@ -225,7 +225,7 @@ def _show_result(report: dict, options, ui: "Prompter") -> None:
         ui.say("    load it:\n" + textwrap.indent(o.snippet, "      "))
     ui.say(f"  report: {options.output_dir}/report.json")
     for o in results[:1]:
-        ui.say(f"  see it as a graph: tfwizard view {shlex.quote(o.model_file)}")
+        ui.say(f"  see it as a graph: tfwizard view {shell_quote(o.model_file)}")
     ui.say("  to convert again the same way:\n    " + options.command())
 
 
@@ -240,7 +240,7 @@ class Prompter:
         self.width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 2
 
     def say(self, text: str = "") -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(printable_lines(text), file=sys.stderr, flush=True)  # names from the model are in it
 
     def header(self, step: Step, index: int) -> None:
         self.say(f"\n[{index + 1}/{len(STEPS)}] {step.title}")
@@ -278,24 +278,25 @@ class Prompter:
 
 def _prompt(q: Question) -> questionary.Question:
     """The questionary prompt for a Question: its kind, label, default, choices and validator."""
-    hint = "; ".join(h for h in (q.help, KEY_HINTS.get(q.kind, "")) if h)
+    hint = printable("; ".join(h for h in (q.help, KEY_HINTS.get(q.kind, "")) if h))
+    label = printable(q.label)  # questionary prints these as they are
     instruction = f"({hint})" if hint else None
     if q.kind == "text":
         path = q.completion == "path"
-        return questionary.text(q.label, default=str(q.default or ""), instruction=instruction,
-                                validate=lambda text: q.validate(text) or True,
+        return questionary.text(label, default=str(q.default or ""), instruction=instruction,
+                                validate=lambda text: printable(q.validate(text) or "") or True,
                                 completer=PathCompleter(expanduser=True) if path else None,
                                 reserve_space_for_menu=6 if path else 0)  # no blank lines under plain questions
     if q.kind == "select":
-        choices = [questionary.Choice(title, value) for value, title in q.choices]
+        choices = [questionary.Choice(printable(title), value) for value, title in q.choices]
         default = q.default if q.default in dict(q.choices) else None
-        return questionary.select(q.label, choices=choices, default=default, instruction=instruction)
+        return questionary.select(label, choices=choices, default=default, instruction=instruction)
     if q.kind == "multi":
         chosen = set(q.default or ())
-        choices = [questionary.Choice(title, value, checked=value in chosen) for value, title in q.choices]
-        return questionary.checkbox(q.label, choices=choices, instruction=instruction,
-                                    validate=lambda values: q.validate(values) or True)
+        choices = [questionary.Choice(printable(title), value, checked=value in chosen) for value, title in q.choices]
+        return questionary.checkbox(label, choices=choices, instruction=instruction,
+                                    validate=lambda values: printable(q.validate(values) or "") or True)
     if q.kind == "confirm":
-        return questionary.confirm(q.label, default=bool(q.default),
-                                   instruction=f"({q.help}) " + ("(Y/n) " if q.default else "(y/N) ") if q.help else None)
+        return questionary.confirm(label, default=bool(q.default),
+                                   instruction=f"({printable(q.help)}) " + ("(Y/n) " if q.default else "(y/N) ") if q.help else None)
     raise ValueError(f"unknown question kind {q.kind!r}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ class ConversionRun:
         self.command = options.command()
         self.process: subprocess.Popen | None = None
         self.cancelled = False
+        self.output_dir = options.output_dir
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "wizard", *self.options.argv()[1:]]
@@ -46,6 +46,8 @@ class ConversionRun:
             except ValueError:
                 event = None
             if isinstance(event, dict) and "event" in event:
+                if event["event"] == "done" and event.get("output_dir"):
+                    self.output_dir = event["output_dir"]  # beside -o if -o changed during the run
                 yield event
             elif not TF_INFO_LOG.match(line):  # TensorFlow's C++ info chatter says nothing to a user
                 yield {"event": "output", "message": line}
@@ -70,11 +72,14 @@ class ConversionRun:
 
     def remove_leftovers(self) -> None:
         """The temporary siblings a killed child could not remove (never the output directory itself)."""
-        out = Path(self.options.output_dir).resolve()
-        from engine.detect import glob_escape
+        from engine.errors import UserError
+        from engine.output import locked, remove_stale_temporaries
 
-        for tmp in out.parent.glob(f".{glob_escape(out.name)}.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            with locked(Path(self.options.output_dir)):  # and the lock file goes on the way out
+                remove_stale_temporaries(Path(self.options.output_dir))
+        except UserError:
+            pass  # another run holds -o now: its leftovers are its own
 
     def report(self) -> dict | None:
         """OUTDIR/report.json of a finished run, if it got that far (not one an earlier run left there)."""
@@ -82,7 +87,7 @@ class ConversionRun:
 
         if self.returncode not in (EXIT_OK, EXIT_FAILED, EXIT_MISMATCH):
             return None
-        path = Path(self.options.output_dir) / "report.json"
+        path = Path(self.output_dir) / "report.json"
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):

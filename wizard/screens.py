@@ -18,10 +18,12 @@ from textual.widgets import Button, Input, Label, Static
 from engine.report import tolerance_text, verification_text
 from engine.errors import UserError
 from engine.options import human_size
+from engine.text import printable
 
 from . import steps
 from .ui.base import NavButton, StepScreen
 from .ui.model import ModelScreen, _shape
+from .shown import shown, shown_cell
 from .steps import Answers, Question
 
 class QuestionForm(Vertical):
@@ -43,17 +45,17 @@ class QuestionForm(Vertical):
         self.asked = steps.questions(self.step, self.answers)
         for n, q in enumerate(self.asked):
             if q.kind != "confirm":
-                yield Label(q.label, classes="label")
+                yield Label(shown(q.label), classes="label")
             yield _widget_for(q, q.default, f"q{n}")
             if q.help:
-                yield Static(q.help, classes="qhelp", markup=False)
+                yield Static(shown(q.help), classes="qhelp", markup=False)
             error = Static("", id=f"q{n}-error", classes="qerror", markup=False)
             error.display = False
             yield error
 
     def _show(self, n: int, error: str | None) -> None:
         widget = self.query_one(f"#q{n}-error", Static)
-        widget.update(error or "")
+        widget.update(shown(error or ""))
         widget.display = bool(error)
 
     def first_error(self) -> str | None:
@@ -105,11 +107,11 @@ def _widget_for(q: Question, value, widget_id: str):
     from textual.widgets import Checkbox, Select, SelectionList
 
     if q.kind == "select":
-        return Select([(title, v) for v, title in q.choices], value=value, allow_blank=False, id=widget_id, compact=True)
+        return Select([(shown(title), v) for v, title in q.choices], value=value, allow_blank=False, id=widget_id, compact=True)
     if q.kind == "multi":
-        return SelectionList(*[(title, v, v in value) for v, title in q.choices], id=widget_id, compact=True)
+        return SelectionList(*[(shown(title), v, v in value) for v, title in q.choices], id=widget_id, compact=True)
     if q.kind == "confirm":
-        return Checkbox(q.label, value=bool(value), id=widget_id, compact=True)
+        return Checkbox(shown(q.label), value=bool(value), id=widget_id, compact=True)
     return Input(str(value), id=widget_id, compact=True, select_on_focus=False)
 
 
@@ -151,7 +153,7 @@ class NetronView(Horizontal):
     def compose(self) -> ComposeResult:
         yield NavButton("View in Netron", compact=True)
         starting = self.path in self.app.netron and not self.app.netron[self.path]
-        yield Static("starting Netron…" if starting else self.app.netron.get(self.path, ""), markup=False)
+        yield Static(shown("starting Netron…" if starting else self.app.netron.get(self.path, "")), markup=False)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -177,7 +179,7 @@ class NetronView(Horizontal):
     def show(self, served: Served) -> None:
         self.query_one(NavButton).disabled = False
         url = self.query_one(Static)
-        url.update(served.url or f"✘ {served.error}")
+        url.update(shown(served.url or f"✘ {served.error}"))
         url.set_class(not served.url, "bad")
 
 
@@ -199,19 +201,19 @@ class GraphScreen(QuestionScreen):
             table = DataTable(show_cursor=False, zebra_stripes=True, id=title.lower())
             table.add_columns("name", "dtype", "shape", "note")
             for t in tensors:
-                table.add_row(t.name, t.dtype or "?", _shape(t.shape), t.note or "")
+                table.add_row(shown_cell(t.name), t.dtype or "?", _shape(t.shape), shown_cell(t.note))
             table.styles.height = len(tensors) + 1
             yield table
         yield Label("Can each target take it?", classes="section")
         for title, verdict, text in steps.preflight_verdicts(info):
             mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
-            yield Static(f"{mark} {title}: {text}", classes=style, markup=False)
+            yield Static(shown(f"{mark} {title}: {text}"), classes=style, markup=False)
         # Before the op inventory, which can run to many lines for a big graph.
         yield Label("Outline: inputs → main blocks → outputs", classes="section")
-        yield Static(self.answers.outline, id="outline", markup=False)
+        yield Static(shown(self.answers.outline), id="outline", markup=False)
         kind = "Layers" if info.op_kind == "keras_layer" else "Ops"
         yield Label(f"{kind}: {sum(info.ops.values())} in {len(info.ops)} types", classes="section")
-        yield Static(", ".join(f"{op}×{n}" for op, n in info.ops.items()), markup=False)
+        yield Static(shown(", ".join(f"{op}×{n}" for op, n in info.ops.items())), markup=False)
 
     def buttons(self) -> ComposeResult:
         yield NetronView(self.answers.model, id="netron")
@@ -240,11 +242,11 @@ class PreprocessScreen(QuestionScreen):
     def body(self) -> ComposeResult:
         yield QuestionForm(self.STEP, self.answers)
         yield Label("What the converted model does first", classes="section")
-        yield Static(steps.preprocessing_preview(self.answers), id="preview", classes="command", markup=False)
+        yield Static(shown(steps.preprocessing_preview(self.answers)), id="preview", classes="command", markup=False)
 
     @on(QuestionForm.Answered)
     def _update_preview(self) -> None:
-        self.query_one("#preview", Static).update(steps.preprocessing_preview(self.answers))
+        self.query_one("#preview", Static).update(shown(steps.preprocessing_preview(self.answers)))
 
 
 class TargetsScreen(QuestionScreen):
@@ -262,9 +264,9 @@ class ReviewScreen(QuestionScreen):
         command, upstream = self._commands()
         yield QuestionForm(self.STEP, self.answers)
         yield Label("The command", classes="section")
-        yield Static(command, id="command", classes="command", markup=False)
+        yield Static(shown(command), id="command", classes="command", markup=False)
         yield Label("The same with the upstream tools", classes="section")
-        yield Static(upstream, id="upstream", markup=False)
+        yield Static(shown(upstream), id="upstream", markup=False)
 
     def problem(self) -> str | None:
         """The same gate as --plain's review and `tfwizard convert` before TensorFlow (steps.checked_options)."""
@@ -301,8 +303,8 @@ class ReviewScreen(QuestionScreen):
     @on(QuestionForm.Answered)
     def _update(self) -> None:  # the output directory is in every line
         command, upstream = self._commands()
-        self.query_one("#command", Static).update(command)
-        self.query_one("#upstream", Static).update(upstream)
+        self.query_one("#command", Static).update(shown(command))
+        self.query_one("#upstream", Static).update(shown(upstream))
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self._commands()[0])
@@ -350,7 +352,7 @@ class RunScreen(StepScreen):
     def body(self) -> ComposeResult:
         from textual.widgets import DataTable, ProgressBar, RichLog
 
-        yield Static(self.run.command, classes="command", markup=False)
+        yield Static(shown(self.run.command), classes="command", markup=False)
         yield ProgressBar(total=1 + len(self.targets), show_eta=False, id="progress")
         table = DataTable(show_cursor=False, id="targets")
         for column in ("target", "status", "seconds", "check"):
@@ -382,7 +384,7 @@ class RunScreen(StepScreen):
         table, bar = self.query_one("#targets", DataTable), self.query_one("#progress", ProgressBar)
         kind, target = event.get("event"), event.get("target")
         if kind in ("stage", "log", "output"):
-            log.write((f"[{target}] " if target else "") + str(event.get("message", "")))
+            log.write(printable((f"[{target}] " if target else "") + str(event.get("message", ""))))
         if kind == "stage" and target:
             if bar.progress < 1:
                 bar.advance(1)  # the model is loaded once the first target starts
@@ -394,7 +396,7 @@ class RunScreen(StepScreen):
             check, passed = verification_text(event.get("verification"))
             # The verdict in the table (a long cell would scroll it and hide rows), the numbers in the log.
             table.update_cell(target, "check", steps.VERDICTS[passed], update_width=True)
-            log.write(f"[{target}] {check}")
+            log.write(printable(f"[{target}] {check}"))
         elif kind == "exit":
             self._finished(event["code"])
 
@@ -462,15 +464,15 @@ class ResultScreen(StepScreen):
         yield table
         for r in results:
             yield Label(f"{r.title}: {r.status}", classes="section")
-            yield Static(r.message or r.check, classes="ok" if r.passed else "bad" if r.passed is False else "",
+            yield Static(shown(r.message or r.check), classes="ok" if r.passed else "bad" if r.passed is False else "",
                          markup=False)
             for name, size in r.files.items():
-                yield Static(f"{Path(output_dir) / name}  ({size:,} bytes)", markup=False)
+                yield Static(shown(f"{Path(output_dir) / name}  ({size:,} bytes)"), markup=False)
             if r.snippet:
-                yield Static(r.snippet, classes="command", markup=False)
+                yield Static(shown(r.snippet), classes="command", markup=False)
                 yield NetronView(r.model_file, id=f"netron-{r.target}")
         yield Label("Reproduce it", classes="section")
-        yield Static(report.get("command", ""), classes="command", markup=False)
+        yield Static(shown(report.get("command", "")), classes="command", markup=False)
 
     def buttons(self) -> ComposeResult:
         yield NavButton("Back", id="back", compact=True)

@@ -346,11 +346,15 @@ def _target_questions(a: Answers) -> list[Question]:
 
 def _review_questions(a: Answers) -> list[Question]:
     result = [Question("output_dir", "text", "Output directory", "each target goes into a subdirectory of it",
-                       default=a.output_dir or default_output_dir(a.model), validate=_check_output_dir,
-                       completion="path")]
+                       default=a.output_dir or default_output_dir(a.model),
+                       validate=lambda text: _check_output_dir(text, a.model), completion="path")]
+    from engine.output import needs_consent, replace_note
+
     out = Path(a.output_dir or default_output_dir(a.model))
-    if out.is_dir() and any(out.iterdir()):
-        result.append(Question("force", "confirm", f"{out} exists: replace it", "replaced only after a successful run",
+    earlier = None if _check_output_dir(str(out), a.model) else needs_consent(out)
+    if earlier:  # only an earlier tfwizard output can be replaced (engine.output)
+        result.append(Question("force", "confirm", f"{out} holds an earlier tfwizard output: replace it",
+                               f"replaces its {replace_note(earlier)}, only after a successful run",
                                default=a.force, validate=lambda v: None if v else "say yes to replace it, or choose another directory"))
     return result
 
@@ -591,13 +595,12 @@ def _check_floats(text: str, flag: str, channels: int | None) -> str | None:
     return None
 
 
-def _check_output_dir(text: str) -> str | None:
+def _check_output_dir(text: str, model: str | None = None) -> str | None:
+    from engine.output import problem
+
     out = Path(str(text).strip() or ".")
-    if out.exists() and not out.is_dir():
-        return f"{out} is a file; choose a directory"
-    if not out.resolve().parent.is_dir():
-        return f"{out.resolve().parent} does not exist; create it first"
-    return None
+    why = problem(out, model)
+    return f"{out} {why}" if why else None
 
 
 def _channels(a: Answers) -> int | None:

@@ -13,6 +13,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from .. import steps
+from ..shown import shown
 from ..steps import STEP_KEYS, STEPS, Answers
 
 
@@ -35,7 +36,7 @@ class StepScreen(Screen):
             if self.app.teaching:  # the guided demo explains each step at more length
                 step = STEPS[STEP_KEYS.index(self.STEP)]
                 intro = steps.DEMO_INTRO + "\n\n" if self.STEP == "model" else ""
-                yield Static(intro + step.teach, classes="teach", markup=False)
+                yield Static(shown(intro + step.teach), classes="teach", markup=False)
             yield from self.body()
         yield Static("", id="error")
         with Horizontal(id="nav"):
@@ -56,7 +57,7 @@ class StepScreen(Screen):
 
     def show_error(self, text: str, *, ok: bool = False) -> None:
         line = self.query_one("#error", Static)
-        line.update(text)
+        line.update(shown(text))  # errors name nodes of the model
         line.set_class(ok, "ok")  # the same line says when things went well
 
     def action_next(self) -> None:

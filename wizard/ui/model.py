@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Label, Static
 from engine.errors import UserError
 
 from .. import steps
+from ..shown import shown
 from .base import NavButton, StepScreen
 
 
@@ -102,7 +103,7 @@ class ModelScreen(StepScreen):
         detection = self.query_one("#detection", Static)
         if self.answers.loaded(path):  # back at this step, or the demo's model: read already
             detection.set_classes("ok")
-            detection.update(f"✔ {_model_summary(self.answers.info)}")
+            detection.update(shown(f"✔ {_model_summary(self.answers.info)}"))
             return
         detection.update("reading…" if path.strip() else "")
         detection.set_classes("")
@@ -137,12 +138,12 @@ class ModelScreen(StepScreen):
             return  # an answer to an older keystroke
         detection = self.query_one("#detection", Static)
         if message.info is None:
-            detection.update(f"✘ {message.error}")
+            detection.update(shown(f"✘ {message.error}"))
             detection.set_classes("bad")
             return
         self.answers.adopt(message.path, message.info, message.outline)
         detection.set_classes("ok")
-        detection.update(f"✔ {_model_summary(message.info)}")
+        detection.update(shown(f"✔ {_model_summary(message.info)}"))
         self.show_error("")
 
     def problem(self) -> str | None:
