@@ -194,7 +194,8 @@ def format_report(report, output_dir: str) -> str:
         if t.status in ("failed", "unsupported"):
             lines.append(f"{t.target:<9} {t.status.upper()}: {t.message}")
         else:
-            lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}")
+            via = f"  [{t.strategy}]" if t.strategy and t.strategy != "frozen graph" else ""
+            lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}{via}")
     status = {0: "done", 1: "some targets failed", 3: "verification out of tolerance"}[report.exit_code]
     lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(output_dir) / 'report.json'}")
     return "\n".join(lines)

@@ -43,6 +43,8 @@ class TargetResult:
     seconds: float = 0.0
     upstream_command: str | None = None
     verification: dict | None = None  # {max_abs_diff, max_rel_diff, tolerance, tolerance_on, passed, outputs} or {skipped}
+    strategy: str | None = None  # the ladder rung that produced the file ("frozen graph", ...: engine.ladder)
+    attempts: list = field(default_factory=list)  # [{strategy, error}]: the rungs tried before or instead
 
 
 def verification_text(v: dict | None) -> tuple[str, bool | None]:
@@ -209,6 +211,7 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
 def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -> list[TargetResult]:
     """TensorFlow's part: prepare the model once, then convert and verify each target into tmp/<target>."""
     from .inspect import graph_op_inventory
+    from .ladder import climb
     from .prepare import import_tensorflow, prepare, run_reference
     from .verify import compare, make_feeds
 
@@ -244,27 +247,22 @@ def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) 
             emit("target", target=target, status="unsupported", message=result.message)
             continue
         target_dir = tmp / target
-        target_dir.mkdir()
         emit("stage", stage="convert", target=target, message=f"converting to {backend.title}")
         t0 = time.perf_counter()
-        try:
-            backend.convert(prepared, options, target_dir, lambda msg, t=target: emit("log", target=t, message=msg))
-        except UserError:
-            raise
-        except Exception as e:  # a converter's own failure: report it, go on with the other targets
-            result.status, result.message = "failed", _one_line(e)
-            shutil.rmtree(target_dir, ignore_errors=True)
+        check = (lambda d, p, b=backend: _verify(b, d, p, options, feeds, reference, compare)) if options.verify else None
+        # Each rung of the target's ladder converts and verifies in turn (engine.ladder).
+        outcome = climb(backend, prepared, options, target_dir, lambda msg, t=target: emit("log", target=t, message=msg),
+                        check, _one_line)
+        result.status, result.message, result.strategy, result.attempts = (
+            outcome.status, outcome.message, outcome.strategy, outcome.attempts)
+        result.seconds = round(time.perf_counter() - t0, 2)
+        if outcome.status == "failed":
             emit("target", target=target, status="failed", message=result.message)
             continue
-        result.seconds = round(time.perf_counter() - t0, 2)
         result.files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(target_dir.rglob("*")) if p.is_file()}
-        if options.verify:
-            emit("stage", stage="verify", target=target, message="running it and comparing with TensorFlow")
-            result.verification = _verify(backend, target_dir, prepared, options, feeds, reference, compare)
-            if result.verification.get("passed") is False:
-                result.status = "mismatch"
+        result.verification = outcome.verification
         emit("target", target=target, status=result.status, files=result.files, seconds=result.seconds,
-             verification=result.verification, message=result.message)
+             verification=result.verification, message=result.message, strategy=result.strategy)
     shutil.rmtree(work, ignore_errors=True)
     return results
 
