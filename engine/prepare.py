@@ -199,7 +199,9 @@ def _restore_ops(tf, graph, checkpoint: str) -> list:
     inference GraphDef doesn't have; the checkpoint reader needs neither.
     """
     try:
-        reader = tf.train.load_checkpoint(checkpoint)
+        # The prefix itself, not load_checkpoint(): that takes "dir/" (the prefix of files named
+        # .index/.data-*) for a directory and looks for a `checkpoint` state file in it.
+        reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
     except _weight_errors(tf) as e:
         raise UserError(f"{checkpoint}: cannot read the checkpoint ({str(e).splitlines()[0][:160]}); "
                         "check --checkpoint, or copy it again if it is damaged") from None

@@ -142,8 +142,8 @@ def tf1_lstm_metagraph(out):
         with tf.Graph().as_default(), v1.Session() as sess:
             v1.set_random_seed(0)
             x = v1.placeholder(tf.float32, [None, STEPS, FEATURES], name="sequence")
-            _, h = _rnn(v1, tf, x, 4, _LSTMCell(v1, tf, 4))
-            tf.identity(_dense(v1, tf, h, 2, "dense"), name="scores")
+            c, h = _rnn(v1, tf, x, 4, _LSTMCell(v1, tf, 4))  # both states used: no dangling loop Exit
+            tf.identity(_dense(v1, tf, tf.concat([c, h], 1), 2, "dense"), name="scores")
             sess.run(v1.global_variables_initializer())
             v1.train.Saver().save(sess, os.path.join(d, "model"), write_state=False)
     finally:
