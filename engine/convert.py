@@ -225,7 +225,10 @@ def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) 
     # and Keras layers are gone; their TF ops are what the targets see).
     main_ops = Counter(n.op for n in prepared.graph_def.node)
     body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
-    feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing) if options.verify else {}
+    from .tables import string_constants
+
+    feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing,
+                       vocabulary=string_constants(prepared.graph_def)) if options.verify else {}
     reference = run_reference(tf, prepared, feeds) if options.verify else {}
     results = []
     for target in options.targets:

@@ -248,6 +248,11 @@ def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: boo
     with _damaged_weights(tf, detection.path, "SavedModel"):
         loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
     fn = loaded.signatures[info.signature]
+    from . import tables
+
+    if hasattr(loaded, "prune") and tables.has_tables(fn.graph.as_graph_def()):  # prune: a TF1 SavedModel
+        # Its main op fills lookup tables: only a session freezes it (engine.tables).
+        return tables.freeze_in_session(tf, str(detection.path), info.tag, info.signature)
     return _freeze_function(tf, fn, info, lower=lower)
 
 
