@@ -273,6 +273,13 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
             model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust)
     except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        written = detection.parsed.get("keras_version") or ""
+        if written and written != keras.__version__ and "custom" not in msg.lower():
+            # Mostly a file from another Keras release whose config this one rebuilds differently
+            # (Keras 3.4+ on nested models saved by 3.0-3.3: keras-team/keras#19959, #20084).
+            raise UserError(f"{detection.path}: written by Keras {written}; this Keras ({keras.__version__}) cannot "
+                            f"rebuild it ({msg}); load it with Keras {written} (pip install keras=={written}) and "
+                            "export a SavedModel there with model.export(DIR), then convert DIR") from None
         raise UserError(f"{detection.path}: Keras could not load the model ({msg}); copy it again if it is damaged, "
                         "or export a SavedModel from the training code if it uses custom layers") from None
     specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,

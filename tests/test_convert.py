@@ -57,7 +57,7 @@ def test_every_form_to_every_target(converted, entry, target):
     assert verification["passed"], verification
     assert verification["max_abs_diff"] <= 1e-4
     doc = json.loads((out / "report.json").read_text())
-    assert doc["schema"] == "tfwizard.report/1" and doc["exit_code"] == 0
+    assert doc["schema"] == "tfwizard.report/1" and doc["exit_code"] == (1 if entry.get("fails_on") else 0)
     assert not list(out.parent.glob(".out.tmp-*")), "temporary directory left behind"
 
 

@@ -74,3 +74,40 @@ def test_text_model_with_a_lookup_table_matches_tensorflow_on_tflite(tmp_path):
     known = runner(words=np.array([b"cat", b"sat"], dtype=object))["scores"]
     unknown = runner(words=np.array([b"xyz", b"qqq"], dtype=object))["scores"]
     assert not np.allclose(known, unknown)
+
+
+def test_keras_file_from_another_keras_release_names_both_versions(tmp_path):
+    """A .keras that today's Keras rebuilds wrongly ("Layer dense expects 1 input(s), but it received
+    2", as with files from older Keras 3 releases): the message says which Keras wrote it and what to do."""
+    import zipfile
+
+    source = SAMPLES / "keras_sequential.keras"
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(source) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    dense = config["config"]["layers"][1]
+    assert dense["class_name"] == "Dense"
+    # A Sequential config keeps no inbound nodes; turn it into the shape such files have: Functional
+    # with the Dense layer called on [x, x].
+    x = {"class_name": "__keras_tensor__", "config": {"shape": [None, 8], "dtype": "float32",
+                                                       "keras_history": ["features", 0, 0]}}
+    inp = {"module": "keras.layers", "class_name": "InputLayer", "name": "features",
+           "config": {"batch_shape": [None, 8], "dtype": "float32", "name": "features"}, "inbound_nodes": []}
+    dense["name"] = dense["config"]["name"]
+    dense["inbound_nodes"] = [{"args": [[x, x]], "kwargs": {}}]
+    files["config.json"] = json.dumps({"module": "keras.src.models.functional", "class_name": "Functional",
+                                       "config": {"name": "m", "layers": [inp, dense], "input_layers": ["features", 0, 0],
+                                                  "output_layers": [dense["name"], 0, 0]}}).encode()
+    meta = json.loads(files["metadata.json"])
+    meta["keras_version"] = "3.0.5"
+    files["metadata.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(old, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    proc = run_cli("convert", old, "--to", "onnx", "-o", tmp_path / "out", timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]  # after the progress lines: one line for the error
+    assert "written by Keras 3.0.5" in line and "expects 1 input(s), but it received 2" in line, line
+    assert "pip install keras==3.0.5" in line and "model.export" in line
+    assert "damaged" not in line and "custom layers" not in line
