@@ -61,8 +61,8 @@ def climb(backend, prepared, options, target_dir: Path, log: Callable[[str], Non
             outdir.mkdir()
             try:
                 convert(rung_prepared, options, outdir, log)
-            except UserError:
-                raise
+            except UserError as e:  # the user's to fix, not another rung's: this target fails with it
+                return Outcome("failed", message=str(e), attempts=attempts + [{"strategy": name, "error": str(e)}])
             except Exception as e:  # a converter's own failure: on to the next rung
                 attempts.append({"strategy": name, "error": one_line(e)})
                 log(f"{name}: {one_line(e)}")
