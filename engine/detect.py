@@ -266,7 +266,7 @@ def _protobuf(path: Path, checkpoint) -> Detection:
     from . import protos
 
     kind, message = "graph", None
-    if path.suffix != ".meta":  # the common case, a frozen graph: read its structure, not its weights
+    if not path.name.endswith(".meta"):  # the common case, a frozen graph: read its structure, not its weights
         try:
             message = _try_binary("graph", skim_graphdef(path))
         except Truncated:
@@ -420,7 +420,7 @@ def _find_checkpoint(graph: Path, explicit, *, graph_kind: str) -> str:
                 if prefix:
                     return prefix
     prefixes = sorted({p for f in folder.iterdir() if (p := _checkpoint_prefix(f))})
-    if graph.suffix == ".meta" and (own := _checkpoint_prefix(graph.with_suffix(""))):
+    if graph.name.endswith(".meta") and (own := _checkpoint_prefix(str(graph)[: -len(".meta")])):
         return own
     if len(prefixes) == 1:
         return prefixes[0]
@@ -433,19 +433,25 @@ def _find_checkpoint(graph: Path, explicit, *, graph_kind: str) -> str:
     raise UserError(f"{graph}: several checkpoints beside it ({names}); choose one with --checkpoint PREFIX")
 
 
-def _checkpoint_prefix(path: Path) -> str | None:
-    """Return the checkpoint prefix for a V2 prefix/.index/.data path or a V1 file, else None."""
-    name = path.name
+def _checkpoint_prefix(path) -> str | None:
+    """Return the checkpoint prefix for a V2 prefix/.index/.data path or a V1 file, else None.
+
+    Works on the string: a checkpoint saved with the prefix "dir/" has files with an empty stem
+    (dir/.index, dir/.meta, dir/.data-00000-of-00001), and its prefix is "dir/" (pathlib can't say it).
+    """
+    folder, name = os.path.split(str(path))
+    folder = Path(folder or ".")
     for suffix in (".index", ".meta"):
         if name.endswith(suffix):
-            path = path.with_name(name[: -len(suffix)])
-    if ".data-" in path.name:
-        path = path.with_name(path.name.split(".data-")[0])
-    index = path.with_name(path.name + ".index")
-    if index.is_file() and _ends_with_table_magic(index) and list(path.parent.glob(glob_escape(path.name) + ".data-*")):
-        return str(path)
-    if path.is_file() and path.suffix != ".index" and _ends_with_table_magic(path):
-        return str(path)  # TF1 V1 checkpoint: a single table file
+            name = name[: -len(suffix)]
+    if ".data-" in name:
+        name = name.split(".data-")[0]
+    index = folder / (name + ".index")
+    if index.is_file() and _ends_with_table_magic(index) and list(folder.glob(glob_escape(name) + ".data-*")):
+        return os.path.join(str(folder), name)  # "dir/" for an empty stem
+    single = folder / name
+    if name and single.is_file() and not name.endswith(".index") and _ends_with_table_magic(single):
+        return str(single)  # TF1 V1 checkpoint: a single table file
     return None
 
 

@@ -10,8 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from . import backends, output
-from .errors import UserError
+from . import backends
 from .report import TargetResult, one_line
 
 Emit = Callable[..., None]  # emit(event, **fields): progress for people or a UI
@@ -20,7 +19,9 @@ Emit = Callable[..., None]  # emit(event, **fields): progress for people or a UI
 def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -> list[TargetResult]:
     """TensorFlow's part: prepare the model once, then convert and verify each target into tmp/<target>."""
     from .inspect import graph_op_inventory
+    from .ladder import climb
     from .prepare import import_tensorflow, prepare, run_reference
+    from .tables import string_constants
     from .verify import compare, make_feeds
 
     emit("stage", stage="import", message="importing TensorFlow")
@@ -33,7 +34,8 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     # and Keras layers are gone; their TF ops are what the targets see).
     main_ops = Counter(n.op for n in prepared.graph_def.node)
     body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
-    feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing) if options.verify else {}
+    feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing,
+                       vocabulary=string_constants(prepared.graph_def)) if options.verify else {}
     reference = run_reference(tf, prepared, feeds) if options.verify else {}
     results = []
     for target in options.targets:
@@ -55,27 +57,22 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
             emit("target", target=target, status="unsupported", message=result.message)
             continue
         target_dir = tmp / target
-        target_dir.mkdir()
         emit("stage", stage="convert", target=target, message=f"converting to {backend.title}")
         t0 = time.perf_counter()
-        try:
-            backend.convert(prepared, options, target_dir, lambda msg, t=target: emit("log", target=t, message=msg))
-        except Exception as e:  # this target's failure: report it, go on with the others (and keep theirs)
-            if full := output.disk_full(e, tmp.parent):
-                raise full from None
-            result.status, result.message = "failed", str(e) if isinstance(e, UserError) else one_line(e)
-            shutil.rmtree(target_dir, ignore_errors=True)
+        check = (lambda d, p, b=backend: _verify(b, d, p, options, feeds, reference, compare)) if options.verify else None
+        # Each rung of the target's ladder converts and verifies in turn (engine.ladder).
+        outcome = climb(backend, prepared, options, target_dir, lambda msg, t=target: emit("log", target=t, message=msg),
+                        check, one_line)
+        result.status, result.message, result.strategy, result.attempts = (
+            outcome.status, outcome.message, outcome.strategy, outcome.attempts)
+        result.seconds = round(time.perf_counter() - t0, 2)
+        if outcome.status == "failed":
             emit("target", target=target, status="failed", message=result.message)
             continue
-        result.seconds = round(time.perf_counter() - t0, 2)
         result.files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(target_dir.rglob("*")) if p.is_file()}
-        if options.verify:
-            emit("stage", stage="verify", target=target, message="running it and comparing with TensorFlow")
-            result.verification = _verify(backend, target_dir, prepared, options, feeds, reference, compare)
-            if result.verification.get("passed") is False:
-                result.status = "mismatch"
+        result.verification = outcome.verification
         emit("target", target=target, status=result.status, files=result.files, seconds=result.seconds,
-             verification=result.verification, message=result.message)
+             verification=result.verification, message=result.message, strategy=result.strategy)
     shutil.rmtree(work, ignore_errors=True)
     return results
 

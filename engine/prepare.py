@@ -40,29 +40,59 @@ def import_tensorflow():
     return tf
 
 
-def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, workdir: Path) -> Prepared:
-    """Freeze the model and rebuild it with the final inputs, preprocessing and outputs."""
+def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, workdir: Path, *,
+            control_flow_v2: bool = False) -> Prepared:
+    """Freeze the model and rebuild it with the final inputs, preprocessing and outputs.
+
+    By default control flow is lowered to TF1 Switch/Merge/Enter/Exit (what TF.js and OpenVINO
+    take best). control_flow_v2=True freezes the original model again with functional While/If
+    kept, as tf2onnx and the TFLite converter do themselves: their loop rewriters need it (a
+    lowered Keras LSTM leaves TensorList ops tf2onnx can't convert). The first Prepared offers that
+    variant through `alternative()`, built only if a target asks (engine.ladder).
+    """
     tf = import_tensorflow()
     inputs = final_inputs(info, options)
     outputs = final_outputs(info, options)
-    frozen, tensor_of = _freeze(tf, detection, info, options, [o for o in outputs])
+    keep_v2 = control_flow_v2 or options.control_flow_v2
+    frozen, tensor_of = _freeze(tf, detection, info, options, [o for o in outputs], lower=not keep_v2)
     graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options, info)
-    if graph_def.library.function and not options.control_flow_v2:
+    if control_flow_v2 and not graph_def.library.function:
+        return None  # no functional control flow: the same graph as the first rung
+    if graph_def.library.function and not keep_v2:
         graph_def = _lower_control_flow(tf, graph_def, inputs, outputs, info)
-    graph_path = workdir / "prepared.pb"
+    graph_path = workdir / ("prepared-control-flow-v2.pb" if control_flow_v2 else "prepared.pb")
     graph_path.write_bytes(graph_def.SerializeToString())
-    return Prepared(
+    prepared = Prepared(
         graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
         keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
         has_preprocessing=options.has_preprocessing,
+        strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else "frozen graph",
     )
+    if not control_flow_v2 and not options.control_flow_v2:
+        prepared.alternative = _once(lambda: prepare(detection, info, options, workdir, control_flow_v2=True))
+    return prepared
+
+
+# What the report calls the original model in a strategy's name ("saved model, control flow v2").
+SOURCE_NAMES = {"saved_model": "saved model", "keras_h5": "Keras model", "keras_v3": "Keras model"}
+
+
+def _once(make):
+    """make() on the first call, its result (None included) after that."""
+    cache = []
+
+    def get():
+        if not cache:
+            cache.append(make())
+        return cache[0]
+    return get
 
 
 # --- freezing each input form ---------------------------------------------------------------------
 
 
-def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs):
-    """→ (frozen GraphDef, {user name: tensor name in it})."""
+def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lower: bool = True):
+    """→ (frozen GraphDef, {user name: tensor name in it}). lower: TF2 functions' control flow."""
     fmt = detection.format
     if fmt in (Format.GRAPHDEF, Format.GRAPHDEF_TEXT):
         graph_def = _read_graph_def(tf, detection.graph)
@@ -70,8 +100,8 @@ def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs):
     if fmt in (Format.CHECKPOINT, Format.METAGRAPH):
         return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs)
     if fmt is Format.SAVED_MODEL:
-        return _freeze_saved_model(tf, detection, info)
-    return _freeze_keras(tf, detection, info, trust=options.trust_model)
+        return _freeze_saved_model(tf, detection, info, lower=lower)
+    return _freeze_keras(tf, detection, info, trust=options.trust_model, lower=lower)
 
 
 def _graph_names(graph_def, info, outputs) -> dict[str, str]:
@@ -128,7 +158,9 @@ def _restore_ops(tf, graph, checkpoint: str) -> list:
     inference GraphDef doesn't have; the checkpoint reader needs neither.
     """
     try:
-        reader = tf.train.load_checkpoint(checkpoint)
+        # The prefix itself, not load_checkpoint(): that takes "dir/" (the prefix of files named
+        # .index/.data-*) for a directory and looks for a `checkpoint` state file in it.
+        reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
     except _weight_errors(tf) as e:
         raise UserError(f"{checkpoint}: cannot read the checkpoint ({str(e).splitlines()[0][:160]}); "
                         "check --checkpoint, or copy it again if it is damaged") from None
@@ -171,14 +203,19 @@ def _has_op(graph, name) -> bool:
         return False
 
 
-def _freeze_saved_model(tf, detection: Detection, info: ModelInfo):
+def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: bool = True):
     with _damaged_weights(tf, detection.path, "SavedModel"):
         loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
     fn = loaded.signatures[info.signature]
-    return _freeze_function(tf, fn, info)
+    from . import tables
+
+    if hasattr(loaded, "prune") and tables.has_tables(fn.graph.as_graph_def()):  # prune: a TF1 SavedModel
+        # Its main op fills lookup tables: only a session freezes it (engine.tables).
+        return tables.freeze_in_session(tf, str(detection.path), info.tag, info.signature)
+    return _freeze_function(tf, fn, info, lower=lower)
 
 
-def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False):
+def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False, lower: bool = True):
     """Load with Keras' safe mode on unless the user trusts the model (plan() refused it otherwise).
 
     tf_keras ignores safe_mode for legacy .h5 files and would run a Lambda's bytecode, so its
@@ -195,6 +232,13 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
             model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust)
     except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        written = detection.parsed.get("keras_version") or ""
+        if written and written != keras.__version__ and "custom" not in msg.lower():
+            # Mostly a file from another Keras release whose config this one rebuilds differently
+            # (Keras 3.4+ on nested models saved by 3.0-3.3: keras-team/keras#19959, #20084).
+            raise UserError(f"{detection.path}: written by Keras {written}; this Keras ({keras.__version__}) cannot "
+                            f"rebuild it ({msg}); load it with Keras {written} (pip install keras=={written}) and "
+                            "export a SavedModel there with model.export(DIR), then convert DIR") from None
         raise UserError(f"{detection.path}: Keras could not load the model ({msg}); copy it again if it is damaged, "
                         "or export a SavedModel from the training code if it uses custom layers") from None
     specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,
@@ -206,10 +250,10 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
         result = result if isinstance(result, (list, tuple)) else [result]
         return {o.name: r for o, r in zip(info.outputs, result)}
 
-    return _freeze_function(tf, serve.get_concrete_function(), info)
+    return _freeze_function(tf, serve.get_concrete_function(), info, lower=lower)
 
 
-def _freeze_function(tf, fn, info: ModelInfo):
+def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
     """Freeze a ConcreteFunction; map signature keys / input names to the frozen graph's tensors.
 
     convert_variables_to_constants_v2 is these two steps (grappler inlining, then variables to
@@ -218,7 +262,7 @@ def _freeze_function(tf, fn, info: ModelInfo):
     """
     from tensorflow.python.framework import convert_to_constants as c2c
 
-    data = c2c._FunctionConverterDataInEager(func=fn, lower_control_flow=True, aggressive_inlining=False)
+    data = c2c._FunctionConverterDataInEager(func=fn, lower_control_flow=lower, aggressive_inlining=False)
     graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
     captured = fn.graph.internal_captures
     frozen_inputs = {id(captured[k]) for k in converted}

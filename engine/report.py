@@ -23,6 +23,8 @@ class TargetResult:
     seconds: float = 0.0
     upstream_command: str | None = None
     verification: dict | None = None  # {max_abs_diff, max_rel_diff, tolerance, tolerance_on, passed, outputs} or {skipped}
+    strategy: str | None = None  # the ladder rung that produced the file ("frozen graph", ...: engine.ladder)
+    attempts: list = field(default_factory=list)  # [{strategy, error}]: the rungs tried before or instead
 
 
 def verification_text(v: dict | None) -> tuple[str, bool | None]:
@@ -75,7 +77,8 @@ def format_report(report, output_dir: str) -> str:
         if t.status in ("failed", "unsupported"):
             lines.append(f"{t.target:<9} {t.status.upper()}: {t.message}")
         else:
-            lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}")
+            via = f"  [{t.strategy}]" if t.strategy and t.strategy != "frozen graph" else ""  # a later rung (engine.ladder)
+            lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}{via}")
     status = EXIT_WORDS[report.exit_code]
     lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(output_dir) / 'report.json'}")
     return "\n".join(lines)

@@ -8,11 +8,13 @@ SEED = 20261121
 DYNAMIC_BATCH, DYNAMIC_DIM, UNKNOWN_RANK_SHAPE = 2, 8, (2, 8)
 
 
-def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED) -> dict[str, np.ndarray]:
+def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, vocabulary=()) -> dict[str, np.ndarray]:
     """Random inputs matching each input's dtype and shape, in ranges the model can take.
 
     Floats are uniform in [0, 1), or [0, 255] when the model takes raw pixels (preprocessing
-    baked in); integers in [0, 10) so they stay valid as indices; booleans False/True.
+    baked in); integers in [0, 10) so they stay valid as indices; booleans False/True; strings
+    three-letter lowercase words (bytes objects, as TensorFlow returns them), every other one from
+    `vocabulary` when given (the model's string constants: a lookup table's keys).
     Dynamic dims become 2 for the batch and 8 elsewhere.
     """
     rng = np.random.default_rng(seed)
@@ -22,6 +24,13 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED) -> dict[st
             shape = UNKNOWN_RANK_SHAPE
         else:
             shape = tuple(d if d > 0 else (DYNAMIC_BATCH if k == 0 else DYNAMIC_DIM) for k, d in enumerate(i.shape))
+        if i.dtype == "string":  # text: short lowercase words, as bytes (what TensorFlow returns)
+            letters = rng.integers(ord("a"), ord("z") + 1, (*shape, 3)).astype(np.uint8)
+            words = [w.tobytes() for w in letters.reshape(-1, 3)]
+            if vocabulary:  # every other word from the model's own strings (its lookup table keys), to hit them
+                words = [rng.choice(vocabulary) if k % 2 == 0 else w for k, w in enumerate(words)]
+            feeds[i.name] = np.array(words, dtype=object).reshape(shape)
+            continue
         dtype = np.dtype(i.dtype)
         if dtype.kind == "f":
             value = rng.uniform(0, 255 if raw_pixels else 1, shape)

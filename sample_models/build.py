@@ -16,6 +16,9 @@ OUTPUTS = [  # everything this script writes; removed before each rebuild
     "frozen_graph.pbtxt", "slim_checkpoint", "tf1_checkpoint_v2", "metagraph", "saved_model_tf1",
     "saved_model_tf2", "image_classifier", "image_classifier.keras", "dynamic_shapes", "keras_lambda.keras",
     "keras2_lambda.h5", "manifest.json"]
+import recurrent  # issue 13's recurrent, text and odd-file samples (sample_models/recurrent.py)
+
+OUTPUTS += recurrent.OUTPUTS
 OTHER_MACHINE = "/home/alice/train"  # absolute paths baked into `checkpoint` state files
 
 
@@ -406,7 +409,8 @@ def lambda_models(out):
 
 
 BUILDERS = [keras3_functional, keras3_sequential, keras2_models, frozen_graph, slim_checkpoint, tf1_checkpoint_v2,
-            metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes, lambda_models]
+            metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes, lambda_models,
+            *recurrent.BUILDERS]
 
 
 def main():

@@ -192,7 +192,7 @@ def test_upstream_command_spelling():
         "python -m tf2onnx.convert --checkpoint metagraph/model.meta --inputs x:0 --rename-inputs x "
         "--outputs probs:0 --rename-outputs probs --opset 15 --output OUT/onnx/model.onnx")
     assert argv("keras2_functional.h5", batch=1) == (  # --keras takes no shapes: its model stays dynamic
-        "python -m tf2onnx.convert --keras keras2_functional.h5 --rename-inputs a,b --rename-outputs out "
+        "env TF_USE_LEGACY_KERAS=1 python -m tf2onnx.convert --keras keras2_functional.h5 --rename-inputs a,b --rename-outputs out "
         "--opset 15 --output OUT/onnx/model.onnx")
     assert argv("keras_sequential.keras").startswith("python -m tf2onnx.convert --keras keras_sequential.keras ")
     for cannot in ("frozen_graph.pbtxt", "slim_checkpoint"):

@@ -147,8 +147,19 @@ def test_flex_fallback_and_unsupported_ops(tmp_path):
     spec = [tf.TensorSpec([None, 3, 3], tf.float32, name="m")]
     flex = tf.function(lambda m: {"det": tf.linalg.det(m)}, input_signature=spec)
     prepared = prepared_from_function(flex.get_concrete_function(), tmp_path / "flex.pb")
-    runner, logs, _ = convert(prepared, tmp_path)
-    assert any("MatrixDeterminant (nodes: MatrixDeterminant)" in line and "Flex delegate" in line for line in logs)
+    # Builtins only (every rung but the last): the error names the op and that Select TF ops would do.
+    (tmp_path / "builtins").mkdir()
+    with pytest.raises(ConversionFailed, match=r"Select TF ops needed\): MatrixDeterminant \(nodes: MatrixDeterminant\)"):
+        BACKEND.convert(prepared, options(), tmp_path / "builtins", lambda line: None)
+    # The ladder's last rung is Select TF ops, on the last graph tried.
+    rungs = list(BACKEND.strategies(prepared))
+    assert [name for name, _, _ in rungs] == ["frozen graph", "frozen graph, select TF ops"]
+    outdir = tmp_path / "flex"
+    outdir.mkdir()
+    logs = []
+    rungs[-1][2](prepared, options(), outdir, logs.append)
+    assert any("Flex delegate" in line for line in logs)
+    runner = BACKEND.load(outdir, prepared)
     x = np.random.default_rng(3).standard_normal((2, 3, 3)).astype(np.float32)
     assert max_diff(runner, prepared, {"m": x}) <= 1e-4
 

@@ -43,6 +43,11 @@ CASES = {
     "keras2_h5": ("keras2_functional.h5", [], "onnx,tfjs,tflite"),
     "keras3_sequential": ("keras_sequential.keras", [], "onnx"),
     "metagraph": ("metagraph/model.meta", [], "onnx,openvino"),
+    # Recurrent models (issue 13), on the targets whose upstream converts them: tflite_convert fails on
+    # all three (TensorList lowering; TensorArrayV3 not a builtin), ovc takes no Keras file.
+    "keras2_lstm": ("keras2_lstm.h5", [], "onnx,tfjs"),
+    "tf1_gru_frozen": ("tf1_gru_frozen.pb", [], "onnx,tfjs,openvino"),
+    "tf1_lstm_metagraph": ("tf1_lstm_metagraph/model.meta", [], "onnx,openvino"),
 }
 # Ours and the upstream's model come from the same TensorFlow graph through the same converter (or,
 # for TFLite and Keras, the same converter on an equivalent function): only op order and fusion differ.

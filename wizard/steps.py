@@ -548,6 +548,8 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
         model_file = str(Path(options.output_dir) / t["target"] / get(t["target"]).main_file)
         has_model = t["status"] in ("ok", "mismatch")
         check, passed = verification_text(t.get("verification"))
+        if has_model and t.get("strategy") and t["strategy"] != "frozen graph":
+            check += f"; converted from the {t['strategy']}"  # a later rung of the ladder (engine.ladder)
         result.append(Outcome(
             target=t["target"], title=TARGET_TITLES[t["target"]], status=t["status"], message=t.get("message", ""),
             model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,

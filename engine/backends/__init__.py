@@ -34,6 +34,11 @@ class Prepared:
     outputs: list[str]
     keras_path: Path | None = None  # the original Keras file, when the input is one
     has_preprocessing: bool = False
+    # Which rung of the strategy ladder this is ("frozen graph", "saved model, control flow v2"),
+    # and the next one: a function making the same model frozen with control flow v2 kept, or
+    # None when there is none (engine.prepare, engine.ladder).
+    strategy: str = "frozen graph"
+    alternative: Callable[[], "Prepared | None"] | None = None
 
 
 Runner = Callable[[dict[str, "np.ndarray"]], dict[str, "np.ndarray"]]

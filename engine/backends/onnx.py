@@ -116,6 +116,7 @@ class OnnxBackend:
             shaped = i.shape and (i.name in dict(options.inputs) or options.batch)
             return f"[{','.join(map(str, i.shape))}]" if shaped else ""
 
+        legacy = []  # env prefix for the Keras 2 case below
         if fmt == "graphdef":
             argv = ["--graphdef", model]
         elif fmt == "metagraph" and info.checkpoint and os.path.abspath(info.checkpoint + ".meta") == os.path.abspath(model):
@@ -124,6 +125,9 @@ class OnnxBackend:
             argv = ["--saved-model", model] + (["--tag", info.tag[0]] if info.tag else [])
             argv += ["--signature_def", info.signature] if info.signature else []
         elif fmt in ("keras_h5", "keras_v3"):
+            # A Keras 2 file needs tf2onnx on tf_keras: with Keras 3 it fails on old configs and
+            # optimizer keys (DESIGN §5), so the line sets TF_USE_LEGACY_KERAS=1 as tflite_convert's does.
+            legacy = ["env", "TF_USE_LEGACY_KERAS=1"] if (info.producer or "").startswith("Keras 2") else []
             argv = ["--keras", model, "--rename-inputs", ",".join(i.name for i in info.inputs),
                     "--rename-outputs", ",".join(o.name for o in info.outputs)]
         else:
@@ -137,7 +141,8 @@ class OnnxBackend:
         argv += ["--opset", str(options.opset or DEFAULT_OPSET)]
         if options.inputs_as_nchw:
             argv += ["--inputs-as-nchw", ",".join(tensor.get(strip_port(n), f"{strip_port(n)}:0") for n in options.inputs_as_nchw)]
-        return ["python", "-m", "tf2onnx.convert", *argv, "--output", os.path.join(options.output_dir, "onnx", "model.onnx")]
+        return [*legacy, "python", "-m", "tf2onnx.convert", *argv, "--output",
+                os.path.join(options.output_dir, "onnx", "model.onnx")]
 
     def check(self, options, info) -> None:
         from engine.errors import UserError

@@ -275,6 +275,9 @@ def _fetch_names(model_json, outputs) -> dict[str, str]:
 def _encode(arr) -> dict:
     import numpy as np
 
+    if arr.dtype.kind in "OS":  # strings: each one's bytes, base64
+        return {"dtype": "string", "shape": list(arr.shape),
+                "strings": [base64.b64encode(s if isinstance(s, bytes) else str(s).encode()).decode() for s in arr.reshape(-1)]}
     dtype = {"f": "float32", "i": "int32", "u": "int32", "b": "bool"}.get(arr.dtype.kind)
     if dtype is None:
         raise ConversionFailed(f"cannot feed {arr.dtype} input to TF.js verification")

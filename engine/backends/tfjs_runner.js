@@ -15,7 +15,8 @@ const tf = require("@tensorflow/tfjs");
 
 const ARRAYS = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 
-function decode({ dtype, shape, data }) {
+function decode({ dtype, shape, data, strings }) {
+  if (dtype === "string") return tf.tensor(strings.map((s) => new Uint8Array(Buffer.from(s, "base64"))), shape, "string");
   const Typed = ARRAYS[dtype];
   if (!Typed) throw new Error(`input dtype ${dtype} is not supported by the TF.js runner`);
   const buf = Buffer.from(data, "base64");

@@ -6,9 +6,9 @@ outputs. Handed to from_concrete_functions together with a trackable object, TFL
 SignatureDef "serving_default" whose input and output keys are exactly prepared's names, so
 loading needs no renaming (the tensors inside are "serving_default_x:0" / "PartitionedCall:0").
 
-TF ops that are not TFLite builtins: we convert with builtins only first; if the converter
-says some ops need Select TF ops (Flex), we convert again with SELECT_TF_OPS and log which
-ops and nodes need the Flex delegate. The full `tensorflow` pip package's tf.lite.Interpreter
+TF ops that are not TFLite builtins: every rung of the ladder (strategies()) converts with
+builtins only; the last rung converts with SELECT_TF_OPS, and the report names it ("select TF
+ops"): the model then needs the Flex delegate. The full `tensorflow` pip package's tf.lite.Interpreter
 links Flex, so verification runs; `tflite-runtime`, LiteRT and mobile builds need the
 select-ops library. Ops that are neither builtins nor Flex fail the conversion (ConversionFailed).
 """
@@ -23,6 +23,7 @@ from ..options import human_size
 from . import ConversionFailed
 
 SIGNATURE = "serving_default"
+TF1_LOOP_OPS = {"Enter", "Exit", "NextIteration", "LoopCond"}
 FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_error_data error codes
 
 
@@ -103,15 +104,42 @@ class TFLiteBackend:
 
     # --- conversion --------------------------------------------------------------------------
 
-    def convert(self, prepared, options, outdir: Path, log) -> None:
+    def strategies(self, prepared):
+        """The ladder (engine.ladder): builtins first, on the shared frozen graph, then on the model
+        frozen with control flow v2 kept; a graph with TF1 loops (Enter/Exit) goes through TFLite's
+        TF1 converter, which turns them into While (inside a tf.function they are "inputs from
+        different frames"). Select TF ops (the Flex delegate) only as the last rung, on the last of
+        those graphs: the report then says "select TF ops"."""
+        import functools
+
+        from engine.ladder import default_rungs
+
+        last = None
+        for name, rung, _ in default_rungs(self, prepared):
+            last = (name, rung, self.convert)
+            yield last
+        if {n.op for n in prepared.graph_def.node} & TF1_LOOP_OPS and last[1] is prepared:
+            last = ("frozen graph, TFLite's TF1 converter", prepared, functools.partial(self.convert, tf1_converter=True))
+            yield last
+        name, rung, convert = last
+        yield f"{name}, select TF ops", rung, functools.partial(convert, select_tf_ops=True)
+
+    def convert(self, prepared, options, outdir: Path, log, *, select_tf_ops: bool = False,
+                tf1_converter: bool = False) -> None:
         import tensorflow as tf
         from tensorflow.lite.python.convert_phase import ConverterError
 
-        func, holder = _signature_function(prepared)
         quant = options.quantization(self.name)
 
-        def run(select_tf_ops: bool) -> bytes:
-            conv = tf.lite.TFLiteConverter.from_concrete_functions([func], holder)
+        def converter():
+            if tf1_converter:  # reads the .pb itself; no SignatureDef in its output (see load())
+                return tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+                    str(prepared.graph_path), [i.name for i in prepared.inputs], list(prepared.outputs))
+            func, holder = _signature_function(prepared)
+            return tf.lite.TFLiteConverter.from_concrete_functions([func], holder)
+
+        def run() -> bytes:
+            conv = converter()
             if quant:  # "dynamic": int8 weights, float activations; "float16": fp16 weights
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if quant == "float16":
@@ -124,22 +152,21 @@ class TFLiteBackend:
             if i.shape is None:  # TFLite records unknown rank as shape [] and resizes at run time
                 log(f"input '{i.name}' has unknown rank; model.tflite lists it as shape [] — call "
                     f"resize_tensor_input before allocate_tensors, or fix it, e.g. --input '{i.name}[1,16]'")
-        log("converting" + (f" ({quant} quantization)" if quant else ""))
+        log("converting" + (f" ({quant} quantization)" if quant else "") + (" with Select TF ops" if select_tf_ops else ""))
         try:
-            data = run(select_tf_ops=False)
+            data = run()
         except ConverterError as e:
             flex, custom = _ops_by_code(e, FLEX), _ops_by_code(e, CUSTOM)
             if custom:
                 also = f"; Flex would cover {_describe(flex)}" if flex else ""
                 raise ConversionFailed(f"TFLite has no builtin or Flex kernel for {_describe(custom)}{also}") from None
-            if not flex:
-                raise ConversionFailed(f"TFLite converter failed: {_first_error(e)}{_shape_hint(prepared)}") from None
-            log(f"not TFLite builtins: {_describe(flex)}; converting them as Select TF ops — "
-                "model.tflite needs the Flex delegate (tensorflow pip package, or the select-ops library)")
-            try:
-                data = run(select_tf_ops=True)
-            except ConverterError as e2:
-                raise ConversionFailed(f"TFLite converter failed with Select TF ops: {_first_error(e2)}") from None
+            if flex and not select_tf_ops:
+                raise ConversionFailed(f"not TFLite builtins (Select TF ops needed): {_describe(flex)}") from None
+            raise ConversionFailed(f"TFLite converter failed{' with Select TF ops' if select_tf_ops else ''}: "
+                                   f"{_first_error(e)}{_shape_hint(prepared)}") from None
+        if select_tf_ops:
+            log("converted with Select TF ops: model.tflite needs the Flex delegate (tensorflow pip package, "
+                "or the select-ops library)")
         (Path(outdir) / self.main_file).write_bytes(data)
         size = f"wrote {self.main_file}, {human_size(len(data))}"
         if quant:  # the frozen float32 GraphDef is the "before" size: weights are almost all of it
@@ -153,6 +180,8 @@ class TFLiteBackend:
         with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated ... use ai_edge_litert"
             warnings.simplefilter("ignore")
             interpreter = tf.lite.Interpreter(model_path=str(Path(outdir) / self.main_file))
+        if SIGNATURE not in interpreter.get_signature_list():  # TFLite's TF1 converter writes none
+            return _run_by_tensor_names(interpreter, prepared)
         runner = interpreter.get_signature_runner(SIGNATURE)  # resizes inputs to the feeds each call
         dtypes = {k: d["dtype"] for k, d in runner.get_input_details().items()}
         missing = [i.name for i in prepared.inputs if i.name not in dtypes]
@@ -171,6 +200,28 @@ class TFLiteBackend:
         # kernels, int8-quantized activations (tensors under 1024 elements stay float32).
         # Quantized modes: relative tolerance, 1e-2 for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
         return {"float16": 1e-2, "dynamic": 1e-1}.get(options.quantization(self.name), 1e-4)
+
+
+def _run_by_tensor_names(interpreter, prepared):
+    """A runner for a model without SignatureDef: tensors are named after prepared's inputs/outputs."""
+    import numpy as np
+
+    ins = {d["name"]: d for d in interpreter.get_input_details()}
+    outs = {d["name"]: d for d in interpreter.get_output_details()}
+    missing = [n for n in [i.name for i in prepared.inputs] + list(prepared.outputs) if n not in ins and n not in outs]
+    if missing:
+        raise ConversionFailed(f"model.tflite lacks tensors {missing}; has {sorted(ins) + sorted(outs)}")
+
+    def run(feeds):
+        for name, value in feeds.items():
+            interpreter.resize_tensor_input(ins[name]["index"], np.shape(value))
+        interpreter.allocate_tensors()
+        for name, value in feeds.items():
+            interpreter.set_tensor(ins[name]["index"], np.asarray(value, dtype=ins[name]["dtype"]))
+        interpreter.invoke()
+        return {name: interpreter.get_tensor(outs[name]["index"]).copy() for name in prepared.outputs}
+
+    return run
 
 
 def _signature_function(prepared):
