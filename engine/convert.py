@@ -42,7 +42,8 @@ class TargetResult:
     files: dict[str, int] = field(default_factory=dict)  # relative path → bytes
     seconds: float = 0.0
     upstream_command: str | None = None
-    verification: dict | None = None  # {max_abs_diff, max_rel_diff, tolerance, tolerance_on, passed, outputs} or {skipped}
+    # {max_abs_diff, max_rel_diff, atol, rtol, atol_scaled, tolerance, tolerance_on, passed, outputs}, {error} or {skipped}
+    verification: dict | None = None
 
 
 def verification_text(v: dict | None) -> tuple[str, bool | None]:
@@ -53,13 +54,19 @@ def verification_text(v: dict | None) -> tuple[str, bool | None]:
         return f"not verified: {v['skipped']}", None
     if "error" in v:
         return f"verification failed: {v['error']}", False
-    return (f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} "
-            f"(tolerance {tolerance_text(v)}): {'PASS' if v['passed'] else 'FAIL'}", bool(v["passed"]))
+    text = f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} (tolerance {tolerance_text(v)})"
+    bad = {name: o for name, o in v.get("outputs", {}).items() if o.get("out_of_bound")}
+    if bad:
+        name, o = max(bad.items(), key=lambda kv: kv[1]["out_of_bound"])
+        text += f", {o['out_of_bound']:.2%} of {name!r} out of bound, worst at [{','.join(map(str, o['worst_index']))}]"
+    return f"{text}: {'PASS' if v['passed'] else 'FAIL'}", bool(v["passed"])
 
 
 def tolerance_text(v: dict) -> str:
-    """'abs 1e-04' or, for quantized targets, 'rel 1e-02': which diff the tolerance bounds."""
-    return f"{'rel' if v.get('tolerance_on') == 'max_rel_diff' else 'abs'} {v['tolerance']:.0e}"
+    """'atol 1e-04 + rtol 1e-04' or, for quantized targets, 'rel 1e-02 + rtol 1e-02' (atol scaled by the
+    output's largest magnitude)."""
+    atol = f"{'rel' if v.get('tolerance_on') == 'max_rel_diff' else 'atol'} {v['tolerance']:.0e}"
+    return f"{atol} + rtol {v['rtol']:.0e}" if "rtol" in v else atol
 
 
 @dataclass
@@ -116,7 +123,8 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
     result = {}
     for target in options.targets:
         backend = backends.get(target)
-        argv = backend.upstream_command(options, info)
+        # No upstream CLI can set a placeholder to a value (ovc refuses mo's 'name->value').
+        argv = None if options.freeze else backend.upstream_command(options, info)
         line = shlex.join(argv) if argv else None
         if line and not getattr(backend, "upstream_creates_output_dir", True):
             line = f"mkdir -p {shlex.quote(str(Path(options.output_dir, target)))} && {line}"
@@ -210,7 +218,7 @@ def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) 
     """TensorFlow's part: prepare the model once, then convert and verify each target into tmp/<target>."""
     from .inspect import graph_op_inventory
     from .prepare import import_tensorflow, prepare, run_reference
-    from .verify import compare, make_feeds
+    from .verify import compare, index_limits, reference_run
 
     emit("stage", stage="import", message="importing TensorFlow")
     work = tmp / ".work"
@@ -222,8 +230,11 @@ def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) 
     # and Keras layers are gone; their TF ops are what the targets see).
     main_ops = Counter(n.op for n in prepared.graph_def.node)
     body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
-    feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing) if options.verify else {}
-    reference = run_reference(tf, prepared, feeds) if options.verify else {}
+    feeds, reference, unverifiable = {}, {}, None
+    if options.verify:
+        feeds, reference, unverifiable = reference_run(
+            prepared.inputs, lambda f: run_reference(tf, prepared, f), raw_pixels=prepared.has_preprocessing,
+            index_limits=index_limits(prepared.graph_def, [i.name for i in prepared.inputs]))
     results = []
     for target in options.targets:
         backend = backends.get(target)
@@ -260,7 +271,8 @@ def _convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) 
         result.files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(target_dir.rglob("*")) if p.is_file()}
         if options.verify:
             emit("stage", stage="verify", target=target, message="running it and comparing with TensorFlow")
-            result.verification = _verify(backend, target_dir, prepared, options, feeds, reference, compare)
+            result.verification = ({"passed": False, "error": unverifiable} if unverifiable else
+                                   _verify(backend, target_dir, prepared, options, feeds, reference, compare))
             if result.verification.get("passed") is False:
                 result.status = "mismatch"
         emit("target", target=target, status=result.status, files=result.files, seconds=result.seconds,
@@ -281,7 +293,7 @@ def _verify(backend, target_dir, prepared, options, feeds, reference, compare) -
         return {"skipped": _one_line(e)}
     except Exception as e:
         return {"passed": False, "error": _one_line(e)}
-    return compare(reference, actual, backend.tolerance(options), relative=options.quantization(backend.name) is not None)
+    return compare(reference, actual, backend.tolerance(options))
 
 
 # --- interruption -----------------------------------------------------------------------------------
