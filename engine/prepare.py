@@ -332,6 +332,9 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
             elif i.dtype == "bool" and "default" not in (i.note or "") and i.name in tensor_of:
                 # a boolean switch without default: inference means False
                 input_map[tensor_of[i.name]] = tf.zeros([d if d > 0 else 1 for d in i.shape or []], tf.bool)
+        # Freezing a graph for its outputs prunes the placeholders they don't need: nothing to map there.
+        present = {n.name for n in frozen.node}
+        input_map = {k: v for k, v in input_map.items() if k.split(":")[0] in present}
         fetched = [tensor_of.get(o, f"{o}:0") for o in outputs]
         try:
             results = tf.compat.v1.import_graph_def(frozen, input_map=input_map, return_elements=fetched, name="model")

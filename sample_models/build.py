@@ -413,7 +413,10 @@ def write_frozen(g, sess, d, name, outputs):
 
 
 def realworld_verification(out):
-    """Graphs whose verification needs the right inputs and rule (issue 13, classes 2 and 3)."""
+    """Graphs whose verification needs the right inputs and rule (issue 13, classes 2 and 3).
+
+    Their manifest entries carry `failure_class`: tests/test_realworld.py converts them with the
+    flags they need, so the every-sample tests leave them out."""
     d = os.path.join(out, "realworld"); os.makedirs(d, exist_ok=True)
     es = []
     with tf.Graph().as_default() as g, v1.Session() as sess:  # values ~1e5: float32 rounding ~1e-2 abs
@@ -424,14 +427,14 @@ def realworld_verification(out):
         frozen = write_frozen(g, sess, d, "wide_activations.pb", ["activations"])
     es.append(entry("realworld/wide_activations.pb", "graphdef", [io("x", [None, 64])], ["activations"],
                     "Outputs near 1e5 (an audio model's large activations): TF.js differs by ~2e-2 abs, "
-                    "~2e-7 relative; an abs-only 1e-4 bound fails it, allclose passes."))
+                    "~2e-7 relative; an abs-only 1e-4 bound fails it, allclose passes.", failure_class=2))
     verify_graph(frozen, es[-1])
     with tf.Graph().as_default() as g, v1.Session() as sess:  # empty on short inputs
         x = v1.placeholder(tf.float32, [None, None], name="signal")
         tf.identity(x[:, 100:-100] * 2.0, name="cropped")
         frozen = write_frozen(g, sess, d, "crop.pb", ["cropped"])
     es.append(entry("realworld/crop.pb", "graphdef", [io("signal", [None, None])], ["cropped"],
-                    "Crops 100 positions from each side: an input shorter than 201 gives an empty output."))
+                    "Crops 100 positions from each side: an input shorter than 201 gives an empty output.", failure_class=2))
     verify_graph(frozen, es[-1])
     with tf.Graph().as_default() as g, v1.Session() as sess:  # indices must stay below 5
         tokens = v1.placeholder(tf.int32, [None, 6], name="tokens")
@@ -439,7 +442,7 @@ def realworld_verification(out):
         tf.reduce_mean(tf.gather(table, tokens), axis=1, name="pooled")
         frozen = write_frozen(g, sess, d, "embedding.pb", ["pooled"])
     es.append(entry("realworld/embedding.pb", "graphdef", [io("tokens", [None, 6], "int32")], ["pooled"],
-                    "GatherV2 from a 5-row embedding table: token ids must be below 5."))
+                    "GatherV2 from a 5-row embedding table: token ids must be below 5.", failure_class=2))
     verify_graph(frozen, es[-1])
     with tf.Graph().as_default() as g, v1.Session() as sess:  # a TF1 dropout keep_prob scalar
         x = v1.placeholder(tf.float32, [None, 8], name="x")
@@ -447,7 +450,7 @@ def realworld_verification(out):
         tf.identity(v1.nn.dropout(tf.nn.relu(x - 0.5), keep_prob=keep_prob), name="features")
         frozen = write_frozen(g, sess, d, "dropout.pb", ["features"])
     es.append(entry("realworld/dropout.pb", "graphdef", [io("x", [None, 8]), io("keep_prob", [])], ["features"],
-                    "TF1 dropout (RandomUniform) driven by a keep_prob scalar: random unless keep_prob=1."))
+                    "TF1 dropout (RandomUniform) driven by a keep_prob scalar: random unless keep_prob=1.", failure_class=2))
     verify_graph(frozen, es[-1])
     with tf.Graph().as_default() as g, v1.Session() as sess:  # ov.convert_model reorders these
         x = v1.placeholder(tf.float32, [None, 6], name="image")
@@ -458,7 +461,7 @@ def realworld_verification(out):
     es.append(entry("realworld/detection.pb", "graphdef", [io("image", [None, 6])],
                     ["detection_scores", "detection_classes", "num_detections"],
                     "Detection-style outputs (float32 [-1, 6], [-1, 6], [-1, 1]); ov.convert_model returns "
-                    "classes before scores."))
+                    "classes before scores.", failure_class=3))
     verify_graph(frozen, es[-1])
     return es
 
@@ -501,7 +504,7 @@ def realworld_training_metagraph(out):
               "train/gradients/* and train/GradientDescent under a scope, 'labels' for the loss, "
               "'learning_rate' not in the checkpoint, 'aux' needs only the string iterator_handle, and "
               "'scale' defaults to a computed reduce_max(x).", checkpoint="realworld/training/model",
-              training_only_inputs=["labels"])
+              training_only_inputs=["labels"], failure_class=4)
     verify_graph(graph_def, e, training_only=["labels"])
     names = {n.name for n in graph_def.node}
     check({"dropout/switch_t", "dropout/switch_f", "train/gradients/Shape"} <= names, "training graph names")

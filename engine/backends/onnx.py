@@ -134,6 +134,11 @@ class OnnxBackend:
                      "--rename-inputs", ",".join(i.name for i in inputs)]
         if graph:
             argv += ["--outputs", ",".join(tensor.get(o, f"{o}:0") for o in outputs), "--rename-outputs", ",".join(outputs)]
+            # Optional inputs left out of our interface compute their default; tf2onnx would make
+            # them inputs instead (and fail on a computed default) unless told.
+            kept = {i.name for i in inputs}
+            defaults = [i.name for i in info.inputs if i.name not in kept and "default" in (i.note or "")]
+            argv += ["--use_default", ",".join(defaults)] if defaults else []
         argv += ["--opset", str(options.opset or DEFAULT_OPSET)]
         if options.inputs_as_nchw:
             argv += ["--inputs-as-nchw", ",".join(tensor.get(strip_port(n), f"{strip_port(n)}:0") for n in options.inputs_as_nchw)]
