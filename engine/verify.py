@@ -186,7 +186,7 @@ def compare(reference: dict, actual: dict, tolerance: Tolerance) -> dict:
         if not ref.size:
             return {"passed": False, "error": f"output {name!r} is empty (shape {list(ref.shape)}), so nothing was "
                                               "compared; give larger input sizes with --input NAME[d1,d2,...]"}
-        diff = np.abs(ref - got)
+        diff = np.array(np.abs(ref - got))  # an array even for scalar outputs
         diff[(ref == got) | (np.isnan(ref) & np.isnan(got))] = 0  # equal infinities and NaNs agree
         scale = float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0))
         bound = np.zeros_like(ref) if exact else (tolerance.atol * (scale if tolerance.scaled else 1.0)

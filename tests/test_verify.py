@@ -44,6 +44,11 @@ def test_float32_is_allclose_per_element():
     assert out["shape"] == [2, 2] and {"max_abs_diff", "max_rel_diff", "atol", "rtol"} <= set(check)
 
 
+def test_scalar_outputs_compare():
+    check = compare({"energy": np.float32(3.0)}, {"energy": np.float32(3.5)}, FLOAT32_TOLERANCE)
+    assert not check["passed"] and check["outputs"]["energy"]["shape"] == [] and check["outputs"]["energy"]["worst_index"] == []
+
+
 def test_nan_and_inf_agree_only_with_themselves():
     ref = np.array([np.inf, np.nan, 1.0])
     assert compare({"y": ref}, {"y": ref.copy()}, FLOAT32_TOLERANCE)["passed"]
