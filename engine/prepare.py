@@ -334,13 +334,19 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
                 input_map[tensor_of[i.name]] = tf.zeros([d if d > 0 else 1 for d in i.shape or []], tf.bool)
         # Freezing a graph for its outputs prunes the placeholders they don't need: nothing to map there.
         present = {n.name for n in frozen.node}
+        for n in frozen.node:  # colocation hints (device placement only) may name pruned nodes
+            if "_class" in n.attr:
+                del n.attr["_class"]
         input_map = {k: v for k, v in input_map.items() if k.split(":")[0] in present}
         fetched = [tensor_of.get(o, f"{o}:0") for o in outputs]
         try:
             results = tf.compat.v1.import_graph_def(frozen, input_map=input_map, return_elements=fetched, name="model")
         except ValueError as e:
             msg = str(e).strip().splitlines()[0][:240]
-            raise UserError(f"the model does not accept these input shapes ({msg}); check --input/--batch") from None
+            if "shape" in msg.lower() or "dimension" in msg.lower():
+                raise UserError(f"the model does not accept these input shapes ({msg}); check --input/--batch") from None
+            raise UserError(f"TensorFlow cannot import the model's graph ({msg}); the file may be damaged (copy it "
+                            "again) or was edited by hand (re-export it from the training code)") from None
         for name, tensor in zip(outputs, results):
             tf.identity(tensor, name=name)
     graph_def = graph.as_graph_def()
@@ -420,7 +426,13 @@ def _lower_control_flow(tf, graph_def, inputs, outputs, info):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    lowered = convert_variables_to_constants_v2(_concrete(tf, graph_def, inputs, outputs), lower_control_flow=True)
+    try:
+        lowered = convert_variables_to_constants_v2(_concrete(tf, graph_def, inputs, outputs), lower_control_flow=True)
+    except ValueError as e:  # grappler's whole message; its reason went to the C++ log
+        if "Failed to import metagraph" not in str(e):
+            raise
+        raise UserError("TensorFlow's graph optimizer cannot read the model's graph to lower its control flow "
+                        "(If/While functions); convert with --control-flow-v2 to keep the control flow as it is") from None
     keys = sorted(outputs)  # dict outputs flatten in sorted key order
     tensor_of = {i.name: t.name for i, t in zip(inputs, lowered.inputs)}
     tensor_of.update({k: t.name for k, t in zip(keys, lowered.outputs)})

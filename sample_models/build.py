@@ -463,6 +463,16 @@ def realworld_verification(out):
                     "Detection-style outputs (float32 [-1, 6], [-1, 6], [-1, 1]); ov.convert_model returns "
                     "classes before scores.", failure_class=3))
     verify_graph(frozen, es[-1])
+    with tf.Graph().as_default() as g:  # a colocation hint naming a pruned node
+        x = v1.placeholder(tf.float32, [None, 4], name="x")
+        tf.identity(x * 2.0, name="y")
+        frozen = g.as_graph_def()
+    next(n for n in frozen.node if n.name == "mul").attr["_class"].list.s.append(b"loc:@pruned_variable")
+    tf.io.write_graph(frozen, d, "colocated.pb", as_text=False)
+    es.append(entry("realworld/colocated.pb", "graphdef", [io("x", [None, 4])], ["y"],
+                    "Node 'mul' is colocated with a node the graph no longer has (loc:@pruned_variable), as "
+                    "graphs pruned by hand are; TensorFlow refuses to import it as it is.", failure_class=6))
+    check([n.name for n in frozen.node] == ["x", "mul/y", "mul", "y"], "colocated.pb nodes")
     return es
 
 

@@ -120,3 +120,10 @@ def test_tensorflow_failure_keeps_its_reason(tmp_path):
     line = proc.stderr.strip().splitlines()[-1]  # after the progress lines
     assert line.startswith("tfwizard: error: TensorFlow cannot run the model") and "is not in [0, 5)" in line
     assert "--freeze" in line and "Graph execution error" not in line
+
+
+def test_stale_colocation_hint_does_not_stop_the_conversion(tmp_path):
+    """TensorFlow (and tf2onnx) refuse to import a node colocated with a node the graph lacks; the
+    hint only places devices, so it is dropped. Before, the error blamed the input shapes."""
+    targets, report = run(tmp_path, "colocated.pb")
+    assert report.exit_code == 0, targets
