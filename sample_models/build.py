@@ -476,6 +476,19 @@ def realworld_verification(out):
     return es
 
 
+def realworld_keras_embedding(out):
+    """Keras 3 Embedding(5, 4): token ids of 5 or more make TensorFlow fail (issue 13, class 2)."""
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(5, 4, name="embedding")(tokens)
+    keras.Model(tokens, keras.layers.GlobalAveragePooling1D(name="pooled")(x)).save(
+        os.path.join(out, "realworld", "keras_embedding.keras"))
+    e = entry("realworld/keras_embedding.keras", "keras_v3", [io("tokens", [None, 6], "int32")], ["pooled"],
+              "Keras 3: int32 tokens (-1,6) -> Embedding(5, 4) -> GlobalAveragePooling1D 'pooled'; ids must be "
+              "below 5.", failure_class=2)
+    verify_keras(out, e, keras.saving.load_model)
+    return [e]
+
 def realworld_training_metagraph(out):
     """A MetaGraph from training code (issue 13, class 4): v1 tf.cond (Switch/Merge, switch_t/f
     consumed only by control edges), training under a scope ('train/gradients/...',
@@ -523,7 +536,7 @@ def realworld_training_metagraph(out):
 
 BUILDERS = [keras3_functional, keras3_sequential, keras2_models, frozen_graph, slim_checkpoint, tf1_checkpoint_v2,
             metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes, lambda_models,
-            realworld_verification, realworld_training_metagraph]
+            realworld_verification, realworld_keras_embedding, realworld_training_metagraph]
 
 
 def main():

@@ -53,8 +53,9 @@ def test_empty_output_at_fixed_sizes_fails_naming_input(tmp_path):
     assert "'cropped' is empty" in v["error"] and "--input" in v["error"]
 
 
-def test_embedding_indices_stay_inside_the_table(tmp_path):
-    targets, report = run(tmp_path, "embedding.pb")
+@pytest.mark.parametrize("model", ["embedding.pb", "keras_embedding.keras"])
+def test_embedding_indices_stay_inside_the_table(tmp_path, model):
+    targets, report = run(tmp_path, model)
     assert report.exit_code == 0, targets
     assert all(t["verification"]["passed"] for t in targets.values())
 
