@@ -143,7 +143,8 @@ def _empty(outputs: dict) -> list[str]:
 
 def _freeze_hint(inputs) -> str:
     """Scalar float inputs are the usual dropout switches (keep_prob, dropout rate): name them."""
-    scalars = [i.name for i in inputs if i.shape == [] and i.dtype and i.dtype.startswith("float")]
+    # TF1 code often leaves keep_prob without a shape (unknown rank)
+    scalars = [i.name for i in inputs if i.shape in ([], None) and i.dtype and i.dtype.startswith("float")]
     if not scalars:
         return "turn the randomness off in the model, or skip the check with --no-verify"
     hints = " ".join(f"--freeze {n}={'1.0' if 'keep' in n.lower() else '0.0' if 'drop' in n.lower() else 'VALUE'}"
