@@ -7,7 +7,8 @@ import pytest
 
 from conftest import SAMPLES, run_cli
 from engine.cli import build_parser, options_from_args
-from engine.convert import convert, upstream_lines
+from engine.convert import convert
+from engine.plan import upstream_lines
 from engine.detect import detect
 from engine.errors import UserError
 from engine.inspect import inspect
