@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import UserError
 from .report import format_info, format_report
 from .text import printable, printable_lines
-from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_input,
+from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_freeze, parse_input,
                       parse_quantize, parse_targets, strip_port)
 
 
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input", action="append", default=[], metavar="NAME[d1,d2,...]",
                    help="input shape override; -1 or ? keeps a dim dynamic (repeatable)")
     c.add_argument("--output", action="append", default=[], metavar="NAME", help="cut the graph at this output (repeatable)")
+    c.add_argument("--freeze", action="append", default=[], metavar="NAME=VALUE",
+                   help="bake this input in as a constant, e.g. keep_prob=1.0 (repeatable)")
     c.add_argument("--batch", type=int, help="set the batch (first) dimension of every input")
     c.add_argument("--tag", help="SavedModel tag set, comma-separated")
     c.add_argument("--signature", help="SavedModel signature")
@@ -96,6 +98,7 @@ def options_from_args(args) -> ConversionOptions:
     return ConversionOptions(
         model=args.model, targets=targets, output_dir=args.output_dir,
         inputs=tuple(parse_input(i) for i in args.input), outputs=tuple(strip_port(o) for o in args.output),
+        freeze=tuple(parse_freeze(f) for f in args.freeze),
         batch=args.batch, tag=args.tag, signature=args.signature, checkpoint=args.checkpoint,
         mean_values=parse_floats(args.mean_values, "--mean-values") if args.mean_values else None,
         scale_values=parse_floats(scale, "--scale-values") if scale else None,

@@ -3,9 +3,9 @@
 Works on the parsed protobuf / Keras config alone (no TensorFlow import), so the
 wizard and `tfwizard inspect` answer in a fraction of a second.
 
-Outputs of a graph follow the legacy summarize_graph rule: nodes whose outputs no
-other node consumes (control-only edges don't count), excluding Const, Assign, NoOp,
-Assert and Placeholder. Graphs exported with their training left in (MetaGraphs,
+Outputs of a graph follow TF's summarize_graph rule: nodes no other node consumes (a
+control edge is a consumer too: a v1 tf.cond's switch_t/switch_f feed its branches only
+through control edges), excluding Const, Assign, NoOp, Assert and Placeholder. Graphs exported with their training left in (MetaGraphs,
 Slim inference graphs from training code) would then list every optimizer update,
 save op and initializer; we first mark that training machinery and everything that
 only feeds it, and apply the rule to the rest.
@@ -35,8 +35,12 @@ TRAINING_OPS = re.compile(
     r"|Summary(V2)?$|^Merge(All)?Summary$|^(Print|PrintV2)$"
 )
 TRAINER_OPS = re.compile(r"^(Resource)?(Apply|SparseApply)\w+$|^(Save|Restore)(V2|Slice|Slices)?$")
-TRAINING_SCOPES = re.compile(r"^(save(_\d+)?|gradients(_\d+)?|report_uninitialized_variables(_\d+)?|\w*[Oo]ptimizer)(/|$)")
-GRADIENT_OF = re.compile(r"^gradients(?:_\d+)?/(.+?)_grad/")
+# At any scope level: training code often builds under a scope ("train/gradients/...", "model/Adam").
+TRAINING_SCOPES = re.compile(
+    r"(^|/)(save(_\d+)?|gradients(_\d+)?|report_uninitialized_variables(_\d+)?|\w*[Oo]ptimizer"
+    r"|(GradientDescent|Momentum|Adam|AdamW|Adagrad|AdagradDA|Adadelta|RMSProp|Ftrl|ProximalAdagrad"
+    r"|ProximalGradientDescent|Nadam|Adamax|SGD)(_\d+)?)(/|$)")
+GRADIENT_OF = re.compile(r"(?:^|/)gradients(?:_\d+)?/(.+?)_grad/")
 FUNCTION_CALL_ATTRS = ("f", "then_branch", "else_branch", "body", "cond", "branches")
 
 
@@ -123,10 +127,9 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
     consumers: dict[str, list[str]] = {name: [] for name in nodes}
     for n in graph.node:
         for inp in n.input:
-            if not inp.startswith("^"):
-                source = inp.split(":")[0]
-                if source in consumers:
-                    consumers[source].append(n.name)
+            source = inp.lstrip("^").split(":")[0]
+            if source in consumers:
+                consumers[source].append(n.name)
 
     noise = _training_noise(graph.node, nodes, consumers)
     live = [n for n in graph.node if n.name not in noise]
@@ -141,14 +144,14 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
     fed = [c for c in candidates if ancestors([c], nodes, data_only=True) & names]
     # The loss dangles too. tf.gradients names its scopes gradients/<node>_grad/, so a dangling node
     # that was differentiated is a loss, not an inference output (unless nothing else is left).
-    differentiated = {m.group(1) for n in noise if (m := GRADIENT_OF.match(n))}
+    differentiated = {m.group(1) for n in noise if (m := GRADIENT_OF.search(n))}
     fed = [c for c in fed if c not in differentiated] or fed
     outputs = [_node_tensor(nodes[c]) for c in (fed or candidates)]
     # Inputs are the placeholders the outputs need (a labels placeholder feeds only the loss).
     needed = ancestors([o.name for o in outputs], nodes, data_only=True)
     inputs = [_placeholder(n) for n in placeholders if n.name in needed or not fed]
     warnings = []
-    trainers = [n for n in graph.node if TRAINING_SCOPES.match(n.name) or TRAINER_OPS.match(n.op)]
+    trainers = [n for n in graph.node if TRAINING_SCOPES.search(n.name) or TRAINER_OPS.match(n.op)]
     if trainers:
         warnings.append(f"training left in the graph: {len(noise)} nodes (optimizer, gradients, save/restore, "
                         "initializers) set aside; they are not converted")
@@ -166,7 +169,7 @@ def graph_op_inventory(graph) -> dict[str, int]:
 
 def _training_noise(order, nodes, consumers) -> set[str]:
     """Training/checkpoint ops, plus every node whose consumers are all such ops (fixpoint)."""
-    noise = {n.name for n in order if TRAINING_OPS.search(n.op) or TRAINING_SCOPES.match(n.name)}
+    noise = {n.name for n in order if TRAINING_OPS.search(n.op) or TRAINING_SCOPES.search(n.name)}
     if not noise:
         return noise
     changed = True

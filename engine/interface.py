@@ -17,9 +17,16 @@ def final_inputs(info: ModelInfo, options: ConversionOptions) -> list[TensorInfo
     for name, _ in options.inputs:
         if name not in by_name:
             raise UserError(f"--input {name!r}: no such input; the model's inputs are {', '.join(by_name) or 'none'}")
-    overrides = dict(options.inputs)
+    for name, _ in options.freeze:
+        if name not in by_name:
+            raise UserError(f"--freeze {name}: no such input; the model's inputs are {', '.join(by_name) or 'none'}")
+        if name in dict(options.inputs):
+            raise UserError(f"--freeze {name} and --input {name} both given; an input is either fed or frozen, drop one")
+    overrides, frozen = dict(options.inputs), dict(options.freeze)
     result = []
     for i in info.inputs:
+        if i.name in frozen:
+            continue  # baked in as a constant (prepare._rebuild)
         if i.note and i.name not in overrides and (i.dtype == "bool" or "default" in i.note):
             continue  # is_training-style switches and defaulted placeholders are frozen at their default
         shape = list(overrides[i.name]) if i.name in overrides else (None if i.shape is None else list(i.shape))

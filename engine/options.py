@@ -36,6 +36,7 @@ class ConversionOptions:
     output_dir: str
     inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()  # shape overrides: (name, dims), -1 = dynamic
     outputs: tuple[str, ...] = ()  # cut the graph at these outputs
+    freeze: tuple[tuple[str, str], ...] = ()  # (input name, value text): baked in as a constant
     batch: int | None = None
     tag: str | None = None
     signature: str | None = None
@@ -98,6 +99,8 @@ class ConversionOptions:
             out += ["--input", f"{name}[{','.join(map(str, dims))}]"]
         for name in self.outputs:
             out += ["--output", name]
+        for name, value in self.freeze:
+            out += ["--freeze", f"{name}={value}"]
         pairs = [("--batch", self.batch), ("--tag", self.tag), ("--signature", self.signature),
                  ("--checkpoint", self.checkpoint), ("--preset", self.preset)]
         out += [x for flag, value in pairs if value is not None for x in (flag, str(value))]
@@ -162,6 +165,32 @@ def parse_input(text: str) -> tuple[str, tuple[int, ...]]:
         raise UserError(f"--input {text!r}: not NAME[d1,d2,...]; write e.g. 'input[1,224,224,3]' (-1 or ? for dynamic)")
     name, dims = strip_port(m.group(1)), m.group(2).strip()
     return name, tuple(parse_dim(d, f"--input {text!r}") for d in dims.split(",")) if dims else ()
+
+
+def parse_freeze(text: str) -> tuple[str, str]:
+    """'keep_prob=1.0' → ('keep_prob', '1.0'); the value is a number, true/false or a list '[1,2]'."""
+    name, sep, value = text.partition("=")
+    name, value = strip_port(name), value.strip()
+    if not sep or not name:
+        raise UserError(f"--freeze {text!r}: not NAME=VALUE; write e.g. 'keep_prob=1.0'")
+    parse_freeze_value(value, f"--freeze {text!r}")
+    return name, value
+
+
+def parse_freeze_value(text: str, where: str = "--freeze"):
+    """A --freeze value: a float, a bool, or a flat list of them."""
+    body = text.strip()
+    items = body[1:-1].split(",") if body.startswith("[") and body.endswith("]") else [body]
+    values = []
+    for item in (x.strip() for x in items):
+        if item.lower() in ("true", "false"):
+            values.append(item.lower() == "true")
+            continue
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise UserError(f"{where}: value {item!r} is not a number or true/false; write e.g. 1.0 or '[1,2,3]'") from None
+    return values if body.startswith("[") else values[0]
 
 
 def parse_dim(text: str, where: str) -> int:

@@ -22,7 +22,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     from .ladder import climb
     from .prepare import import_tensorflow, prepare, run_reference
     from .tables import string_constants
-    from .verify import compare, make_feeds
+    from .verify import compare, index_limits, reference_run
 
     emit("stage", stage="import", message="importing TensorFlow")
     work = tmp / ".work"
@@ -34,9 +34,12 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     # and Keras layers are gone; their TF ops are what the targets see).
     main_ops = Counter(n.op for n in prepared.graph_def.node)
     body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
-    feeds = make_feeds(prepared.inputs, raw_pixels=prepared.has_preprocessing,
-                       vocabulary=string_constants(prepared.graph_def)) if options.verify else {}
-    reference = run_reference(tf, prepared, feeds) if options.verify else {}
+    feeds, reference, unverifiable = {}, {}, None
+    if options.verify:
+        feeds, reference, unverifiable = reference_run(
+            prepared.inputs, lambda f: run_reference(tf, prepared, f), raw_pixels=prepared.has_preprocessing,
+            index_limits=index_limits(prepared.graph_def, [i.name for i in prepared.inputs]),
+            vocabulary=string_constants(prepared.graph_def))
     results = []
     for target in options.targets:
         backend = backends.get(target)
@@ -59,7 +62,10 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         target_dir = tmp / target
         emit("stage", stage="convert", target=target, message=f"converting to {backend.title}")
         t0 = time.perf_counter()
-        check = (lambda d, p, b=backend: _verify(b, d, p, options, feeds, reference, compare)) if options.verify else None
+        # When the reference itself can't judge any target (empty, random), no rung can pass: take
+        # the first that converts and say why it is unverified.
+        check = ((lambda d, p, b=backend: _verify(b, d, p, options, feeds, reference, compare))
+                 if options.verify and not unverifiable else None)
         # Each rung of the target's ladder converts and verifies in turn (engine.ladder).
         outcome = climb(backend, prepared, options, target_dir, lambda msg, t=target: emit("log", target=t, message=msg),
                         check, one_line)
@@ -71,6 +77,8 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
             continue
         result.files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(target_dir.rglob("*")) if p.is_file()}
         result.verification = outcome.verification
+        if options.verify and unverifiable:
+            result.status, result.verification = "mismatch", {"passed": False, "error": unverifiable}
         emit("target", target=target, status=result.status, files=result.files, seconds=result.seconds,
              verification=result.verification, message=result.message, strategy=result.strategy)
     shutil.rmtree(work, ignore_errors=True)
@@ -89,4 +97,4 @@ def _verify(backend, target_dir, prepared, options, feeds, reference, compare) -
         return {"skipped": one_line(e)}
     except Exception as e:
         return {"passed": False, "error": one_line(e)}
-    return compare(reference, actual, backend.tolerance(options), relative=options.quantization(backend.name) is not None)
+    return compare(reference, actual, backend.tolerance(options))

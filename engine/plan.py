@@ -61,7 +61,8 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
     result = {}
     for target in options.targets:
         backend = backends.get(target)
-        argv = backend.upstream_command(options, info)
+        # No upstream CLI can set a placeholder to a value (ovc refuses mo's 'name->value').
+        argv = None if options.freeze else backend.upstream_command(options, info)
         line = shell_join(argv) if argv else None
         if line and not getattr(backend, "upstream_creates_output_dir", True):
             line = f"mkdir -p {shell_quote(str(Path(options.output_dir, target)))} && {line}"

@@ -12,6 +12,7 @@ outputs with Identity nodes and prunes everything else away.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
     graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options, info)
     if control_flow_v2 and not graph_def.library.function:
         return None  # no functional control flow: the same graph as the first rung
+    # An input none of the outputs needs (after --output, e.g. an iterator's string handle) was
+    # pruned with the rest: it is not fed.
+    kept = {n.name for n in graph_def.node}
+    inputs = [i for i in inputs if i.name in kept]
     if graph_def.library.function and not keep_v2:
         graph_def = _lower_control_flow(tf, graph_def, inputs, outputs, info)
     graph_path = workdir / ("prepared-control-flow-v2.pb" if control_flow_v2 else "prepared.pb")
@@ -129,7 +134,7 @@ def _freeze_tf1(tf, detection: Detection, info: ModelInfo, outputs) -> object:
             raise UserError(f"--output {missing[0]!r}: no such node in the graph; the outputs found are "
                             f"{', '.join(o.name for o in info.outputs)}")
         if detection.checkpoint:
-            restore = _restore_ops(tf, graph, detection.checkpoint)
+            restore = _restore_ops(tf, graph, detection.checkpoint, _needed_ops(graph, outputs))
             with _damaged_weights(tf, detection.checkpoint, "checkpoint"):
                 sess.run(restore)
         return tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), outputs)
@@ -151,8 +156,21 @@ def _damaged_weights(tf, where, what: str):
                         "copy it again") from None
 
 
-def _restore_ops(tf, graph, checkpoint: str) -> list:
-    """Assign every variable its checkpoint value (V1 or V2; ref or resource variables).
+def _needed_ops(graph, outputs) -> set[str]:
+    """Names of the ops the outputs depend on (data and control edges)."""
+    seen, stack = set(), [graph.get_operation_by_name(o.split(":")[0]) for o in outputs]
+    while stack:
+        op = stack.pop()
+        if op.name not in seen:
+            seen.add(op.name)
+            stack += [t.op for t in op.inputs] + list(op.control_inputs)
+    return seen
+
+
+def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
+    """Assign each variable the outputs need its checkpoint value (V1 or V2; ref or resource variables).
+
+    Only those: training graphs hold variables that were never saved (a learning rate, a step).
 
     A tf.train.Saver would need the graph's saver_def or Variable objects, which a bare
     inference GraphDef doesn't have; the checkpoint reader needs neither.
@@ -167,7 +185,7 @@ def _restore_ops(tf, graph, checkpoint: str) -> list:
     stored = reader.get_variable_to_shape_map()
     assigns = []
     for op in graph.get_operations():
-        if op.type not in ("VariableV2", "Variable", "VarHandleOp"):
+        if op.type not in ("VariableV2", "Variable", "VarHandleOp") or op.name not in needed:
             continue
         key = op.get_attr("shared_name") if op.type == "VarHandleOp" and op.get_attr("shared_name") else op.name
         key = key.decode() if isinstance(key, bytes) else key
@@ -303,19 +321,60 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
             if i.name in targets:
                 x = _preprocess(tf, x, mean, scale, reverse)
             input_map[tensor_of[i.name]] = x
-        for i in dropped:  # a boolean switch without default: inference means False
-            if i.dtype == "bool" and "default" not in (i.note or "") and i.name in tensor_of:
+        frozen_values = dict(options.freeze) if options else {}
+        for i in dropped:
+            if i.name in frozen_values and i.name in tensor_of:  # --freeze NAME=VALUE
+                input_map[tensor_of[i.name]] = tf.constant(freeze_value(i, frozen_values[i.name]))
+            elif i.dtype == "bool" and "default" not in (i.note or "") and i.name in tensor_of:
+                # a boolean switch without default: inference means False
                 input_map[tensor_of[i.name]] = tf.zeros([d if d > 0 else 1 for d in i.shape or []], tf.bool)
+        # Freezing a graph for its outputs prunes the placeholders they don't need: nothing to map there.
+        present = {n.name for n in frozen.node}
+        for n in frozen.node:  # colocation hints (device placement only) may name pruned nodes
+            if "_class" in n.attr:
+                del n.attr["_class"]
+        input_map = {k: v for k, v in input_map.items() if k.split(":")[0] in present}
         fetched = [tensor_of.get(o, f"{o}:0") for o in outputs]
         try:
             results = tf.compat.v1.import_graph_def(frozen, input_map=input_map, return_elements=fetched, name="model")
         except ValueError as e:
             msg = str(e).strip().splitlines()[0][:240]
-            raise UserError(f"the model does not accept these input shapes ({msg}); check --input/--batch") from None
+            if "shape" in msg.lower() or "dimension" in msg.lower():
+                raise UserError(f"the model does not accept these input shapes ({msg}); check --input/--batch") from None
+            raise UserError(f"TensorFlow cannot import the model's graph ({msg}); the file may be damaged (copy it "
+                            "again) or was edited by hand (re-export it from the training code)") from None
         for name, tensor in zip(outputs, results):
             tf.identity(tensor, name=name)
     graph_def = graph.as_graph_def()
+    _defaults_to_identity(graph_def)
     return tf.compat.v1.graph_util.extract_sub_graph(graph_def, outputs)
+
+
+def _defaults_to_identity(graph_def) -> None:
+    """A PlaceholderWithDefault left out of the interface computes its default: make it an Identity
+    of it, so no converter takes it for an input (tf2onnx would, and fail on non-Const defaults)."""
+    for n in graph_def.node:
+        if n.op == "PlaceholderWithDefault":
+            dtype = n.attr["dtype"].type
+            n.op = "Identity"
+            del n.attr["dtype"], n.attr["shape"]
+            n.attr["T"].type = dtype
+
+
+def freeze_value(i: TensorInfo, text: str):
+    """--freeze NAME=VALUE's value as an array of the input's dtype (and shape, where it is known)."""
+    import numpy as np
+
+    from .options import parse_freeze_value
+
+    value = np.asarray(parse_freeze_value(text), dtype=np.dtype(i.dtype or "float32"))
+    if i.shape is not None and all(d > 0 for d in i.shape) and value.shape != tuple(i.shape):
+        try:
+            value = np.broadcast_to(value, i.shape).copy()
+        except ValueError:
+            raise UserError(f"--freeze {i.name}={text}: the input has shape {i.shape}; give a value of that shape "
+                            "or one number") from None
+    return value
 
 
 def _preprocess(tf, x, mean, scale, reverse):
@@ -337,7 +396,13 @@ def _lower_control_flow(tf, graph_def, inputs, outputs, info):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    lowered = convert_variables_to_constants_v2(_concrete(tf, graph_def, inputs, outputs), lower_control_flow=True)
+    try:
+        lowered = convert_variables_to_constants_v2(_concrete(tf, graph_def, inputs, outputs), lower_control_flow=True)
+    except ValueError as e:  # grappler's whole message; its reason went to the C++ log
+        if "Failed to import metagraph" not in str(e):
+            raise
+        raise UserError("TensorFlow's graph optimizer cannot read the model's graph to lower its control flow "
+                        "(If/While functions); convert with --control-flow-v2 to keep the control flow as it is") from None
     keys = sorted(outputs)  # dict outputs flatten in sorted key order
     tensor_of = {i.name: t.name for i, t in zip(inputs, lowered.inputs)}
     tensor_of.update({k: t.name for k, t in zip(keys, lowered.outputs)})
@@ -357,5 +422,27 @@ def run_reference(tf, prepared: Prepared, feeds: dict) -> dict:
     with graph.as_default():
         tf.compat.v1.import_graph_def(prepared.graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
-        values = sess.run([f"{o}:0" for o in prepared.outputs], {f"{k}:0": v for k, v in feeds.items()})
+        try:
+            values = sess.run([f"{o}:0" for o in prepared.outputs], {f"{k}:0": v for k, v in feeds.items()})
+        except tf.errors.OpError as e:
+            shapes = ", ".join(f"{k}[{','.join(map(str, v.shape))}]" for k, v in feeds.items())
+            raise UserError(f"TensorFlow cannot run the model on test inputs {shapes or '(none)'}: {tf_error_reason(e)}; "
+                            "give the input sizes it takes with --input NAME[d1,d2,...], pin an input with "
+                            "--freeze NAME=VALUE, or skip the check with --no-verify") from None
     return dict(zip(prepared.outputs, values))
+
+
+def tf_error_reason(e) -> str:
+    """TensorFlow's own reason from an error, in one line: 'indices[0] = 12 is not in [0, 5) (node x/GatherV2)'.
+
+    str() of an OpError starts with 'Graph execution error:' and the Python traceback of the node's
+    definition; the reason comes after those lines, the node in '[[{{node NAME}}]]'.
+    """
+    text = getattr(e, "message", None) or str(e)
+    node = re.search(r"\{\{node ([^}]+)\}\}", text)
+    skip = ("Graph execution error", "Detected at node", "Detected in", "File \"", "[[", "Traceback", "Node:",
+            "(most recent", "defined at")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reasons = [ln for ln in lines if not ln.startswith(skip) and not ln.endswith(":")]
+    reason = (reasons[0] if reasons else lines[0] if lines else type(e).__name__)[:240]
+    return f"{reason} (node {node.group(1)})" if node and node.group(1) not in reason else reason

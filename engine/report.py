@@ -22,7 +22,8 @@ class TargetResult:
     files: dict[str, int] = field(default_factory=dict)  # relative path → bytes
     seconds: float = 0.0
     upstream_command: str | None = None
-    verification: dict | None = None  # {max_abs_diff, max_rel_diff, tolerance, tolerance_on, passed, outputs} or {skipped}
+    # {max_abs_diff, max_rel_diff, atol, rtol, atol_scaled, tolerance, tolerance_on, passed, outputs}, {error} or {skipped}
+    verification: dict | None = None
     strategy: str | None = None  # the ladder rung that produced the file ("frozen graph", ...: engine.ladder)
     attempts: list = field(default_factory=list)  # [{strategy, error}]: the rungs tried before or instead
 
@@ -35,13 +36,21 @@ def verification_text(v: dict | None) -> tuple[str, bool | None]:
         return f"not verified: {v['skipped']}", None
     if "error" in v:
         return f"verification failed: {v['error']}", False
-    return (f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} "
-            f"(tolerance {tolerance_text(v)}): {'PASS' if v['passed'] else 'FAIL'}", bool(v["passed"]))
+    text = f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} (tolerance {tolerance_text(v)})"
+    bad = {name: o for name, o in v.get("outputs", {}).items() if o.get("out_of_bound")}
+    if bad:
+        name, o = max(bad.items(), key=lambda kv: kv[1]["out_of_bound"])
+        text += f", {o['out_of_bound']:.2%} of {name!r} out of bound, worst at [{','.join(map(str, o['worst_index']))}]"
+    return f"{text}: {'PASS' if v['passed'] else 'FAIL'}", bool(v["passed"])
 
 
 def tolerance_text(v: dict) -> str:
-    """'abs 1e-04' or, for quantized targets, 'rel 1e-02': which diff the tolerance bounds."""
-    return f"{'rel' if v.get('tolerance_on') == 'max_rel_diff' else 'abs'} {v['tolerance']:.0e}"
+    """'atol 1e-04 + rtol 1e-04' or, for quantized targets, 'rel 1e-02 + rtol 1e-02' (atol scaled by the
+    output's largest magnitude)."""
+    rel = v.get("tolerance_on") == "max_rel_diff"
+    if "rtol" not in v:  # a report from before the allclose rule
+        return f"{'rel' if rel else 'abs'} {v['tolerance']:.0e}"
+    return f"{'rel' if rel else 'atol'} {v['tolerance']:.0e} + rtol {v['rtol']:.0e}"
 
 
 @dataclass

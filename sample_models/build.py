@@ -15,7 +15,7 @@ OUTPUTS = [  # everything this script writes; removed before each rebuild
     "keras2_sequential.h5", "keras_weights_only.weights.h5", "keras2_weights_only.h5", "frozen_graph.pb",
     "frozen_graph.pbtxt", "slim_checkpoint", "tf1_checkpoint_v2", "metagraph", "saved_model_tf1",
     "saved_model_tf2", "image_classifier", "image_classifier.keras", "dynamic_shapes", "keras_lambda.keras",
-    "keras2_lambda.h5", "manifest.json"]
+    "keras2_lambda.h5", "realworld", "manifest.json"]
 import recurrent  # issue 13's recurrent, text and odd-file samples (sample_models/recurrent.py)
 
 OUTPUTS += recurrent.OUTPUTS
@@ -408,9 +408,138 @@ def lambda_models(out):
     return es
 
 
+# ------------------------------------------------------------------ real-world failure classes
+def write_frozen(g, sess, d, name, outputs):
+    frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), outputs)
+    tf.io.write_graph(frozen, d, name, as_text=False)
+    return frozen
+
+
+def realworld_verification(out):
+    """Graphs whose verification needs the right inputs and rule (issue 13, classes 2 and 3).
+
+    Their manifest entries carry `failure_class`: tests/test_realworld.py converts them with the
+    flags they need, so the every-sample tests leave them out."""
+    d = os.path.join(out, "realworld"); os.makedirs(d, exist_ok=True)
+    es = []
+    with tf.Graph().as_default() as g, v1.Session() as sess:  # values ~1e5: float32 rounding ~1e-2 abs
+        x = v1.placeholder(tf.float32, [None, 64], name="x")
+        w = tf.constant(np.random.RandomState(0).uniform(-150, 150, (64, 256)).astype("float32"))
+        h = tf.matmul(tf.exp(x * 4.0), w)
+        tf.identity(tf.matmul(tf.tanh(h / 1000.0) * 100.0, w / 10.0, transpose_b=True), name="activations")
+        frozen = write_frozen(g, sess, d, "wide_activations.pb", ["activations"])
+    es.append(entry("realworld/wide_activations.pb", "graphdef", [io("x", [None, 64])], ["activations"],
+                    "Outputs near 1e5 (an audio model's large activations): TF.js differs by ~2e-2 abs, "
+                    "~2e-7 relative; an abs-only 1e-4 bound fails it, allclose passes.", failure_class=2))
+    verify_graph(frozen, es[-1])
+    with tf.Graph().as_default() as g, v1.Session() as sess:  # empty on short inputs
+        x = v1.placeholder(tf.float32, [None, None], name="signal")
+        tf.identity(x[:, 100:-100] * 2.0, name="cropped")
+        frozen = write_frozen(g, sess, d, "crop.pb", ["cropped"])
+    es.append(entry("realworld/crop.pb", "graphdef", [io("signal", [None, None])], ["cropped"],
+                    "Crops 100 positions from each side: an input shorter than 201 gives an empty output.", failure_class=2))
+    verify_graph(frozen, es[-1])
+    with tf.Graph().as_default() as g, v1.Session() as sess:  # indices must stay below 5
+        tokens = v1.placeholder(tf.int32, [None, 6], name="tokens")
+        table = tf.constant(np.random.RandomState(1).rand(5, 4).astype("float32"), name="table")
+        tf.reduce_mean(tf.gather(table, tokens), axis=1, name="pooled")
+        frozen = write_frozen(g, sess, d, "embedding.pb", ["pooled"])
+    es.append(entry("realworld/embedding.pb", "graphdef", [io("tokens", [None, 6], "int32")], ["pooled"],
+                    "GatherV2 from a 5-row embedding table: token ids must be below 5.", failure_class=2))
+    verify_graph(frozen, es[-1])
+    with tf.Graph().as_default() as g, v1.Session() as sess:  # a TF1 dropout keep_prob scalar
+        x = v1.placeholder(tf.float32, [None, 8], name="x")
+        keep_prob = v1.placeholder(tf.float32, [], name="keep_prob")
+        tf.identity(v1.nn.dropout(tf.nn.relu(x - 0.5), keep_prob=keep_prob), name="features")
+        frozen = write_frozen(g, sess, d, "dropout.pb", ["features"])
+    es.append(entry("realworld/dropout.pb", "graphdef", [io("x", [None, 8]), io("keep_prob", [])], ["features"],
+                    "TF1 dropout (RandomUniform) driven by a keep_prob scalar: random unless keep_prob=1.", failure_class=2))
+    verify_graph(frozen, es[-1])
+    with tf.Graph().as_default() as g, v1.Session() as sess:  # ov.convert_model reorders these
+        x = v1.placeholder(tf.float32, [None, 6], name="image")
+        tf.sigmoid(x, name="detection_scores")
+        tf.floor(x * 10.0, name="detection_classes")
+        tf.reduce_sum(tf.cast(x > 0.0, tf.float32), axis=1, keepdims=True, name="num_detections")
+        frozen = write_frozen(g, sess, d, "detection.pb", ["detection_scores", "detection_classes", "num_detections"])
+    es.append(entry("realworld/detection.pb", "graphdef", [io("image", [None, 6])],
+                    ["detection_scores", "detection_classes", "num_detections"],
+                    "Detection-style outputs (float32 [-1, 6], [-1, 6], [-1, 1]); ov.convert_model returns "
+                    "classes before scores.", failure_class=3))
+    verify_graph(frozen, es[-1])
+    with tf.Graph().as_default() as g:  # a colocation hint naming a pruned node
+        x = v1.placeholder(tf.float32, [None, 4], name="x")
+        tf.identity(x * 2.0, name="y")
+        frozen = g.as_graph_def()
+    next(n for n in frozen.node if n.name == "mul").attr["_class"].list.s.append(b"loc:@pruned_variable")
+    tf.io.write_graph(frozen, d, "colocated.pb", as_text=False)
+    es.append(entry("realworld/colocated.pb", "graphdef", [io("x", [None, 4])], ["y"],
+                    "Node 'mul' is colocated with a node the graph no longer has (loc:@pruned_variable), as "
+                    "graphs pruned by hand are; TensorFlow refuses to import it as it is.", failure_class=6))
+    check([n.name for n in frozen.node] == ["x", "mul/y", "mul", "y"], "colocated.pb nodes")
+    return es
+
+
+def realworld_keras_embedding(out):
+    """Keras 3 Embedding(5, 4): token ids of 5 or more make TensorFlow fail (issue 13, class 2)."""
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(5, 4, name="embedding")(tokens)
+    keras.Model(tokens, keras.layers.GlobalAveragePooling1D(name="pooled")(x)).save(
+        os.path.join(out, "realworld", "keras_embedding.keras"))
+    e = entry("realworld/keras_embedding.keras", "keras_v3", [io("tokens", [None, 6], "int32")], ["pooled"],
+              "Keras 3: int32 tokens (-1,6) -> Embedding(5, 4) -> GlobalAveragePooling1D 'pooled'; ids must be "
+              "below 5.", failure_class=2)
+    verify_keras(out, e, keras.saving.load_model)
+    return [e]
+
+def realworld_training_metagraph(out):
+    """A MetaGraph from training code (issue 13, class 4): v1 tf.cond (Switch/Merge, switch_t/f
+    consumed only by control edges), training under a scope ('train/gradients/...',
+    'train/GradientDescent'), a learning-rate variable the checkpoint lacks, a string iterator
+    handle feeding only the 'aux' output, and a PlaceholderWithDefault whose default is computed."""
+    d = os.path.join(out, "realworld", "training"); os.makedirs(d)
+    v1.disable_control_flow_v2()
+    try:
+        with tf.Graph().as_default(), v1.Session() as sess:
+            v1.set_random_seed(0)
+            x = v1.placeholder(tf.float32, [None, 8], name="x")
+            labels = v1.placeholder(tf.int64, [None], name="labels")
+            handle = v1.placeholder(tf.string, [], name="iterator_handle")
+            is_training = v1.placeholder_with_default(False, [], name="is_training")
+            scale = v1.placeholder_with_default(tf.reduce_max(x), [], name="scale")
+            h = tf.nn.relu(dense(x / scale, 16, "hidden"))
+            h = v1.cond(is_training, lambda: h * 0.5, lambda: h * 1.0, name="dropout")
+            logits = dense(h, 3, "logits")
+            tf.nn.softmax(logits, name="probs")
+            tf.strings.length(handle, name="aux")
+            with tf.name_scope("train"):
+                lr = v1.get_variable("learning_rate", [], initializer=tf.constant_initializer(0.1), trainable=False)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+                step = v1.train.GradientDescentOptimizer(lr).minimize(loss)
+            weights = [v for v in v1.global_variables() if "learning_rate" not in v.name]
+            sess.run(v1.global_variables_initializer())
+            sess.run(step, {x: np.random.RandomState(0).rand(4, 8), labels: [0, 1, 2, 0]})
+            v1.train.Saver(weights).save(sess, os.path.join(d, "model"), write_state=False)
+            graph_def = sess.graph.as_graph_def()
+    finally:
+        v1.enable_control_flow_v2()
+    e = entry("realworld/training/model.meta", "metagraph",
+              [io("x", [None, 8]), io("iterator_handle", [], "string"),
+               io("is_training", [], "bool", optional=True), io("scale", [], optional=True)], ["probs", "aux"],
+              "Training MetaGraph: v1 cond (dropout/switch_t, switch_f are consumed by control edges only), "
+              "train/gradients/* and train/GradientDescent under a scope, 'labels' for the loss, "
+              "'learning_rate' not in the checkpoint, 'aux' needs only the string iterator_handle, and "
+              "'scale' defaults to a computed reduce_max(x).", checkpoint="realworld/training/model",
+              training_only_inputs=["labels"], failure_class=4)
+    verify_graph(graph_def, e, training_only=["labels"])
+    names = {n.name for n in graph_def.node}
+    check({"dropout/switch_t", "dropout/switch_f", "train/gradients/Shape"} <= names, "training graph names")
+    return [e]
+
+
 BUILDERS = [keras3_functional, keras3_sequential, keras2_models, frozen_graph, slim_checkpoint, tf1_checkpoint_v2,
             metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes, lambda_models,
-            *recurrent.BUILDERS]
+            realworld_verification, realworld_keras_embedding, realworld_training_metagraph, *recurrent.BUILDERS]
 
 
 def main():

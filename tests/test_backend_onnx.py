@@ -77,7 +77,7 @@ def within_tolerance(prepared, outdir, feeds, quantize):
     """The check verification makes: relative to each output's magnitude, for quantized models."""
     opts = options(quantize=(quantize,))
     got, want = BACKEND.load(outdir, prepared)(feeds), tf_outputs(prepared, feeds)
-    return compare(want, got, BACKEND.tolerance(opts), relative=True)["passed"]
+    return compare(want, got, BACKEND.tolerance(opts))["passed"]
 
 
 def max_diff(prepared, outdir, feeds):
@@ -96,7 +96,7 @@ def test_frozen_graph_plain_names_and_matches_tensorflow(tf, tmp_path):
     onnx.checker.check_model(model)
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["output"]
     assert model.opset_import[0].version == 15 and "opset 15 (tf2onnx's default)" in lines[0]
-    assert max_diff(prepared, outdir, feeds_for(prepared)) <= BACKEND.tolerance(options())
+    assert max_diff(prepared, outdir, feeds_for(prepared)) <= BACKEND.tolerance(options()).atol
 
 
 def test_convnet_float16_int8_and_nchw(convnet, tmp_path):

@@ -41,6 +41,27 @@ class Prepared:
     alternative: Callable[[], "Prepared | None"] | None = None
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """What verification accepts, per element: |got - ref| <= atol + rtol * |ref| (numpy.allclose).
+
+    `scaled`: atol is a fraction of the output's largest |ref|. Quantized targets use it, since their
+    error scales with the output as a whole, not with each element (see engine.verify.compare).
+    """
+
+    atol: float
+    rtol: float
+    scaled: bool = False
+
+
+FLOAT32_TOLERANCE = Tolerance(1e-4, 1e-4)  # OpenVINO's layer tests' values
+
+
+def quantized_tolerance(bits: int) -> Tolerance:
+    """16-bit weights: 1e-2 of the output's largest magnitude (+ 1e-2 relative); 8-bit: 1e-1."""
+    return Tolerance(1e-2, 1e-2, scaled=True) if bits == 16 else Tolerance(1e-1, 1e-1, scaled=True)
+
+
 Runner = Callable[[dict[str, "np.ndarray"]], dict[str, "np.ndarray"]]
 
 
@@ -85,9 +106,8 @@ class Backend(Protocol):
     def load(self, outdir: Path, prepared: Prepared) -> Runner:
         """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name."""
 
-    def tolerance(self, options) -> float:
-        """What verification accepts: without quantization the max abs difference from TensorFlow;
-        with it, the max relative difference (abs diff over the output's largest magnitude)."""
+    def tolerance(self, options) -> Tolerance:
+        """What verification accepts for these options (FLOAT32_TOLERANCE or quantized_tolerance())."""
 
 
 def get(name: str) -> Backend:

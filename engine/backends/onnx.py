@@ -138,6 +138,11 @@ class OnnxBackend:
                      "--rename-inputs", ",".join(i.name for i in inputs)]
         if graph:
             argv += ["--outputs", ",".join(tensor.get(o, f"{o}:0") for o in outputs), "--rename-outputs", ",".join(outputs)]
+            # Optional inputs left out of our interface compute their default; tf2onnx would make
+            # them inputs instead (and fail on a computed default) unless told.
+            kept = {i.name for i in inputs}
+            defaults = [i.name for i in info.inputs if i.name not in kept and "default" in (i.note or "")]
+            argv += ["--use_default", ",".join(defaults)] if defaults else []
         argv += ["--opset", str(options.opset or DEFAULT_OPSET)]
         if options.inputs_as_nchw:
             argv += ["--inputs-as-nchw", ",".join(tensor.get(strip_port(n), f"{strip_port(n)}:0") for n in options.inputs_as_nchw)]
@@ -226,11 +231,14 @@ class OnnxBackend:
 
         return run
 
-    def tolerance(self, options) -> float:
-        # float32: 1e-4 abs. float16 weights: ~5e-4 relative rounding each. int8 dynamic: weights and
+    def tolerance(self, options):
+        # float32: atol = rtol = 1e-4. float16 weights: ~5e-4 relative rounding each. int8 dynamic: weights and
         # activations per-tensor 8 bit.
-        # Quantized modes: relative tolerance, 1e-2 for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        return {"float16": 1e-2, "int8": 1e-1}.get(options.quantization("onnx"), 1e-4)
+        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
+        from . import FLOAT32_TOLERANCE, quantized_tolerance
+
+        bits = {"float16": 16, "int8": 8}.get(options.quantization("onnx"))
+        return quantized_tolerance(bits) if bits else FLOAT32_TOLERANCE
 
 
 def _check_converted(model, errors: list[str]) -> None:

@@ -128,6 +128,18 @@ def _graph_name(name: str) -> str:
     return name if re.search(r":\d+$", name) else f"{name}:0"
 
 
+def _by_name(ports, names: list[str]) -> list:
+    """The port carrying each frozen-graph name ('x' or 'x:0'), in the order of `names`."""
+    found = []
+    for name in names:
+        matches = [p for p in ports if {name, f"{name}:0"} & set(p.get_names())]
+        if len(matches) != 1:
+            raise ConversionFailed(f"OpenVINO's model has {len(matches)} tensors named {name!r} "
+                                   f"(it has {', '.join(sorted(n for p in ports for n in p.get_names()))})")
+        found.append(matches[0])
+    return found
+
+
 class OpenVINOBackend:
     name = "openvino"
     title = "OpenVINO IR"
@@ -188,7 +200,8 @@ class OpenVINOBackend:
         except OpConversionFailure as e:
             raise ConversionFailed(self._failure_message(str(e), prepared)) from None
         # The IR would carry every alias of each tensor ("output:0", "Identity_3:0", ...): keep ours.
-        for port, info in zip(model.inputs, prepared.inputs):
+        # Match by name: convert_model does not keep the order of output= (nor promise that of input=).
+        for port, info in zip(_by_name(model.inputs, [i.name for i in prepared.inputs]), prepared.inputs):
             port.get_tensor().set_names({info.name})
             port.get_node().set_friendly_name(info.name)
             if info.shape is None:
@@ -197,7 +210,9 @@ class OpenVINOBackend:
         # Outputs that are the same tensor as an input or an earlier output would share one name set:
         # give each its own tensor through an Identity, so every prepared name stays unique.
         seen = {(p.get_node().get_instance_id(), 0) for p in model.inputs}
-        for result, name in zip(model.get_results(), prepared.outputs):
+        results = {r.get_instance_id(): r for r in model.get_results()}
+        ports = _by_name(model.outputs, prepared.outputs)
+        for result, name in zip([results[p.get_node().get_instance_id()] for p in ports], prepared.outputs):
             source = result.input_value(0)
             if (source.get_node().get_instance_id(), source.get_index()) in seen:
                 result.input(0).replace_source_output(opset16.identity(source).output(0))
@@ -262,11 +277,13 @@ class OpenVINOBackend:
 
         return run
 
-    def tolerance(self, options) -> float:
+    def tolerance(self, options):
         # fp32 runs at f32 (INFERENCE_PRECISION_HINT), so only op-order rounding differs: 1e-4 abs.
         # fp16 weights carry ~5e-4 relative rounding each (decompressed to f32 at run time).
-        # Quantized modes: relative tolerance, 1e-2 for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        return 1e-2 if options.quantization("openvino") == "fp16" else 1e-4
+        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
+        from . import FLOAT32_TOLERANCE, quantized_tolerance
+
+        return quantized_tolerance(16) if options.quantization("openvino") == "fp16" else FLOAT32_TOLERANCE
 
 
 

@@ -221,11 +221,14 @@ class TfjsBackend:
 
         return run
 
-    def tolerance(self, options) -> float:
-        # float32: 1e-4 abs. Weights only are quantized (activations stay float32): float16 keeps ~3
+    def tolerance(self, options):
+        # float32: atol = rtol = 1e-4. Weights only are quantized (activations stay float32): float16 keeps ~3
         # significant digits, uint16 affine steps are range/65535, uint8 steps range/255.
-        # Quantized modes: relative tolerance, 1e-2 for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        return {None: 1e-4, "float16": 1e-2, "uint16": 1e-2, "uint8": 1e-1}[options.quantization("tfjs")]
+        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
+        from . import FLOAT32_TOLERANCE, quantized_tolerance
+
+        bits = {"float16": 16, "uint16": 16, "uint8": 8}.get(options.quantization("tfjs"))
+        return quantized_tolerance(bits) if bits else FLOAT32_TOLERANCE
 
 
 def _import_tfjs(module: str, log):

@@ -194,12 +194,15 @@ class TFLiteBackend:
 
         return run
 
-    def tolerance(self, options) -> float:
+    def tolerance(self, options):
         # float32: kernels reorder sums (XNNPACK), ~1e-6 measured; 1e-4 abs. float16: weights rounded
         # to fp16 (rel. error ≤ 4.9e-4), computed in fp32. dynamic: int8 weights and, in hybrid
         # kernels, int8-quantized activations (tensors under 1024 elements stay float32).
-        # Quantized modes: relative tolerance, 1e-2 for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        return {"float16": 1e-2, "dynamic": 1e-1}.get(options.quantization(self.name), 1e-4)
+        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
+        from . import FLOAT32_TOLERANCE, quantized_tolerance
+
+        bits = {"float16": 16, "dynamic": 8}.get(options.quantization(self.name))
+        return quantized_tolerance(bits) if bits else FLOAT32_TOLERANCE
 
 
 def _run_by_tensor_names(interpreter, prepared):
