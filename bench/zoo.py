@@ -194,6 +194,13 @@ else:
 model = keras.models.load_model(path, compile=False)
 """
 
+# tflite_convert --keras_model_file fails on Keras 3 files ("'NoneType' object is not callable");
+# TFLiteConverter.from_keras_model is the documented way for them.
+TFLITE_FROM_KERAS = KERAS_LOAD + """
+import tensorflow as tf
+open(sys.argv[3], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+"""
+
 OV_FROM_KERAS = KERAS_LOAD + """
 import openvino as ov
 ov.save_model(ov.convert_model(model), sys.argv[3], compress_to_fp16=False)  # fp32, as ours
@@ -238,7 +245,9 @@ def upstream_argv(target: str, model: Path, info: dict, feeds_shapes: dict, out:
         if fmt == "saved_model":
             return [conv, "--input_format=tf_saved_model", *([f"--signature_name={sig[0]}"] if sig else []), str(model), str(out)]
         if fmt in ("keras_h5", "keras_v3"):
-            return [conv, "--input_format=keras" if fmt == "keras_h5" else "--input_format=keras_keras", str(model), str(out)]
+            if fmt == "keras_v3":
+                return [conv, "--input_format=keras_keras", "--output_format=tfjs_layers_model", str(model), str(out)]
+            return [conv, "--input_format=keras", str(model), str(out)]
         if fmt in ("graphdef",):
             return [conv, "--input_format=tf_frozen_model", f"--output_node_names={','.join(outs)}", str(model), str(out)]
         return None  # tensorflowjs_converter reads no MetaGraph or checkpoint
@@ -248,6 +257,8 @@ def upstream_argv(target: str, model: Path, info: dict, feeds_shapes: dict, out:
         if fmt == "saved_model":
             return [conv, "--saved_model_dir", str(model), *dest]
         if fmt in ("keras_h5", "keras_v3"):
+            if not _legacy_keras(info):
+                return [py, "-c", TFLITE_FROM_KERAS, str(model), "0", str(out / "model.tflite")]
             return [conv, "--keras_model_file", str(model), *dest]
         if fmt == "graphdef":
             shapes = ":".join(",".join(str(d) for d in feeds_shapes[n]) for n in ins)

@@ -209,19 +209,28 @@ def run_tfjs(path, feeds, ref_names):
             key = next((s for s, d in sig_in.items() if _short(d.get("name", "")) == name), list(sig_in or [name])[min(k, len(sig_in) - 1)] if sig_in else name)
         request_inputs[key] = tfjs._encode(np.asarray(v))
     if layers:  # layers models are fed by input layer name: use position
-        names = [l[0] for l in (mj["modelTopology"].get("model_config", {}).get("config", {}).get("input_layers") or [])]
+        layers_in = mj["modelTopology"].get("model_config", {}).get("config", {}).get("input_layers") or []
+        if layers_in and not isinstance(layers_in[0], list):  # Keras 3 writes one input flat: [name, 0, 0]
+            layers_in = [layers_in]
+        names = [l[0] for l in layers_in]
         if names and len(names) == len(request_inputs):
             request_inputs = dict(zip(names, request_inputs.values()))
     env = {**os.environ, "NODE_PATH": str(tfjs._tfjs_modules())}
-    with tempfile.TemporaryDirectory() as tmp:
-        inp, out = Path(tmp, "in.json"), Path(tmp, "out.json")
-        inp.write_text(json.dumps({"inputs": request_inputs, "outputs": fetch}))
-        proc = subprocess.run(["node", str(tfjs.RUNNER), str(path), str(inp), str(out)], env=env,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
+    for _ in range(2):  # a one-input layers model names its input layer itself: retry with that name
+        with tempfile.TemporaryDirectory() as tmp:
+            inp, out = Path(tmp, "in.json"), Path(tmp, "out.json")
+            inp.write_text(json.dumps({"inputs": request_inputs, "outputs": fetch}))
+            proc = subprocess.run(["node", str(tfjs.RUNNER), str(path), str(inp), str(out)], env=env,
+                                  capture_output=True, text=True, timeout=600)
+            if proc.returncode == 0:
+                res = json.loads(out.read_text())
+                break
             lines = proc.stderr.strip().splitlines() or ["node failed"]
-            raise RuntimeError(next((ln for ln in lines if "Error" in ln), lines[-1]))
-        res = json.loads(out.read_text())
+            error = next((ln for ln in lines if "Error" in ln), lines[-1])
+            wanted = error.split("no value for layers-model inputs ")[-1].strip() if "no value for layers-model inputs" in error else None
+            if not (layers and wanted and len(request_inputs) == 1 and wanted not in request_inputs):
+                raise RuntimeError(error)
+            request_inputs = {wanted: next(iter(request_inputs.values()))}
     return list(res), [tfjs._decode(v) for v in res.values()]
 
 
