@@ -68,6 +68,13 @@ def test_indices_stay_below_the_table_size():
     assert make_feeds([tokens])["tokens"].max() >= 3  # without a table: [0, 10)
 
 
-def test_string_inputs_fail_in_one_line_naming_the_fix():
+def test_string_inputs_get_words_some_from_the_vocabulary():
+    feeds = make_feeds([TensorInfo("text", "string", [-1, 4])], vocabulary=[b"hello"])
+    words = feeds["text"]
+    assert words.shape == (2, 4) and all(isinstance(w, bytes) for w in words.ravel())
+    assert b"hello" in set(words.ravel()) and len(set(words.ravel())) > 1
+
+
+def test_other_dtypes_fail_in_one_line_naming_the_fix():
     with pytest.raises(UserError, match="--output NAME.*--no-verify"):
-        make_feeds([TensorInfo("handle", "string", [])])
+        make_feeds([TensorInfo("handle", "variant", [])])
