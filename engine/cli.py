@@ -145,10 +145,11 @@ def _inspect(args) -> int:
 
     info = inspect(detect(args.model, checkpoint=args.checkpoint), tag=args.tag, signature=args.signature)
     if args.json:
-        json.dump(info.to_json(), sys.stdout, indent=2)
+        json.dump({**info.to_json(), **targets_json()}, sys.stdout, indent=2)
         print()
     else:
         print(format_info(info))
+        print(format_targets())
     return 0
 
 
@@ -229,4 +230,20 @@ def format_info(info) -> str:
     if info.code_risks:
         lines.append("code       runs when loaded; convert refuses it without --trust-model (only for models you trust):")
         lines += [f"  ! {risk}" for risk in info.code_risks]
+    return "\n".join(lines)
+
+
+def targets_json() -> dict:
+    """inspect --json's view of this install: the targets it can convert to, and why not the others."""
+    from .availability import available, unavailable
+
+    return {"available_targets": available(), "unavailable": unavailable()}
+
+
+def format_targets() -> str:
+    """inspect's line on this install's targets (a missing extra is named with its fix)."""
+    from .availability import available, unavailable
+
+    lines = [f"targets    {', '.join(available()) or '(none installed)'}"]
+    lines += [f"  ! {reason}" for reason in unavailable().values()]
     return "\n".join(lines)

@@ -83,8 +83,12 @@ class Report:
 
 def plan(options: ConversionOptions) -> tuple[object, ModelInfo]:
     """Everything that can be checked without TensorFlow; raises UserError on bad input."""
+    from .availability import unavailable
     from .prepare import final_inputs, final_outputs, preprocessed_inputs
 
+    missing = unavailable(options.targets)
+    if missing:  # an extra that is not installed: say which and how, before reading the model
+        raise UserError(f"--to {','.join(options.targets)}: " + "; ".join(missing.values()))
     detection = detect(options.model, checkpoint=options.checkpoint)
     info = inspect(detection, tag=options.tag, signature=options.signature)
     if info.code_risks and not options.trust_model:
