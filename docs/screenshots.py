@@ -20,7 +20,9 @@ import tempfile
 from pathlib import Path
 
 from wizard.app import WizardApp
-from wizard.pilot import press, settle
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test helper that drives the app
+from pilot import press, settle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (80, 24)

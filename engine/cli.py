@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, human_size, parse_floats, parse_input,
+from .report import format_info, format_report
+from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_input,
                       parse_quantize, parse_targets, strip_port)
 
 
@@ -154,7 +155,9 @@ def _inspect(args) -> int:
 
 
 def _convert(args) -> int:
-    from .convert import check_output_dir, convert, interruptible, plan, upstream_lines
+    from .convert import convert
+    from .plan import check_output_dir, plan, upstream_lines
+    from .signals import interruptible
 
     options = options_from_args(args)
     if args.dryrun:
@@ -183,54 +186,6 @@ def _text_emitter(event: str, **fields) -> None:
     target = f"[{fields['target']}] " if fields.get("target") else ""
     if event in ("stage", "log") or (event == "target" and fields.get("status") != "ok"):
         print(f"tfwizard: {target}{fields.get('message') or fields.get('status')}", file=sys.stderr, flush=True)
-
-
-def format_report(report, output_dir: str) -> str:
-    from .convert import verification_text
-
-    lines = []
-    for t in report.targets:
-        size = sum(t.files.values())
-        check = verification_text(t.verification)[0]
-        if t.status in ("failed", "unsupported"):
-            lines.append(f"{t.target:<9} {t.status.upper()}: {t.message}")
-        else:
-            lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}")
-    status = {0: "done", 1: "some targets failed", 3: "verification out of tolerance"}[report.exit_code]
-    lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(output_dir) / 'report.json'}")
-    return "\n".join(lines)
-
-
-def format_info(info) -> str:
-    """The human-readable inspect report."""
-    lines = [f"model      {info.path}", f"format     {info.format_title}: {info.reason}"]
-    if info.producer and info.producer.split()[-1] not in info.reason:
-        lines.append(f"written by {info.producer}")
-    if info.checkpoint:
-        lines.append(f"checkpoint {info.checkpoint}")
-    if info.tags:
-        lines.append(f"tags       {' | '.join(','.join(t) for t in info.tags)}  (using {','.join(info.tag)})")
-    if info.signatures:
-        lines.append(f"signatures {', '.join(info.signatures)}  (using {info.signature})")
-    for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
-        lines.append(f"{title:<10} {'(none found)' if not tensors else ''}".rstrip())
-        width = max((len(t.name) for t in tensors), default=0)
-        for t in tensors:
-            shape = "shape unknown" if t.shape is None else "[" + ", ".join(map(str, t.shape)) + "]"
-            row = f"  {t.name:<{width}}  {t.dtype or '?':<8} {shape}"
-            if t.tensor and t.tensor not in (t.name, f"{t.name}:0"):
-                row += f"  ({t.tensor})"
-            if t.note:
-                row += f"  ! {t.note}"
-            lines.append(row)
-    kind = "layers" if info.op_kind == "keras_layer" else "ops"
-    total = sum(info.ops.values())
-    lines.append(f"{kind:<10} {total} in {len(info.ops)} types: " + ", ".join(f"{op}×{n}" for op, n in info.ops.items()))
-    lines += [f"warning    {w}" for w in info.warnings]
-    if info.code_risks:
-        lines.append("code       runs when loaded; convert refuses it without --trust-model (only for models you trust):")
-        lines += [f"  ! {risk}" for risk in info.code_risks]
-    return "\n".join(lines)
 
 
 def targets_json() -> dict:

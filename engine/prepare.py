@@ -1,6 +1,7 @@
 """Normalise any input form, once, into the frozen graph every target converts from.
 
-This is the only module that imports TensorFlow at conversion time (inside functions).
+TensorFlow is imported here inside functions (as in the backends that convert with it), never at
+module level; what needs no TensorFlow (the final interface) lives in engine.interface.
 Each input form is frozen to a GraphDef plus a map from user-facing names (placeholder
 names, signature keys, Keras layer names) to tensors. Then one rebuild step puts fresh
 Placeholders with the final shapes in front, bakes the preprocessing in right after them
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from .backends import Prepared
 from .detect import Detection, Format
 from .errors import UserError
 from .inspect import ModelInfo, TensorInfo
+from .interface import _preprocessed_inputs, final_inputs, final_outputs, preprocessed_inputs  # noqa: F401  (re-exported)
 from .options import ConversionOptions
 
 
@@ -55,48 +56,6 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
         keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
         has_preprocessing=options.has_preprocessing,
     )
-
-
-# --- what the converted model's interface will be (no TensorFlow needed) --------------------------
-
-
-def final_inputs(info: ModelInfo, options: ConversionOptions) -> list[TensorInfo]:
-    """The model's inputs with --input overrides and --batch applied; boolean switches dropped."""
-    by_name = {i.name: i for i in info.inputs}
-    for name, _ in options.inputs:
-        if name not in by_name:
-            raise UserError(f"--input {name!r}: no such input; the model's inputs are {', '.join(by_name) or 'none'}")
-    overrides = dict(options.inputs)
-    result = []
-    for i in info.inputs:
-        if i.note and i.name not in overrides and (i.dtype == "bool" or "default" in i.note):
-            continue  # is_training-style switches and defaulted placeholders are frozen at their default
-        shape = list(overrides[i.name]) if i.name in overrides else (None if i.shape is None else list(i.shape))
-        if i.name in overrides and i.shape is not None and len(shape) != len(i.shape):
-            raise UserError(f"--input {i.name!r}: rank {len(shape)} but the model's input has rank {len(i.shape)} "
-                            f"({i.shape}); give {len(i.shape)} dimensions")
-        if options.batch is not None and shape:
-            shape[0] = options.batch
-        result.append(replace(i, shape=shape))
-    return result
-
-
-def final_outputs(info: ModelInfo, options: ConversionOptions, graph=None) -> list[str]:
-    """The outputs to convert. Graphs (pass the parsed GraphDef as `graph`) can be cut at any node."""
-    if not options.outputs:
-        return [o.name for o in info.outputs]
-    if info.format in ("saved_model", "keras_h5", "keras_v3"):
-        known = {o.name for o in info.outputs}
-        unknown = [o for o in options.outputs if o not in known]
-        if unknown:
-            raise UserError(f"--output {unknown[0]!r}: no such output; the model's outputs are {', '.join(sorted(known))}")
-    elif graph is not None:
-        nodes = {n.name for n in graph.node}
-        missing = [o for o in options.outputs if o.split(":")[0] not in nodes]
-        if missing:
-            raise UserError(f"--output {missing[0]!r}: no such node in the graph; the outputs found are "
-                            f"{', '.join(o.name for o in info.outputs)}")
-    return list(options.outputs)
 
 
 # --- freezing each input form ---------------------------------------------------------------------
@@ -313,32 +272,6 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
             tf.identity(tensor, name=name)
     graph_def = graph.as_graph_def()
     return tf.compat.v1.graph_util.extract_sub_graph(graph_def, outputs)
-
-
-def preprocessed_inputs(inputs, options: ConversionOptions) -> set[str]:
-    """Names of the inputs the preprocessing applies to (empty without preprocessing); no TensorFlow."""
-    if not options.has_preprocessing:
-        return set()
-    mean, scale = options.mean_scale
-    return _preprocessed_inputs(inputs, mean, scale, options.reverse_input_channels)
-
-
-def _preprocessed_inputs(inputs, mean, scale, reverse) -> set[str]:
-    """Float inputs whose channel count (last dim) matches the mean/scale vectors get the preprocessing."""
-    widths = {len(v) for v in (mean, scale) if v and len(v) > 1}
-    if len(widths) > 1:
-        raise UserError("--mean-values and --scale-values have different lengths; give one value per channel for both")
-    channels = widths.pop() if widths else (3 if reverse else None)
-    chosen = {
-        i.name for i in inputs
-        if i.dtype and i.dtype.startswith("float") and i.shape
-        and (channels is None or i.shape[-1] == channels)
-    }
-    if not chosen:
-        what = f"{channels} channels (last dimension)" if channels else "a float input"
-        raise UserError(f"preprocessing needs {what}, but the inputs are "
-                        f"{', '.join(f'{i.name}{i.shape}' for i in inputs)}; check --mean-values/--scale-values")
-    return chosen
 
 
 def _preprocess(tf, x, mean, scale, reverse):

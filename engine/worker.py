@@ -1,9 +1,10 @@
 """The TensorFlow half of `tfwizard convert`, in a process of its own (see convert(isolated=True)).
 
-    python -m engine.worker        # reads {"argv": [...], "tmp": DIR, "events_fd": N} on stdin
+    python -m engine.worker        # reads a pickled Request on stdin
 
 The parent has already planned and checked everything that needs no TensorFlow, and made the
-temporary output directory. The worker converts into it and writes progress events, then one
+temporary output directory; it sends the options and what plan() found as data (a Request), so
+the worker parses no argv and plans nothing again. The worker converts into it and writes progress events, then one
 "result" (the target results) or "error" event, as JSON lines on the file descriptor it is given
 (stdout and stderr belong to TensorFlow's and the converters' chatter, which goes to a log).
 It starts its own session, so a Ctrl-C at the terminal reaches only the parent, which kills the
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import UserError
+from .report import TargetResult, one_line
 
 WORKER_TMP = ".tmp"  # the worker's TMPDIR, inside the temporary output, so it goes with it
 
@@ -29,16 +32,33 @@ class WorkerFailed(Exception):
     """The worker died without a result (a native crash, or killed from outside)."""
 
 
-def run_worker(options, tmp: Path, emit) -> list:
-    """Run the conversion into `tmp` in a worker; relay its events to `emit`; return its TargetResults."""
-    from .convert import TargetResult
+@dataclass(frozen=True)
+class Request:
+    """Everything the worker needs, as data: the checked options and what plan() found."""
 
+    options: object  # ConversionOptions
+    detection: object  # engine.detect.Detection
+    info: object  # engine.inspect.ModelInfo
+    tmp: str
+    upstream_commands: dict
+    events_fd: int
+
+
+def _portable(detection):
+    """The Detection without what only inspect needed: a parsed SavedModel message is of a class
+    built at run time (engine.protos) and cannot be pickled; prepare() reads graphs from the files
+    again with TensorFlow and needs only Keras's parsed config (a dict)."""
+    return detection if isinstance(detection.parsed, (dict, type(None))) else replace(detection, parsed=None)
+
+
+def run_worker(detection, info, options, tmp: Path, commands: dict, emit) -> list[TargetResult]:
+    """Run the conversion into `tmp` in a worker; relay its events to `emit`; return its TargetResults."""
     worker_tmp = tmp / WORKER_TMP
     worker_tmp.mkdir()
     debug = bool(os.environ.get("TFWIZARD_DEBUG"))
     log = None if debug else open(worker_tmp / "worker.log", "wb")
     read_fd, write_fd = os.pipe()
-    request = {"argv": options.argv()[1:], "tmp": str(tmp), "events_fd": write_fd}
+    request = Request(options, _portable(detection), info, str(tmp), commands, write_fd)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=log, stderr=log,
@@ -50,7 +70,7 @@ def run_worker(options, tmp: Path, emit) -> list:
             log.close()
     outcome = None
     try:
-        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.write(pickle.dumps(request))
         proc.stdin.close()
         with open(read_fd, encoding="utf-8") as events:
             for line in events:
@@ -87,19 +107,17 @@ def _kill(proc) -> None:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us when it must
-    request = json.loads(sys.stdin.read())
-    events = open(request["events_fd"], "w", encoding="utf-8", buffering=1)
+    request: Request = pickle.loads(sys.stdin.buffer.read())  # from our own parent only
+    events = open(request.events_fd, "w", encoding="utf-8", buffering=1)
 
     def emit(event: str, **fields) -> None:
         events.write(json.dumps({"event": event, **fields}, default=str) + "\n")
 
-    from .cli import build_parser, options_from_args
-    from .convert import _convert_targets, _one_line, plan, upstream_commands
+    from .pipeline import convert_targets
 
     try:
-        options = options_from_args(build_parser().parse_args(request["argv"]))
-        detection, info = plan(options)
-        targets = _convert_targets(detection, info, options, Path(request["tmp"]), upstream_commands(options, info), emit)
+        targets = convert_targets(request.detection, request.info, request.options, Path(request.tmp),
+                                  request.upstream_commands, emit)
     except UserError as e:
         emit("error", user=True, message=str(e))
         return 2
@@ -108,7 +126,7 @@ def main() -> int:
             import traceback
 
             traceback.print_exc()  # our stderr is the user's in debug mode
-        emit("error", user=False, message=_one_line(e))
+        emit("error", user=False, message=one_line(e))
         return 1
     emit("result", targets=[asdict(t) for t in targets])
     return 0

@@ -1,7 +1,11 @@
+import atexit
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,11 +15,22 @@ SAMPLES = REPO / "sample_models"
 MANIFEST = json.loads((SAMPLES / "manifest.json").read_text())["models"]
 
 
+@functools.cache
+def scratch_dir() -> Path:
+    """An empty working directory for child processes: what lies in the repo root (a left-over
+    `*_converted/` from a manual run) must not change what a test sees. Removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix="tfwizard-tests-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def run_cli(*args, cwd=None, timeout=120, env=None):
-    """Run `python -m wizard ARGS` as a user would (`env`: added to the environment); return the CompletedProcess (text)."""
+    """Run `python -m wizard ARGS` as a user would (`env`: added to the environment); return the CompletedProcess (text).
+
+    The working directory is an empty scratch directory unless `cwd` is given, never the repo root."""
     return subprocess.run(
         [sys.executable, "-m", "wizard", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, cwd=cwd or scratch_dir(), timeout=timeout, env={**os.environ, **(env or {})},
     )
 
 

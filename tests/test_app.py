@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Static
 
 from wizard import steps
 from wizard.app import PathSuggester, WizardApp
-from wizard.pilot import press, settle
+from pilot import press, settle
 from wizard.screens import Progress, RunScreen
 
 SIZE = (80, 24)

@@ -2,7 +2,7 @@
 weights, int8, NCHW inputs, Rank and unknown rank, an unsupported op), preflight and its op file,
 and the tf2onnx command (spelled, and run against the same model as ours)."""
 
-from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs
+from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs, scratch_dir
 import functools
 import re
 import subprocess
@@ -163,7 +163,7 @@ def test_preflight_reads_op_file_without_tensorflow():
     code = ("import sys; from engine.backends.onnx import BACKEND as B; "
             "print(B.preflight({'Placeholder': 1, 'Const': 3, 'VarHandleOp': 1, 'Conv2D': 2, 'Rank': 1, 'Lgamma': 1,"
             " 'BitwiseAnd': 1})); print(sorted(m for m in ('tensorflow', 'tf2onnx', 'onnx') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], cwd=scratch_dir(), capture_output=True, text=True, check=True).stdout
     blocked, heavy = out.splitlines()
     assert eval(blocked) == {"Lgamma": "tf2onnx has no conversion for it",
                              "BitwiseAnd": "needs --opset 18 or newer (default 15)"}

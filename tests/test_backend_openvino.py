@@ -1,7 +1,7 @@
 """The OpenVINO backend: real conversions run in the OpenVINO runtime against TensorFlow, preflight,
 and the ovc command (spelled, and run once against our own IR)."""
 
-from conftest import backend_options, convert_into, make_prepared_from_frozen, run_cli, tf_outputs
+from conftest import backend_options, convert_into, make_prepared_from_frozen, run_cli, tf_outputs, scratch_dir
 import functools
 import subprocess
 import sys
@@ -142,7 +142,7 @@ def test_preflight_from_op_table_without_importing_tensorflow():
             "'Dense': 1})))\n"
             "print(any(k in sys.modules for k in ('tensorflow', 'openvino')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=SAMPLES.parent).stdout.split("\n")
+                         cwd=scratch_dir()).stdout.split("\n")
     # Only ops TensorFlow has and OpenVINO lacks; unknown names are left to the conversion.
     assert out[:2] == ["['OptionalNone']", "False"]
 

@@ -1,6 +1,6 @@
 """TF.js backend: real conversions, run by @tensorflow/tfjs 4.22 in Node, compared with TensorFlow."""
 
-from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs as reference
+from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs as reference, scratch_dir
 import functools
 import json
 import os
@@ -84,7 +84,7 @@ def dynamic(tmp_path_factory):
 def test_import_is_cheap():
     code = ("import sys, engine.backends.tfjs as t; t.BACKEND.preflight({'MatMul': 1}); "
             "print(sorted(m for m in ('tensorflow', 'tensorflowjs') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch_dir(), check=True)
     assert out.stdout.strip() == "[]"
 
 

@@ -1,6 +1,6 @@
 """The TFLite backend: real conversions run in LiteRT (ai-edge-litert) and compared with TensorFlow."""
 
-from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs
+from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs, scratch_dir
 import functools
 import os
 import subprocess
@@ -93,7 +93,7 @@ def test_import_and_preflight_do_not_load_tensorflow():
     code = ("import sys, engine.backends.tflite as t;"
             "assert t.BACKEND.preflight({'Conv2D': 1, 'MatrixDeterminant': 2}) == {};"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=scratch_dir(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert (BACKEND.name, BACKEND.main_file) == ("tflite", "model.tflite")
 

@@ -59,7 +59,7 @@ def test_every_form_to_every_target(converted, entry, target):
 
 def test_quantized_targets_are_verified_relative_to_the_output(tmp_path):
     """Quantized models: max abs and rel diff reported; the tolerance applies to the relative one."""
-    from engine.cli import format_report
+    from engine.report import format_report
 
     quantize = ("onnx:int8", "tfjs:uint8", "openvino:fp16", "tflite:float16")
     options = ConversionOptions(model=str(SAMPLES / "image_classifier"), targets=TARGETS, output_dir=str(tmp_path / "q"),

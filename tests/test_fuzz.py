@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import COUNTS, MANIFEST, SAMPLES
-from engine.cli import format_info
+from engine.report import format_info
 from engine.detect import detect
 from engine.errors import UserError
 from engine.inspect import inspect

@@ -20,9 +20,10 @@ import threading
 
 import pytest
 
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, scratch_dir
 from engine.backends import TARGETS
-from engine.convert import Interrupted, convert, interruptible
+from engine.convert import convert
+from engine.signals import Interrupted, interruptible
 from engine.options import ConversionOptions
 
 MODEL = SAMPLES / "frozen_graph.pb"
@@ -54,7 +55,7 @@ def test_children_signalled_mid_phase_leave_nothing(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "wizard", "convert", str(MODEL), "--to", "onnx,tflite,openvino", "-o",
              str(parent / "out"), "--progress", "json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=scratch_dir(),
             env={**os.environ, "TMPDIR": str(tmpdir)},
         )
         children.append({"proc": proc, "signum": signum, "stage": stage, "target": target, "parent": parent,
@@ -129,7 +130,7 @@ def test_a_dangling_alternate_signal_stack_does_not_turn_an_interrupt_into_a_cra
     that in a child: set a stack, unmap it, then interrupt."""
     code = """
 import ctypes, mmap, os, signal
-from engine.convert import Interrupted, interruptible
+from engine.signals import Interrupted, interruptible
 
 class StackT(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
@@ -149,5 +150,5 @@ try:
 except Interrupted:
     print("interrupted")
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch_dir(), timeout=60)
     assert (proc.returncode, proc.stdout.strip()) == (0, "interrupted"), (proc.returncode, proc.stderr[-500:])

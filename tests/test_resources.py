@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, SAMPLES, assert_clean_error
-from engine.convert import GIB, MIB, available_memory, check_space, disk_needed, model_bytes, memory_needed
+from conftest import REPO, SAMPLES, assert_clean_error, scratch_dir
+from engine.resources import GIB, MIB, available_memory, check_space, disk_needed, model_bytes, memory_needed
 from engine.detect import detect
 from engine.errors import UserError
 
@@ -40,13 +40,13 @@ def test_disk_check_refuses_when_the_estimate_does_not_fit(tmp_path):
     need = disk_needed(size, 4)
     assert need > 5 * size  # a frozen copy plus one model-sized result per target, with margin
     check_space(size, 4, free_disk=need, free_memory=None, out=tmp_path)  # just fits
-    with pytest.raises(UserError, match=r"not enough free disk space.*needs about 2\.\d GiB.*free some space") as e:
+    with pytest.raises(UserError, match=r"not enough free disk space.*needs about 2\.\d GB.*free some space") as e:
         check_space(size, 4, free_disk=need - 1, free_memory=None, out=tmp_path / "out")
     assert "\n" not in str(e.value) and str(tmp_path / "out") in str(e.value)
 
 
 def test_memory_check_refuses_a_model_larger_than_memory(tmp_path):
-    with pytest.raises(UserError, match=r"model \(12\.0 GiB\) needs about 25\.0 GiB of memory.*8\.0 GiB is available"):
+    with pytest.raises(UserError, match=r"model \(12\.9 GB\) needs about 26\.8 GB of memory.*8\.6 GB is available"):
         check_space(12 * GIB, 1, free_disk=1 << 50, free_memory=8 * GIB, out=tmp_path)
     check_space(12 * GIB, 1, free_disk=1 << 50, free_memory=memory_needed(12 * GIB), out=tmp_path)
     check_space(12 * GIB, 1, free_disk=1 << 50, free_memory=None, out=tmp_path)  # unknown: no check
@@ -64,7 +64,7 @@ def test_cli_fails_early_when_the_output_disk_is_short(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "wizard", "convert", str(SAMPLES / "frozen_graph.pb"), "--to", "onnx", "-o", str(out),
          "--progress", "json"],
-        capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, "TFWIZARD_DISK_RESERVE": str(1 << 60)},
+        capture_output=True, text=True, cwd=scratch_dir(), timeout=120, env={**os.environ, "TFWIZARD_DISK_RESERVE": str(1 << 60)},
     )
     assert_clean_error(proc, "not enough free disk space", "free some space")
     assert list(tmp_path.iterdir()) == []

@@ -23,8 +23,9 @@ import pytest
 from conftest import REPO, SAMPLES, run_cli
 from engine.backends import Prepared, get
 from engine.cli import build_parser, options_from_args
-from engine.convert import convert, plan
-from engine.prepare import final_inputs, final_outputs
+from engine.convert import convert
+from engine.interface import final_inputs, final_outputs
+from engine.plan import plan
 from engine.verify import make_feeds
 
 pytestmark = pytest.mark.upstream

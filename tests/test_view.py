@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, scratch_dir
 from engine.errors import UserError
 from wizard.view import model_file, serve, stop
 
@@ -76,7 +76,7 @@ def test_which_file_a_path_means(tmp_path):
 def test_cli_prints_the_url_and_ctrl_c_stops_it():
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "wizard", "view", str(SAMPLES / "image_classifier.keras"),
-                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--port", str(port)], cwd=scratch_dir(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}" in line and "image_classifier.keras" in line
@@ -90,7 +90,7 @@ def test_cli_prints_the_url_and_ctrl_c_stops_it():
 
 
 def test_cli_bad_path_is_one_line():
-    proc = subprocess.run([sys.executable, "-m", "wizard", "view", "no/such/model.pb"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "wizard", "view", "no/such/model.pb"], cwd=scratch_dir(),
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == ["tfwizard: error: no/such/model.pb: no such file or directory; check the path"]

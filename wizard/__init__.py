@@ -1,4 +1,5 @@
-"""The faces of tfwizard: the command line entry point and (soon) the interactive wizard.
+"""The faces of tfwizard: the command line entry point, the Textual wizard and its
+plain-prompt twin (--plain).
 
 UI only: everything about models lives in `engine`. Nothing here imports TensorFlow.
 """

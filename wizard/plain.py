@@ -93,7 +93,7 @@ def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", tea
                 ui.retry(str(e))
                 index = STEP_KEYS.index(ui.ask(back_question()))
                 continue
-            from engine.convert import upstream_lines
+            from engine.plan import upstream_lines
 
             ui.say("\n  " + options.command())
             ui.say("  the same with the upstream tools:\n" + "\n".join(
@@ -147,7 +147,7 @@ def _ask_step(step: Step, answers: Answers, ui: "Prompter") -> None:
 
 
 def _show_graph(answers: Answers, ui: "Prompter") -> None:
-    from engine.cli import format_info
+    from engine.report import format_info
 
     info = answers.info
     ui.say(textwrap.indent(format_info(info), "  "))

@@ -78,7 +78,7 @@ class ConversionRun:
 
     def report(self) -> dict | None:
         """OUTDIR/report.json of a finished run, if it got that far (not one an earlier run left there)."""
-        from engine.convert import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK
+        from engine.report import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK
 
         if self.returncode not in (EXIT_OK, EXIT_FAILED, EXIT_MISMATCH):
             return None

@@ -1,6 +1,6 @@
 """The wizard's steps after the first (Graph … Result), imported when the wizard leaves the Model step.
 
-See wizard/app.py for the app and what every step screen shares: each screen is a view of the
+See wizard/app.py for the app and wizard/ui/ for what every step screen shares: each screen is a view of the
 app's one `Answers`, built again from it when the step is shown.
 """
 
@@ -15,12 +15,13 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
-from engine.convert import tolerance_text, verification_text
+from engine.report import tolerance_text, verification_text
 from engine.errors import UserError
 from engine.options import human_size
 
 from . import steps
-from .app import ModelScreen, NavButton, StepScreen, _shape
+from .ui.base import NavButton, StepScreen
+from .ui.model import ModelScreen, _shape
 from .steps import Answers, Question
 
 class QuestionForm(Vertical):
@@ -265,6 +266,17 @@ class ReviewScreen(QuestionScreen):
         yield Label("The same with the upstream tools", classes="section")
         yield Static(upstream, id="upstream", markup=False)
 
+    def problem(self) -> str | None:
+        """The same gate as --plain's review and `tfwizard convert` before TensorFlow (steps.checked_options)."""
+        problem = super().problem()
+        if problem:
+            return problem
+        try:
+            steps.checked_options(self.answers)
+        except UserError as e:
+            return str(e)
+        return None
+
     def buttons(self) -> ComposeResult:
         yield NavButton("Back", id="back", compact=True)
         yield NavButton("Copy", id="copy", compact=True)
@@ -274,7 +286,7 @@ class ReviewScreen(QuestionScreen):
 
     def _commands(self) -> tuple[str, str]:
         """The command and the upstream tools' lines for the answers as they stand (or why not yet)."""
-        from engine.convert import upstream_lines
+        from engine.plan import upstream_lines
 
         try:
             options = self.answers.options()

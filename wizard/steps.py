@@ -411,7 +411,7 @@ def load_model(path: str, *, tag: str | None = None, signature: str | None = Non
 def checked_options(a: Answers) -> ConversionOptions:
     """options(), checked the way `tfwizard convert` will check it before starting TensorFlow
     (input names, ranks, outputs); raises UserError with the message to show at the review."""
-    from engine.convert import plan
+    from engine.plan import plan
 
     options = a.options()
     plan(options)
@@ -555,7 +555,7 @@ VERDICTS = {True: "pass", False: "FAIL", None: "-"}  # Outcome.passed → the wo
 def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
     """Per-target results of a finished run (report.json as a dict) of `options`, in run order."""
     from engine.backends import get
-    from engine.convert import verification_text
+    from engine.report import verification_text
 
     result = []
     for t in report.get("targets", []):

@@ -93,7 +93,7 @@ class OnnxBackend:
         # shape overrides can't be given there (its model keeps the dynamic dims) nor outputs cut.
         # Renames give the same names as ours (not "x:0").
         from engine.options import strip_port
-        from engine.prepare import final_inputs  # no TensorFlow import at module level
+        from ..interface import final_inputs  # no TensorFlow
 
         fmt, model = info.format, options.model
         if options.has_preprocessing or options.quantization("onnx"):
@@ -108,7 +108,7 @@ class OnnxBackend:
             # the graph's tensor. Given "serving_default_x:0", --inputs fails and --inputs-as-nchw is
             # silently ignored (checked with tf2onnx 1.17).
             tensor.update({i.name: f"{i.name}:0" for i in info.inputs if i.tensor == f"{info.signature}_{i.name}:0"})
-        from ..prepare import final_outputs  # no TensorFlow at import
+        from ..interface import final_outputs  # no TensorFlow
 
         outputs = final_outputs(info, options)
 
@@ -143,7 +143,7 @@ class OnnxBackend:
         from engine.errors import UserError
         from engine.options import strip_port
 
-        from ..prepare import final_inputs  # no TensorFlow at import
+        from ..interface import final_inputs  # no TensorFlow
 
         opset = options.opset or DEFAULT_OPSET
         if not 7 <= opset <= MAX_OPSET:  # tf2onnx: "Opset 19 is not supported yet"; onnxruntime: opset 7+

@@ -153,7 +153,7 @@ class OpenVINOBackend:
         if info.format == "metagraph" and info.checkpoint and \
                 Path(info.checkpoint) != Path(options.model).with_suffix(""):
             return None
-        from ..prepare import final_inputs, final_outputs  # no TensorFlow at import
+        from ..interface import final_inputs, final_outputs  # no TensorFlow
 
         graph = info.format != "saved_model"  # graphs: tensor names "node:0"; SavedModels: signature keys
         inputs = []  # final shapes (--input, --batch); switches like is_training left at their default

@@ -86,7 +86,7 @@ class TfjsBackend:
             sig, tag = options.signature or info.signature, options.tag or ",".join(info.tag or [])
             argv += [f"--signature_name={sig}"] * bool(sig) + [f"--saved_model_tags={tag}"] * bool(tag)
         elif fmt == "graphdef" and not layers:
-            from ..prepare import final_outputs  # no TensorFlow at import
+            from ..interface import final_outputs  # no TensorFlow
             names = final_outputs(info, options)
             argv += ["--input_format=tf_frozen_model", f"--output_node_names={','.join(names)}"]
         elif fmt == "keras_h5":

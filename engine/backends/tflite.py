@@ -83,7 +83,7 @@ class TFLiteBackend:
             # V1 names graph tensors; for SavedModels those differ from the signature keys.
             argv += ["--input_arrays", ",".join((i.tensor or i.name).removesuffix(":0") for i in info.inputs)]
             if fmt.startswith("graphdef") or options.outputs:
-                from ..prepare import final_outputs  # no TensorFlow at import
+                from ..interface import final_outputs  # no TensorFlow
                 outs = final_outputs(info, options)
                 argv += ["--output_arrays", ",".join(outs)]
         if reshaped:

@@ -1,4 +1,5 @@
-"""Driving the wizard headlessly with Textual's Pilot: for the tests and for docs/screenshots.py.
+"""Driving the wizard headlessly with Textual's Pilot: for the tests and for docs/screenshots.py
+(which puts tests/ on sys.path; it is not shipped in the package).
 
 Waits are on the app (pending messages, our workers), never on the clock.
 """

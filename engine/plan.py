@@ -1,0 +1,87 @@
+"""Everything about a conversion that can be known without TensorFlow: the model read and checked
+against the options (plan), the upstream tools' commands, the output directory. --dryrun, the
+wizard's Review and `tfwizard convert` (before its worker starts) all go through here."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from . import backends
+from .detect import Detection, Format, detect
+from .errors import UserError
+from .inspect import ModelInfo, inspect
+from .interface import final_inputs, final_outputs, preprocessed_inputs
+from .options import ConversionOptions
+
+
+def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
+    """Everything that can be checked without TensorFlow; raises UserError on bad input."""
+    from .availability import unavailable
+
+    missing = unavailable(options.targets)
+    if missing:  # an extra that is not installed: say which and how, before reading the model
+        raise UserError(f"--to {','.join(options.targets)}: " + "; ".join(missing.values()))
+    detection = detect(options.model, checkpoint=options.checkpoint)
+    info = inspect(detection, tag=options.tag, signature=options.signature)
+    if info.code_risks and not options.trust_model:
+        more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
+        raise UserError(f"{info.path}: loading this model runs code stored in or named by it ({info.code_risks[0]}{more}); "
+                        "if you trust its source, pass --trust-model")
+    preprocessed_inputs(final_inputs(info, options), options)
+    final_outputs(info, options, graph=_parsed_graph(detection))
+    for target in options.targets:
+        check = getattr(backends.get(target), "check", None)
+        if check:
+            check(options, info)  # the target's own options, before anything is converted
+    return detection, info
+
+
+def _parsed_graph(detection):
+    """The GraphDef detect() parsed for graph formats (None for SavedModels and Keras)."""
+    if detection.format is Format.METAGRAPH:
+        return detection.parsed.graph_def
+    if detection.format in (Format.GRAPHDEF, Format.GRAPHDEF_TEXT, Format.CHECKPOINT):
+        return detection.parsed
+    return None
+
+
+def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, str | None]:
+    """Each target's upstream command as one shell line (None: no upstream tool does this directly)."""
+    result = {}
+    for target in options.targets:
+        backend = backends.get(target)
+        argv = backend.upstream_command(options, info)
+        line = shlex.join(argv) if argv else None
+        if line and not getattr(backend, "upstream_creates_output_dir", True):
+            line = f"mkdir -p {shlex.quote(str(Path(options.output_dir, target)))} && {line}"
+        result[target] = line
+    return result
+
+
+def upstream_lines(options: ConversionOptions, info: ModelInfo) -> list[str]:
+    """Each target's upstream command, or a shell comment saying why there is none (for --dryrun and the wizard)."""
+    return [command or f"# {target}: no upstream command does this conversion directly (from a "
+                       f"{info.format_title}, with these options); tfwizard goes through TensorFlow first"
+            for target, command in upstream_commands(options, info).items()]
+
+
+def check_output_dir(options: ConversionOptions, *, probe: bool = True) -> Path:
+    """The output directory can be written (a probe directory is made and removed unless probe=False)."""
+    out = Path(options.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: is a file, not a directory; choose another output directory")
+    if out.exists() and any(out.iterdir()) and not options.force:
+        raise UserError(f"-o {out}: already exists; pass --force to replace it, or choose another directory")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"-o {out}: the parent directory {parent} does not exist; create it first")
+    if not probe:
+        return out
+    probe = parent / f".{out.name}.write-test"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as e:
+        raise UserError(f"-o {out}: cannot write in {parent} ({e.strerror}); choose a writable directory") from None
+    return out
