@@ -152,10 +152,11 @@ def _inspect(args) -> int:
 
     info = inspect(detect(args.model, checkpoint=args.checkpoint), tag=args.tag, signature=args.signature)
     if args.json:
-        json.dump(info.to_json(), sys.stdout, indent=2)
+        json.dump({**info.to_json(), **targets_json()}, sys.stdout, indent=2)
         print()
     else:
         print(printable_lines(format_info(info)))
+        print(format_targets())
     return 0
 
 
@@ -191,3 +192,19 @@ def _text_emitter(event: str, **fields) -> None:
     target = f"[{fields['target']}] " if fields.get("target") else ""
     if event in ("stage", "log") or (event == "target" and fields.get("status") != "ok"):
         print(printable(f"tfwizard: {target}{fields.get('message') or fields.get('status')}"), file=sys.stderr, flush=True)
+
+
+def targets_json() -> dict:
+    """inspect --json's view of this install: the targets it can convert to, and why not the others."""
+    from .availability import available, unavailable
+
+    return {"available_targets": available(), "unavailable": unavailable()}
+
+
+def format_targets() -> str:
+    """inspect's line on this install's targets (a missing extra is named with its fix)."""
+    from .availability import available, unavailable
+
+    lines = [f"targets    {', '.join(available()) or '(none installed)'}"]
+    lines += [f"  ! {reason}" for reason in unavailable().values()]
+    return "\n".join(lines)

@@ -18,6 +18,11 @@ from . import output
 
 def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
     """Everything that can be checked without TensorFlow; raises UserError on bad input."""
+    from .availability import unavailable
+
+    missing = unavailable(options.targets)
+    if missing:  # an extra that is not installed: say which and how, before reading the model
+        raise UserError(f"--to {','.join(options.targets)}: " + "; ".join(missing.values()))
     detection = detect(options.model, checkpoint=options.checkpoint)
     info = inspect(detection, tag=options.tag, signature=options.signature)
     if info.code_risks and not options.trust_model:

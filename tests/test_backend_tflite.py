@@ -1,4 +1,4 @@
-"""The TFLite backend: real conversions run in tf.lite.Interpreter and compared with TensorFlow."""
+"""The TFLite backend: real conversions run in LiteRT (ai-edge-litert) and compared with TensorFlow."""
 
 from conftest import backend_options, convert_into, make_prepared_from_frozen, tf_outputs, scratch_dir
 import functools
@@ -108,12 +108,11 @@ def test_converts_frozen_graph_and_matches_tensorflow(frozen, tmp_path):
     assert runner({"input": x[:1]})["output"].shape == (1, 4)
 
 
-@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 def test_signature_keys_are_prepared_names(frozen, tmp_path):
-    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
     convert(frozen, tmp_path)
-    signatures = tf.lite.Interpreter(model_path=str(tmp_path / "tflite" / "model.tflite")).get_signature_list()
+    signatures = Interpreter(model_path=str(tmp_path / "tflite" / "model.tflite")).get_signature_list()
     assert signatures == {"serving_default": {"inputs": ["input"], "outputs": ["output"]}}
 
 
@@ -205,10 +204,10 @@ def test_upstream_command_spelling():
     assert _command("saved_model_tf2", mean_values=(127.5,), scale_values=(127.5,)) is None
 
 
-@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 def test_upstream_cli_matches_our_conversion(tmp_path):
     """Run tflite_convert's own main() (what .venv/bin/tflite_convert calls) in-process, saving the TF import."""
     import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.python import tflite_convert
 
     assert (Path(sys.executable).parent / "tflite_convert").exists()
@@ -222,6 +221,6 @@ def test_upstream_cli_matches_our_conversion(tmp_path):
     loaded = tf.saved_model.load(str(SAMPLES / "saved_model_tf2"))
     prepared = prepared_from_function(loaded.signatures["serving_default"], tmp_path / "tf2.pb")
     ours, _, _ = convert(prepared, tmp_path)
-    upstream = tf.lite.Interpreter(model_path=str(tmp_path / "upstream.tflite")).get_signature_runner()
+    upstream = Interpreter(model_path=str(tmp_path / "upstream.tflite")).get_signature_runner()
     x = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
     np.testing.assert_allclose(upstream(x=x)["y"], ours({"x": x})["y"], atol=1e-6)

@@ -158,9 +158,9 @@ def _openvino_runner(outdir, interface):
 def _tflite_runner(path, interface):
     """tflite_convert's V1 path (graph defs; shapes or quantization) writes no signature: match by
     position, in --input_arrays / --output_arrays order (ours: the interface's order)."""
-    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter = Interpreter(model_path=str(path))
     if interpreter.get_signature_list():
         return get("tflite").load(path.parent, interface)
     interpreter.allocate_tensors()

@@ -5,6 +5,7 @@
     tfwizard demo                         a guided conversion of a bundled sample
     tfwizard view MODEL                   open the model in Netron (127.0.0.1 only)
     tfwizard inspect|convert ...          the engine's commands (see --help of each)
+    tfwizard --version                    version, and which targets are installed
 
 Start-up matters: nothing here imports TensorFlow, and the UI modules are imported
 only for the face that is used.
@@ -20,6 +21,11 @@ ENGINE_COMMANDS = {"inspect", "convert"}
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("--version", "-V"):
+        from engine.availability import version_text
+
+        print(version_text())
+        return 0
     if argv and argv[0] in ENGINE_COMMANDS:
         from engine.cli import main as engine_main
 
@@ -53,4 +59,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--yes", action="store_true", help="with --plain: take every default without asking")
     parser.add_argument("--dryrun", action="store_true",
                         help="walk the steps, then print the equivalent command on stdout; write nothing")
+    parser.add_argument("-V", "--version", action="store_true",
+                        help="print the version and which targets this install can convert to (and why not)")
     return parser

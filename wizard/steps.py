@@ -322,11 +322,23 @@ def _target_questions(a: Answers) -> list[Question]:
     from engine.backends import TARGETS
     from engine.options import QUANTIZATIONS
 
-    blocked = preflight(a.info)
-    titles = tuple((t, f"{TARGET_TITLES[t]}: " + (f"blocked by {', '.join(sorted(blocked[t]))}" if blocked.get(t)
-                                                   else TARGET_NOTES[t])) for t in TARGETS)
+    from engine.availability import unavailable
+
+    blocked, missing = preflight(a.info), unavailable()
+
+    def note(t: str) -> str:
+        if t in missing:  # an extra that is not installed: its reason and fix, in place of the note
+            return missing[t]
+        return f"{TARGET_TITLES[t]}: " + (f"blocked by {', '.join(sorted(blocked[t]))}" if blocked.get(t) else TARGET_NOTES[t])
+
+    def check(chosen) -> str | None:
+        if not chosen:
+            return "choose at least one target"
+        return "; ".join(missing[t] for t in chosen if t in missing) or None
+
+    titles = tuple((t, note(t)) for t in TARGETS)
     result = [Question("targets", "multi", "Convert to", "one or more", choices=titles, default=a.targets,
-                       validate=lambda v: None if v else "choose at least one target")]
+                       validate=check)]
     for t in TARGETS:
         if t not in a.targets:
             continue
@@ -420,10 +432,16 @@ def preflight(info) -> dict[str, dict[str, str] | None]:
 
 
 def preflight_verdicts(info) -> list[tuple[str, str, str]]:
-    """(target title, "ok" | "blocked" | "later", one line) per target, for both front ends."""
-    result = []
+    """(target title, "ok" | "blocked" | "later", one line) per target, for both front ends; a target
+    whose extra is not installed is "blocked" with the reason and its fix."""
+    from engine.availability import unavailable
+
+    result, missing = [], unavailable()
     for target, ops in preflight(info).items():
-        if ops is None:
+        title = TARGET_TITLES[target]
+        if target in missing:  # not installed here: say so, with the command that installs it
+            result.append((title, "blocked", missing[target].removeprefix(f"{title}: ")))
+        elif ops is None:
             when = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
             result.append((TARGET_TITLES[target], "later", f"checked {when}"))
         elif ops:
@@ -497,8 +515,8 @@ LOADING_SNIPPETS = {
             'const model = await tf.{loader}({path});  // served over HTTP; in Node: tfjs-node and "file://..."',
     "openvino": 'import openvino as ov\n'
                 'model = ov.Core().compile_model({path}, "CPU")  # model({{input_name: array}})',
-    "tflite": 'import tensorflow as tf  # or: from ai_edge_litert.interpreter import Interpreter\n'
-              'interpreter = tf.lite.Interpreter(model_path={path}); interpreter.allocate_tensors()',
+    "tflite": 'from ai_edge_litert.interpreter import Interpreter  # LiteRT: pip install ai-edge-litert\n'
+              'interpreter = Interpreter(model_path={path}); interpreter.allocate_tensors()',
 }
 
 

@@ -1,4 +1,4 @@
-"""TFLite target: tf.lite.TFLiteConverter (TensorFlow 2.19) → OUTDIR/tflite/model.tflite.
+"""TFLite target: tf.lite.TFLiteConverter (TensorFlow's) → OUTDIR/tflite/model.tflite, run in LiteRT.
 
 We convert from `prepared.graph_def` through a tf.function of our own whose input_signature
 names every input after prepared's inputs and which returns a dict keyed by prepared's
@@ -8,9 +8,11 @@ loading needs no renaming (the tensors inside are "serving_default_x:0" / "Parti
 
 TF ops that are not TFLite builtins: every rung of the ladder (strategies()) converts with
 builtins only; the last rung converts with SELECT_TF_OPS, and the report names it ("select TF
-ops"): the model then needs the Flex delegate. The full `tensorflow` pip package's tf.lite.Interpreter
-links Flex, so verification runs; `tflite-runtime`, LiteRT and mobile builds need the
-select-ops library. Ops that are neither builtins nor Flex fail the conversion (ConversionFailed).
+ops"): the model then needs the Flex delegate. Verification runs the model in LiteRT
+(`ai-edge-litert`, the tflite extra; tf.lite.Interpreter is deprecated) in the process that has
+TensorFlow loaded, where LiteRT picks up TensorFlow's Flex delegate; a LiteRT without TensorFlow
+and mobile builds need the select-ops library. Ops that are neither builtins nor Flex fail the
+conversion (ConversionFailed).
 """
 
 from __future__ import annotations
@@ -175,11 +177,10 @@ class TFLiteBackend:
 
     def load(self, outdir: Path, prepared):
         import numpy as np
-        import tensorflow as tf
+        from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated
 
-        with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated ... use ai_edge_litert"
-            warnings.simplefilter("ignore")
-            interpreter = tf.lite.Interpreter(model_path=str(Path(outdir) / self.main_file))
+        # TensorFlow is loaded in this process, so LiteRT finds its Flex delegate (Select TF ops).
+        interpreter = Interpreter(model_path=str(Path(outdir) / self.main_file))
         if SIGNATURE not in interpreter.get_signature_list():  # TFLite's TF1 converter writes none
             return _run_by_tensor_names(interpreter, prepared)
         runner = interpreter.get_signature_runner(SIGNATURE)  # resizes inputs to the feeds each call
