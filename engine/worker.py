@@ -20,6 +20,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from . import sandbox
 from .errors import UserError
 
 WORKER_TMP = ".tmp"  # the worker's TMPDIR, inside the temporary output, so it goes with it
@@ -92,6 +93,9 @@ def main() -> int:
 
     def emit(event: str, **fields) -> None:
         events.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+
+    for warning in sandbox.confine(request):  # before anything reads the model
+        emit("log", message=warning)
 
     from .cli import build_parser, options_from_args
     from .convert import _convert_targets, _one_line, plan, upstream_commands
