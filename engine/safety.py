@@ -71,13 +71,13 @@ MAX_REPORTED = 20
 # calls it while rebuilding the model: io.write_file, load_op_library, ...). Namespaces are pure math.
 PURE_TF_NAMESPACES = ("math.", "nn.", "linalg.", "signal.", "image.", "bitwise.", "__operators__.", "random.")
 PURE_TF_FUNCTIONS = frozenset("""
-abs add add_n argmax argmin argsort broadcast_to cast ceil clip_by_value complex concat cos cosh cumsum
+abs add add_n argmax argmin argsort broadcast_to cast clip_by_value complex concat cos cosh cumsum
 divide einsum equal exp expand_dims eye fill floor gather gather_nd greater greater_equal identity less
 less_equal linspace logical_and logical_not logical_or matmul maximum minimum multiply negative norm not_equal
 one_hot ones ones_like pad pow range rank reduce_all reduce_any reduce_logsumexp reduce_max reduce_mean
 reduce_min reduce_prod reduce_sum repeat reshape reverse roll round scatter_nd searchsorted shape sigmoid
 sign sin sinh size slice sort split sqrt square squeeze stack stop_gradient strided_slice subtract tan tanh
-tensor_scatter_nd_update tile top_k transpose truediv unstack where zeros zeros_like
+tensor_scatter_nd_update tile transpose truediv unstack where zeros zeros_like
 """.split())
 TFOP_LAMBDA_CLASSES = {"TFOpLambda", "SlicingOpLambda"}
 RISKY_KERAS_CLASSES = {

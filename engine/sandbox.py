@@ -130,6 +130,16 @@ def apply(abi: int, reads, writes, *, allow_https: bool = False) -> None:
         os.close(ruleset)
 
 
+def blocked(e: BaseException) -> str | None:
+    """The one-line error for an exception the sandbox caused (a denied open or write), else None."""
+    if not (isinstance(e, PermissionError) or type(e).__name__ == "PermissionDeniedError"):
+        return None
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    detail = next((line for line in reversed(lines) if "denied" in line.lower()), lines[-1] if lines else "")
+    return (f"the model tried to use a file outside the model and the output, which the sandbox forbids "
+            f"({detail[:200]}); it is not converted: a model that needs that is not one to trust")
+
+
 def _add_path(libc, ruleset: int, path: Path, rights: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)

@@ -108,6 +108,9 @@ def main() -> int:
         emit("error", user=True, message=str(e))
         return 2
     except Exception as e:  # reported by the parent as an internal error, in one line
+        if sandbox.blocked(e):
+            emit("error", user=True, message=sandbox.blocked(e))
+            return 2
         if os.environ.get("TFWIZARD_DEBUG"):
             import traceback
 
