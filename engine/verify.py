@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UserError
+
+MAX_FEED_BYTES = 1 << 30  # per input: a [-1,100000,100000] float input would need 80 GB of test data
 SEED = 20261121
 DYNAMIC_BATCH, DYNAMIC_DIM, UNKNOWN_RANK_SHAPE = 2, 8, (2, 8)
 
@@ -23,6 +26,9 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED) -> dict[st
         else:
             shape = tuple(d if d > 0 else (DYNAMIC_BATCH if k == 0 else DYNAMIC_DIM) for k, d in enumerate(i.shape))
         dtype = np.dtype(i.dtype)
+        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > MAX_FEED_BYTES:
+            raise UserError(f"input {i.name!r}: test data of shape {list(shape)} would take over "
+                            f"{MAX_FEED_BYTES >> 30} GiB; give smaller dims with --input {i.name}[...], or pass --no-verify")
         if dtype.kind == "f":
             value = rng.uniform(0, 255 if raw_pixels else 1, shape)
         elif dtype.kind in "iu":
