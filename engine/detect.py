@@ -75,6 +75,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 VARIABLE_OPS = {"VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable"}
 MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras", ".tflite", ".onnx", ".json"}
+MAX_CONFIG_BYTES = 64 << 20  # a .keras config.json/metadata.json beyond this is refused, not inflated
 _OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_>]*$")
 
 
@@ -143,6 +144,7 @@ def _saved_model(directory: Path, pb: Path) -> Detection:
             f"{directory}: SavedModel without variables/ (variables/variables.index is missing); "
             "copy the whole SavedModel directory, including variables/"
         )
+    _check_assets(directory)
     tags = " | ".join(",".join(g.meta_info_def.tags) or "(none)" for g in graphs)
     signatures = sorted({k for g in graphs for k in g.signature_def if not k.startswith("__")})
     version = graphs[0].meta_info_def.tensorflow_version
@@ -153,6 +155,24 @@ def _saved_model(directory: Path, pb: Path) -> Detection:
         + (f", TensorFlow {version})" if version else ")")
     )
     return Detection(Format.SAVED_MODEL, directory, reason, graph=pb, parsed=message)
+
+
+def _check_assets(directory: Path) -> None:
+    """Assets are read whole on load: a FIFO would hang it, /dev/zero fill the memory. Only regular files
+    inside the SavedModel (directly or by a symlink that stays inside) are accepted."""
+    assets, root = directory / "assets", directory.resolve()
+    if not assets.is_dir():
+        return
+    for entry in assets.rglob("*"):
+        try:
+            target = entry.resolve(strict=True)
+            fine = target.is_relative_to(root) and (target.is_dir() or target.is_file())
+        except (OSError, RuntimeError):
+            fine = False
+        if not fine:
+            kind = "a symlink out of the model" if entry.is_symlink() else "not a regular file"
+            raise UserError(f"{entry}: a SavedModel asset that is {kind} (a FIFO or device would hang or exhaust "
+                            "the conversion); replace it with the real file")
 
 
 def _has_variables(meta_graphs) -> bool:
@@ -234,8 +254,8 @@ def _keras_v3(path: Path) -> Detection:
             names = set(z.namelist())
             if "config.json" not in names:
                 raise UserError(f"{path}: a zip archive without config.json, so not a Keras v3 .keras file; pass a model saved with model.save()")
-            config = _keras_config(_json_loads(z.read("config.json"), path, "config.json"), path, "config.json")
-            meta = _json_loads(z.read("metadata.json"), path, "metadata.json") if "metadata.json" in names else {}
+            config = _keras_config(_json_loads(_bounded_read(z, "config.json", path), path, "config.json"), path, "config.json")
+            meta = _json_loads(_bounded_read(z, "metadata.json", path), path, "metadata.json") if "metadata.json" in names else {}
     # zlib.error: a deflated member that does not inflate; ValueError/NotImplementedError: bad header fields.
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, NotImplementedError) as e:
         raise UserError(f"{path}: zip signature but unreadable ({e}); the file may be truncated or corrupt, "
@@ -249,6 +269,19 @@ def _keras_v3(path: Path) -> Detection:
         f"written by Keras {version or 'unknown'}"
     )
     return Detection(Format.KERAS_V3, path, reason, parsed={"config": config, "keras_version": version, "keras_major": "3"})
+
+
+def _bounded_read(z: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    """A member of at most MAX_CONFIG_BYTES, by its declared size and by what it really inflates to."""
+    too_big = UserError(f"{path}: {name} is over {MAX_CONFIG_BYTES >> 20} MiB inflated, far beyond any real model's "
+                        "config (a zip bomb or a damaged file); re-save the model with model.save()")
+    if z.getinfo(name).file_size > MAX_CONFIG_BYTES:
+        raise too_big
+    with z.open(name) as member:
+        data = member.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise too_big
+    return data
 
 
 def _json_model(path: Path) -> Detection:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from .detect import VARIABLE_OPS, Detection, Format
 from .errors import UserError
 from .keras_safety import code_risks
+from .safety import graph_risks, saved_model_risks
 from .protos import dtype_name
 
 SCHEMA = "tfwizard.inspect/1"
@@ -70,7 +71,8 @@ class ModelInfo:
     signatures: list[str] = field(default_factory=list)  # for the chosen tag set
     signature: str | None = None
     warnings: list[str] = field(default_factory=list)
-    # Keras: Lambda layers and custom objects, which run code when the model is loaded (see keras_safety).
+    # What runs code or touches files when the model loads or runs: Keras Lambda layers and custom
+    # objects (see keras_safety), graph ops with side effects and custom ops (see safety).
     code_risks: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -114,8 +116,10 @@ def inspect(detection: Detection, *, tag: str | None = None, signature: str | No
                         "these outputs are not the model's (graphs built by hand lack it too)")
     if sig_outputs:  # a MetaGraph exported with a serving signature says what its outputs are
         outputs = [o for o in outputs if o.name in sig_outputs] or outputs
+    tensors = [o.tensor or o.name for o in outputs]
+    risks = saved_model_risks(message, tensors) if fmt is Format.METAGRAPH else graph_risks(graph, outputs=tensors)
     return ModelInfo(**base, producer=producer, inputs=inputs, outputs=outputs, ops=ops, op_kind="tf_op",
-                     checkpoint=detection.checkpoint, warnings=warnings)
+                     checkpoint=detection.checkpoint, warnings=warnings, code_risks=risks)
 
 
 # --- graphs ------------------------------------------------------------------------------------
@@ -279,6 +283,7 @@ def _inspect_saved_model(detection: Detection, base: dict, tag: str | None, sign
         **base, producer=f"TensorFlow {version}" if version else None, inputs=inputs, outputs=outputs,
         ops=dict(ops.most_common()), op_kind="tf_op", tags=tag_sets, tag=list(meta.meta_info_def.tags),
         signatures=sorted(signatures), signature=chosen,
+        code_risks=saved_model_risks(meta, [t.tensor for t in outputs if t.tensor]),
     )
 
 

@@ -6,7 +6,8 @@ legacy .h5 Lambda without any safe mode, so we must decide before loading, witho
 (and so without TensorFlow): anything whose class is not in Keras' built-in registry, or
 whose module is not Keras itself, is flagged, and convert refuses it without --trust-model.
 
-keras_builtins.txt lists the built-in class names of Keras 3 and tf_keras (regenerate with
+The rules that are data (TFOpLambda's allowlist, TFSMLayer, file-path keys, name patterns) live
+in engine.safety with the graph rules. keras_builtins.txt lists the built-in class names of Keras 3 and tf_keras (regenerate with
 `python -m engine.keras_safety` after upgrading Keras).
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+
+from . import safety
 
 BUILTINS_FILE = Path(__file__).with_name("keras_builtins.txt")
 LAMBDA_CLASSES = {"Lambda"}
@@ -63,9 +66,21 @@ def _risk(node: dict, where: str) -> str | None:
         return f"Python lambda{inside}: code stored in the file"
     if cls in DATA_CLASSES:
         return None
+    if not safety.KERAS_NAME.match(cls):
+        return f"class name {cls!r}{inside} is not a Python name: a disguised custom object"
+    inner = node.get("config") if isinstance(node.get("config"), dict) else {}
+    if cls in safety.TFOP_LAMBDA_CLASSES and not safety.pure_tf_function(inner.get("function")):
+        return f"{label} calls tf.{inner.get('function')}: not on the list of pure math functions, and tf_keras calls it on load"
+    if cls in safety.RISKY_KERAS_CLASSES:
+        return f"{label}: {safety.RISKY_KERAS_CLASSES[cls]}"
+    paths = [k for k in sorted(safety.FILE_PATH_KEYS) if isinstance(inner.get(k), str) and inner.get(k)]
+    if paths:
+        return f"{label} reads the file {inner[paths[0]]!r} ({paths[0]}), outside the model"
     module, registered = node.get("module"), node.get("registered_name")
     if isinstance(registered, str) and ">" in registered and registered.split(">")[0] != "keras":
         return f"custom object {registered}{inside}: its package's code runs when it is loaded"
+    if registered is not None and registered != cls and not (cls == "function" and registered == node.get("config")):
+        return f"registered_name {registered!r} of {label}{inside} does not name its class: a disguised custom object"
     if cls == "function":
         what = node.get("config") if isinstance(node.get("config"), str) else "?"
         if not _keras_module(module):
@@ -81,7 +96,7 @@ def _risk(node: dict, where: str) -> str | None:
 
 
 def _keras_module(module) -> bool:
-    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+    return isinstance(module, str) and bool(safety.KERAS_MODULE.match(module))
 
 
 def _name(node: dict) -> str | None:

@@ -27,7 +27,7 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
     info = inspect(detection, tag=options.tag, signature=options.signature)
     if info.code_risks and not options.trust_model:
         more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
-        raise UserError(f"{info.path}: loading this model runs code stored in or named by it ({info.code_risks[0]}{more}); "
+        raise UserError(f"{info.path}: loading or running this model runs code or touches files it names ({info.code_risks[0]}{more}); "
                         "if you trust its source, pass --trust-model")
     check_graph(detection, info)
     preprocessed_inputs(final_inputs(info, options), options)

@@ -151,6 +151,8 @@ def _damaged_weights(tf, where, what: str):
     try:
         yield
     except _weight_errors(tf) as e:
+        if isinstance(e, (tf.errors.PermissionDeniedError, PermissionError)):
+            raise  # the sandbox stopped the model (engine.sandbox.blocked words it), not damage
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"{where}: TensorFlow cannot read the {what} ({msg}); it is probably truncated or corrupt, "
                         "copy it again") from None

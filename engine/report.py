@@ -120,6 +120,7 @@ def format_info(info) -> str:
     lines.append(f"{kind:<10} {total} in {len(info.ops)} types: " + ", ".join(f"{op}×{n}" for op, n in info.ops.items()))
     lines += [f"warning    {w}" for w in info.warnings]
     if info.code_risks:
-        lines.append("code       runs when loaded; convert refuses it without --trust-model (only for models you trust):")
+        lines.append("code       runs code or touches files when loaded or run; convert refuses it without --trust-model "
+                     "(only for models you trust):")
         lines += [f"  ! {risk}" for risk in info.code_risks]
     return "\n".join(lines)

@@ -38,9 +38,22 @@ def disk_needed(size: int, targets: int) -> int:
     return int(size * (targets + 1) * 1.5) + DISK_MARGIN
 
 
-def memory_needed(size: int) -> int:
-    """The loaded model and its frozen copy, plus TensorFlow itself (~1 GiB measured on import)."""
-    return 2 * size + GIB
+# Graph nodes cost memory beyond their bytes on disk (TensorFlow's Graph, grappler, the converters'
+# copies): a 1,000,000-node, 34 MB graph had reached 6 GiB (6 KiB a node) when it was killed.
+NODE_BYTES = 16 << 10
+
+
+def memory_needed(size: int, nodes: int = 0) -> int:
+    """The loaded model and its frozen copy, its nodes, plus TensorFlow itself (~1 GiB measured on import)."""
+    return 2 * size + nodes * NODE_BYTES + GIB
+
+
+def node_count(detection) -> int:
+    """Nodes in the model's graphs and their function libraries (0 for Keras: layers are few)."""
+    parsed = detection.parsed
+    graphs = ([g.graph_def for g in parsed.meta_graphs] if hasattr(parsed, "meta_graphs")
+              else [parsed.graph_def] if hasattr(parsed, "graph_def") else [parsed] if hasattr(parsed, "node") else [])
+    return sum(len(g.node) + sum(len(f.node_def) for f in g.library.function) for g in graphs)
 
 
 def available_memory() -> int | None:
@@ -58,14 +71,15 @@ def available_memory() -> int | None:
 
 
 def check_space(size: int, targets: int, *, free_disk: int, free_memory: int | None, out: Path,
-                reserve: int = 0) -> None:
+                reserve: int = 0, nodes: int = 0) -> None:
     """Refuse early when the output disk or the memory is clearly too small. Pure: inputs are given."""
     need = disk_needed(size, targets) + reserve
     if free_disk < need:
         raise UserError(f"-o {out}: not enough free disk space: the conversion needs about {human_size(need)}, "
                         f"{human_size(free_disk)} is free there; free some space or choose another output directory")
-    if free_memory is not None and memory_needed(size) > free_memory:
-        raise UserError(f"the model ({human_size(size)}) needs about {human_size(memory_needed(size))} of memory to convert, "
+    if free_memory is not None and memory_needed(size, nodes) > free_memory:
+        what = f"{human_size(size)}, {nodes:,} nodes" if nodes else human_size(size)
+        raise UserError(f"the model ({what}) needs about {human_size(memory_needed(size, nodes))} of memory to convert, "
                         f"{human_size(free_memory)} is available; close other programs or use a machine with more memory")
 
 
@@ -81,4 +95,4 @@ def check_resources(detection, options: ConversionOptions, out: Path) -> None:
                         "of bytes, 0 or more; fix or unset it")
     free_disk = shutil.disk_usage(out.resolve().parent).free
     check_space(model_bytes(detection), len(options.targets), free_disk=free_disk,
-                free_memory=available_memory(), out=out, reserve=reserve)
+                free_memory=available_memory(), out=out, reserve=reserve, nodes=node_count(detection))

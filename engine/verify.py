@@ -8,6 +8,7 @@ import numpy as np
 from .backends import Tolerance
 from .errors import UserError
 
+MAX_FEED_BYTES = 1 << 30  # per input: a [-1,100000,100000] float input would need 80 GB of test data
 SEED = 20261121
 DYNAMIC_BATCH, DYNAMIC_DIM, UNKNOWN_RANK_SHAPE = 2, 8, (2, 8)
 # When an output comes back empty (a model that crops or strides needs longer inputs), the dynamic
@@ -46,6 +47,9 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, dynamic_di
             dtype = np.dtype(i.dtype)
         except TypeError:  # "string": no random data means anything to the model
             dtype = np.dtype(object)
+        if int(np.prod(shape, dtype=np.float64)) * max(dtype.itemsize, 1) > MAX_FEED_BYTES:
+            raise UserError(f"input {i.name!r}: test data of shape {list(shape)} would take over "
+                            f"{MAX_FEED_BYTES >> 30} GiB; give smaller dims with --input {i.name}[...], or pass --no-verify")
         if dtype.kind == "f":
             value = rng.uniform(0, 255 if raw_pixels else 1, shape)
         elif dtype.kind in "iu":

@@ -22,6 +22,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from . import sandbox
 from .errors import UserError
 from .report import TargetResult, one_line
 
@@ -144,6 +145,9 @@ def main() -> int:
     def emit(event: str, **fields) -> None:
         events.write(json.dumps({"event": event, **fields}, default=str) + "\n")
 
+    for warning in sandbox.confine(request.options, request.tmp):  # before anything reads the model
+        emit("log", message=warning)
+
     from .pipeline import convert_targets
 
     try:
@@ -155,8 +159,11 @@ def main() -> int:
     except Exception as e:  # reported by the parent as an internal error, in one line
         from .output import disk_full
 
-        if full := disk_full(e, Path(request["tmp"]).parent):
+        if full := disk_full(e, Path(request.tmp).parent):
             emit("error", user=True, message=str(full))
+            return 2
+        if sandbox.blocked(e):
+            emit("error", user=True, message=sandbox.blocked(e))
             return 2
         if os.environ.get("TFWIZARD_DEBUG"):
             import traceback

@@ -115,5 +115,6 @@ def test_builtin_configs_are_not_flagged():
          "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {}},
          "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}}},
         {"class_name": "BatchNormalization", "config": {"name": "bn"}},
-        {"class_name": "TFOpLambda", "config": {"name": "tf.concat"}}]}}
+        {"class_name": "TFOpLambda", "config": {"name": "tf.concat", "function": "concat"}},
+        {"class_name": "TFOpLambda", "config": {"name": "tf.math.add", "function": "math.add"}}]}}
     assert code_risks(config) == []
