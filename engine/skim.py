@@ -22,7 +22,8 @@ class Truncated(ValueError):
 
 
 def skim_graphdef(path: Path) -> bytes:
-    """The GraphDef at `path`, re-encoded without attr entries larger than LARGE_ATTR."""
+    """The GraphDef at `path`, re-encoded with attr entries larger than LARGE_ATTR left empty (their
+    name kept, their value not copied)."""
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         out = bytearray()
         for number, wire, start, end, header in wire_fields(data, 0, len(data)):
@@ -31,6 +32,9 @@ def skim_graphdef(path: Path) -> bytes:
                 for n, w, s, e, h in wire_fields(data, start, end):
                     if not (n == NODE_ATTR_FIELD and e - s > LARGE_ATTR):
                         node += data[h:e]
+                    else:  # keep the attr's name with an empty value: present, only not read
+                        entry = b"".join(data[kh:ke] for kn, _, _, ke, kh in wire_fields(data, s, e) if kn == 1)
+                        node += _key(NODE_ATTR_FIELD, LEN) + _varint(len(entry)) + entry
                 out += _key(NODE_FIELD, LEN) + _varint(len(node)) + node
             else:
                 out += data[header:end]
