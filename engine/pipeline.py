@@ -64,8 +64,12 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         t0 = time.perf_counter()
         # When the reference itself can't judge any target (empty, random), no rung can pass: take
         # the first that converts and say why it is unverified.
-        check = ((lambda d, p, b=backend: _verify(b, d, p, options, feeds, reference, compare))
-                 if options.verify and not unverifiable else None)
+        def check(outdir, rung_prepared, backend=backend, target=target):
+            emit("stage", stage="verify", target=target, message="running it and comparing with TensorFlow")
+            return _verify(backend, outdir, rung_prepared, options, feeds, reference, compare)
+
+        if not options.verify or unverifiable:
+            check = None
         # Each rung of the target's ladder converts and verifies in turn (engine.ladder).
         outcome = climb(backend, prepared, options, target_dir, lambda msg, t=target: emit("log", target=t, message=msg),
                         check, one_line)
