@@ -427,6 +427,10 @@ def run_reference(tf, prepared: Prepared, feeds: dict) -> dict:
         try:
             values = sess.run([f"{o}:0" for o in prepared.outputs], {f"{k}:0": v for k, v in feeds.items()})
         except tf.errors.OpError as e:
+            from .sandbox import blocked
+
+            if blocked(e):  # the graph touched a file outside the model: no input size fixes that
+                raise UserError(blocked(e)) from None
             shapes = ", ".join(f"{k}[{','.join(map(str, v.shape))}]" for k, v in feeds.items())
             raise UserError(f"TensorFlow cannot run the model on test inputs {shapes or '(none)'}: {tf_error_reason(e)}; "
                             "give the input sizes it takes with --input NAME[d1,d2,...], pin an input with "
