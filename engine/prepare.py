@@ -126,9 +126,15 @@ def _freeze_tf1(tf, detection: Detection, info: ModelInfo, outputs) -> object:
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
         if detection.format is Format.METAGRAPH:
-            tf.compat.v1.train.import_meta_graph(str(detection.graph), clear_devices=True)
+            from tensorflow.python.framework import meta_graph  # reads binary and text MetaGraphDefs
+
+            meta = meta_graph.read_meta_graph_file(str(detection.graph))
+            _drop_shape_hints(meta.graph_def)
+            tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
         else:
-            tf.compat.v1.import_graph_def(_read_graph_def(tf, detection.graph), name="")
+            graph_def = _read_graph_def(tf, detection.graph)
+            _drop_shape_hints(graph_def)
+            tf.compat.v1.import_graph_def(graph_def, name="")
         missing = [o for o in outputs if not _has_op(graph, o)]
         if missing:
             raise UserError(f"--output {missing[0]!r}: no such node in the graph; the outputs found are "
@@ -138,6 +144,16 @@ def _freeze_tf1(tf, detection: Detection, info: ModelInfo, outputs) -> object:
             with _damaged_weights(tf, detection.checkpoint, "checkpoint"):
                 sess.run(restore)
         return tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), outputs)
+
+
+def _drop_shape_hints(graph_def) -> None:
+    """Remove `_output_shapes` attrs: hints TensorFlow's importer checks and refuses when stale (seen on
+    real MetaGraphs' gradient nodes: "an _output_shapes attribute inconsistent with the GraphDef").
+    TensorFlow infers the shapes again on import; nothing else reads them."""
+    for nodes in [graph_def.node] + [f.node_def for f in graph_def.library.function]:
+        for node in nodes:
+            if "_output_shapes" in node.attr:
+                del node.attr["_output_shapes"]
 
 
 # What TensorFlow raises for weights it cannot read: truncated data files come back as IndexError
