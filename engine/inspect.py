@@ -24,6 +24,7 @@ from .safety import graph_risks, saved_model_risks
 from .protos import dtype_name
 
 SCHEMA = "tfwizard.inspect/1"
+DT_BOOL = 10  # tensorflow DataType enum
 INIT_OP_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
 # summarize_graph's list, plus variables and shape queries: a model never outputs the shape of its
 # input; a dangling Shape is a leftover of a shape check (sparse cross-entropy leaves one).
@@ -145,7 +146,10 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
     # A dangling read of a variable (resource variables leave one per variable) computes nothing
     # from the inputs; prefer the candidates that do, unless none do (e.g. a graph fed by a queue).
     names = {p.name for p in placeholders}
-    fed = [c for c in candidates if ancestors([c], nodes, data_only=True) & names]
+    # Fed by real data, that is: a node that depends on nothing but is_training-style booleans is
+    # control-flow plumbing (tf.cond's unused switch_t/switch_f, pred_id), not an output.
+    data = {p.name for p in placeholders if p.attr["dtype"].type != DT_BOOL} or names
+    fed = [c for c in candidates if ancestors([c], nodes, data_only=True) & data]
     # The loss dangles too. tf.gradients names its scopes gradients/<node>_grad/, so a dangling node
     # that was differentiated is a loss, not an inference output (unless nothing else is left).
     differentiated = {m.group(1) for n in noise if (m := GRADIENT_OF.search(n))}

@@ -1,0 +1,67 @@
+"""Failures first seen on real models of the zoo (bench/zoo.py), rebuilt small.
+
+- musicnn's TF1 MetaGraphs (training left in): gradient nodes carry `_output_shapes` that disagree
+  with the graph, which TensorFlow's importer refuses; tf2onnx fails on them the same way.
+- The same models' tf.cond on an is_training placeholder leaves switch_f / pred_id nodes that
+  nothing consumes; they depend on the boolean switch only and are not outputs.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import SAMPLES, run_cli
+from engine.detect import detect
+from engine.inspect import inspect
+
+
+@pytest.fixture(scope="module")
+def tf():
+    from engine.prepare import import_tensorflow
+
+    return import_tensorflow()
+
+
+def test_stale_output_shapes_in_a_metagraph_do_not_stop_the_conversion(tf, tmp_path):
+    from tensorflow.core.framework import tensor_shape_pb2
+    from tensorflow.python.framework import meta_graph
+
+    model = tmp_path / "metagraph"
+    shutil.copytree(SAMPLES / "metagraph", model)
+    meta = meta_graph.read_meta_graph_file(str(model / "model.meta"))
+    stale = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=0)])
+    for node in meta.graph_def.node:  # every node claims a [0] output: not what the graph computes
+        shapes = node.attr["_output_shapes"].list.shape
+        del shapes[:]
+        shapes.append(stale)
+    (model / "model.meta").write_bytes(meta.SerializeToString())
+    with tf.Graph().as_default():  # what the importer itself says of such a file
+        with pytest.raises(ValueError, match="_output_shapes"):
+            tf.compat.v1.train.import_meta_graph(meta)
+
+    proc = run_cli("convert", model / "model.meta", "--to", "onnx", "-o", tmp_path / "out", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["targets"][0]["verification"]["passed"] is True
+
+
+def test_cond_plumbing_fed_only_by_a_boolean_switch_is_not_an_output(tf, tmp_path):
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.disable_control_flow_v2()  # TF1 graphs: tf.cond as Switch/Merge, with its switch_t/f nodes
+        try:
+            x = v1.placeholder(tf.float32, [None, 4], name="x")
+            training = v1.placeholder_with_default(False, [], name="is_training")
+            y = tf.cond(training, lambda: tf.nn.relu(x), lambda: tf.nn.relu6(x))  # no constants: switch_t/f dangle
+            tf.identity(y + 1.0, name="y")
+        finally:
+            v1.enable_control_flow_v2()
+    assert any(n.name.endswith("switch_f") for n in graph.as_graph_def().node)
+    path = tmp_path / "cond.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+
+    info = inspect(detect(str(path)))
+    assert [o.name for o in info.outputs] == ["y"]
+    assert "x" in [i.name for i in info.inputs]
