@@ -96,12 +96,12 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"tfwizard: error: {e}", file=sys.stderr)
         return e.exit_code
-    print(f"Netron is showing {model_file(args.model)} at {url}  (Ctrl-C stops it)", flush=True)
-    if args.browse:
-        import webbrowser
+    try:  # from the moment the URL is out, Ctrl-C is the way to stop (the reader may act on it at once)
+        print(f"Netron is showing {model_file(args.model)} at {url}  (Ctrl-C stops it)", flush=True)
+        if args.browse:
+            import webbrowser
 
-        webbrowser.open(url)
-    try:
+            webbrowser.open(url)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
