@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
+from .safety import FUNCTION_CALL_ATTRS
+
 # tensorflow/core/graph/graph_constructor.cc (IsValidNodeName): what an imported node may be named.
 NODE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/>]*")
 LOOP_BACK_EDGE_OPS = {"NextIteration", "RefNextIteration"}  # TF1 while loops close their cycle here
-CALL_ATTRS = ("f", "then_branch", "else_branch", "cond", "body", "branches")  # attrs naming a function
 
 # Bytes per element of the fixed-size dtypes (types.proto enum → size), for Const tensor_content.
 ITEM_SIZE = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 9: 8, 10: 1, 14: 2, 17: 2, 19: 2, 22: 4, 23: 8, 8: 8, 18: 16}
@@ -94,7 +95,7 @@ def _recursive_function(graph) -> list[str] | None:
 
 def _callees(node) -> list[str]:
     found = [node.op]
-    for key in CALL_ATTRS:
+    for key in FUNCTION_CALL_ATTRS:
         if key in node.attr:
             value = node.attr[key]
             found += [value.func.name] if value.HasField("func") else [f.name for f in value.list.func]

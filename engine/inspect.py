@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from .detect import VARIABLE_OPS, Detection, Format
 from .errors import UserError
 from .keras_safety import code_risks
-from .safety import graph_risks, saved_model_risks
+from .safety import FUNCTION_CALL_ATTRS, graph_risks, saved_model_risks
 from .protos import dtype_name
 
 SCHEMA = "tfwizard.inspect/1"
@@ -43,7 +43,6 @@ TRAINING_SCOPES = re.compile(
     r"|(GradientDescent|Momentum|Adam|AdamW|Adagrad|AdagradDA|Adadelta|RMSProp|Ftrl|ProximalAdagrad"
     r"|ProximalGradientDescent|Nadam|Adamax|SGD)(_\d+)?)(/|$)")
 GRADIENT_OF = re.compile(r"(?:^|/)gradients(?:_\d+)?/(.+?)_grad/")
-FUNCTION_CALL_ATTRS = ("f", "then_branch", "else_branch", "body", "cond", "branches")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ TABLE_FROM_FILE = {"InitializeTableFromTextFile", "InitializeTableFromTextFileV2
 INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "main_op", "table_initializer")
 INIT_SIGNATURES = ("__saved_model_init_op",)
 SAVE_SCOPE = re.compile(r"^save(_\d+)?/")
-FUNCTION_ATTRS = ("f", "then_branch", "else_branch", "body", "cond", "branches")
+FUNCTION_CALL_ATTRS = ("f", "then_branch", "else_branch", "body", "cond", "branches")  # attrs naming a function; the one list
 MAX_REPORTED = 20
 
 # Keras: the TF API functions a TFOpLambda may call (tf_keras resolves any name in the TF API and
@@ -215,7 +215,7 @@ def _called(nodes) -> list[str]:
     called = []
     for n in nodes:
         called += [n.op]  # a node whose op is a library function calls it
-        for key in FUNCTION_ATTRS:
+        for key in FUNCTION_CALL_ATTRS:
             if key in n.attr:
                 value = n.attr[key]
                 called += [value.func.name] if value.func.name else [f.name for f in value.list.func]
