@@ -21,12 +21,6 @@ from .resources import check_resources
 from .signals import Emit, checking_interrupts, raise_if_interrupted, signals_held
 from .worker import WORKER_TMP
 
-# Kept importable from here for existing callers; new code imports from the module that owns the name.
-from .plan import upstream_lines  # noqa: F401,E402
-from .report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, TargetResult, tolerance_text, verification_text  # noqa: F401,E402
-from .resources import GIB, MIB, available_memory, check_space, disk_needed, memory_needed, model_bytes  # noqa: F401,E402
-from .signals import Interrupted, interruptible  # noqa: F401,E402
-
 def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -> Report:
     """Convert to every target into a temporary sibling of OUTDIR, then move it into place.
 

@@ -20,7 +20,7 @@ from .backends import Prepared
 from .detect import Detection, Format
 from .errors import UserError
 from .inspect import ModelInfo, TensorInfo
-from .interface import _preprocessed_inputs, final_inputs, final_outputs, preprocessed_inputs  # noqa: F401  (re-exported)
+from .interface import _preprocessed_inputs, final_inputs, final_outputs
 from .options import ConversionOptions
 
 

@@ -112,7 +112,8 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
 
 def test_a_signal_after_the_output_is_in_place_says_it_is_complete(tmp_path):
     """In-process: the signal arrives while 'done' is reported, after the final rename."""
-    from engine.convert import Interrupted, convert, interruptible
+    from engine.convert import convert
+    from engine.signals import Interrupted, interruptible
     from engine.options import ConversionOptions
 
     out = tmp_path / "out"
