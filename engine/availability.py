@@ -11,30 +11,16 @@ from __future__ import annotations
 import sys
 from importlib.util import find_spec
 
-TITLES = {"onnx": "ONNX", "tfjs": "TF.js", "openvino": "OpenVINO", "tflite": "TFLite"}
-
-# target → the top-level modules it imports (what its extra in pyproject.toml installs)
-MODULES = {
-    "onnx": ("tf2onnx", "onnx", "onnxruntime"),
-    "tfjs": ("tensorflowjs",),
-    "openvino": ("openvino",),
-    "tflite": ("ai_edge_litert",),  # verification; the converter is TensorFlow's own tf.lite
-}
-
-# target → (first Python it cannot install on, why): pyproject's extra carries the same marker.
-PYTHON_LIMIT = {
-    # tensorflowjs 4.22 pulls tensorflow-decision-forests, which pins TensorFlow 2.19 exactly
-    "tfjs": ((3, 13), "tensorflowjs 4.22 needs TensorFlow 2.19, which has no Python 3.13 build"),
-}
+from .backends import TARGETS, get  # each backend's modules, python_limit and short title
 
 
 def unavailable_reason(target: str) -> str | None:
     """One line naming why `target` can't be converted to here and the fix; None if it can."""
-    missing = [m for m in MODULES[target] if find_spec(m) is None]
+    backend = get(target)
+    missing = [m for m in backend.modules if find_spec(m) is None]
     if not missing:
         return None
-    title = TITLES[target]
-    limit = PYTHON_LIMIT.get(target)
+    title, limit = backend.label, backend.python_limit
     if limit and sys.version_info[:2] >= limit[0]:
         version = ".".join(map(str, sys.version_info[:2]))
         last = f"{limit[0][0]}.{limit[0][1] - 1}"
@@ -42,12 +28,12 @@ def unavailable_reason(target: str) -> str | None:
     return f"{title}: not installed (no module {', '.join(missing)}) — pip install 'tfwizard[{target}]'"
 
 
-def unavailable(targets=tuple(MODULES)) -> dict[str, str]:
+def unavailable(targets=TARGETS) -> dict[str, str]:
     """target → reason, for the targets of `targets` this install cannot convert to."""
     return {t: r for t in targets if (r := unavailable_reason(t))}
 
 
-def available(targets=tuple(MODULES)) -> list[str]:
+def available(targets=TARGETS) -> list[str]:
     missing = unavailable(targets)
     return [t for t in targets if t not in missing]
 
@@ -65,6 +51,6 @@ def version_text() -> str:
     python = ".".join(map(str, sys.version_info[:3]))
     lines = [f"tfwizard {of('tfwizard')} (Python {python}, TensorFlow {of('tensorflow')})"]
     missing = unavailable()
-    for target, title in TITLES.items():
-        lines.append(f"  {target:<9} " + (missing[target] if target in missing else f"{title}: available"))
+    for target in TARGETS:
+        lines.append(f"  {target:<9} " + (missing[target] if target in missing else f"{get(target).label}: available"))
     return "\n".join(lines)

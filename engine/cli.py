@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import UserError
 from .report import format_info, format_report
 from .text import printable, printable_lines
-from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_freeze, parse_input,
+from .options import (PRESETS, ConversionOptions, parse_batch, parse_floats, parse_freeze, parse_input,
                       parse_quantize, parse_targets, strip_port)
 
 
@@ -37,16 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint prefix for a graph with variables (default: found beside it)")
     p.add_argument("--json", action="store_true", help="print JSON (schema tfwizard.inspect/1, see README)")
 
-    c = sub.add_parser("convert", help="convert to onnx, tfjs, openvino and/or tflite, then verify against TensorFlow")
+    from .backends import TARGETS, all_backends, get
+
+    onnx, tfjs = get("onnx"), get("tfjs")
+    quantize = ", ".join(f"{b.name}:{'|'.join(b.quantizations)}" + ("[:node*,...]" if b.quantize_nodes else "")
+                         for b in all_backends() if b.quantizations)
+    c = sub.add_parser("convert", help=f"convert to {', '.join(TARGETS[:-1])} and/or {TARGETS[-1]}, then verify against TensorFlow")
     c.add_argument("model", help="model file or SavedModel directory")
-    c.add_argument("--to", required=True, help="targets, comma-separated: onnx,tfjs,openvino,tflite")
+    c.add_argument("--to", required=True, help=f"targets, comma-separated: {','.join(TARGETS)}")
     c.add_argument("-o", "--output-dir", required=True, help="output directory (OUTDIR/<target>/..., OUTDIR/report.json)")
     c.add_argument("--input", action="append", default=[], metavar="NAME[d1,d2,...]",
                    help="input shape override; -1 or ? keeps a dim dynamic (repeatable)")
     c.add_argument("--output", action="append", default=[], metavar="NAME", help="cut the graph at this output (repeatable)")
     c.add_argument("--freeze", action="append", default=[], metavar="NAME=VALUE",
                    help="bake this input in as a constant, e.g. keep_prob=1.0 (repeatable)")
-    c.add_argument("--batch", type=int, help="set the batch (first) dimension of every input")
+    c.add_argument("--batch", type=parse_batch, help="set the batch (first) dimension of every input")
     c.add_argument("--tag", help="SavedModel tag set, comma-separated")
     c.add_argument("--signature", help="SavedModel signature")
     c.add_argument("--checkpoint", help="checkpoint prefix for a graph with variables")
@@ -55,12 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scale", help="one scale for every channel (same as --scale-values N)")
     c.add_argument("--reverse-input-channels", action="store_true", help="RGB<->BGR before mean/scale")
     c.add_argument("--preset", choices=sorted(PRESETS), help="mean/scale of a known model family")
-    c.add_argument("--quantize", action="append", default=[], metavar="TARGET:MODE",
-                   help="tfjs:float16|uint8|uint16[:node*,...], openvino:fp16, onnx:float16|int8, tflite:dynamic|float16")
-    c.add_argument("--opset", type=int, help="ONNX opset (default 15)")
+    c.add_argument("--quantize", action="append", default=[], metavar="TARGET:MODE", help=quantize)
+    c.add_argument("--opset", type=int, help=f"ONNX opset, {onnx.min_opset} to {onnx.max_opset} (default {onnx.default_opset})")
     c.add_argument("--inputs-as-nchw", default="", help="ONNX: these inputs take NCHW (comma-separated)")
-    c.add_argument("--tfjs-format", choices=["graph", "layers"], default="graph", help="TF.js model type")
-    c.add_argument("--weight-shard-size-bytes", type=int, default=DEFAULT_SHARD_BYTES, help="TF.js weight shard size")
+    c.add_argument("--tfjs-format", choices=list(tfjs.formats), default="graph", help="TF.js model type")
+    c.add_argument("--weight-shard-size-bytes", type=int, help=f"TF.js weight shard size (default {tfjs.default_shard_bytes})")
     c.add_argument("--split-weights-by-layer", action="store_true", help="TF.js: one weight group per layer")
     c.add_argument("--keep-debug-ops", action="store_true", help="TF.js: keep Print/Assert ops (stripped by default)")
     c.add_argument("--control-flow-v2", action="store_true", help="TF.js: keep control flow v2 ops")
@@ -78,32 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args) -> ConversionOptions:
-    """argparse namespace → the one options object (validating every value)."""
-    if args.batch is not None and args.batch <= 0:
-        raise UserError(f"--batch {args.batch}: not a positive integer; pass the batch size, e.g. --batch 1")
+    """argparse namespace → the one options object, which checks the values (engine.options)."""
     if args.scale and args.scale_values:
         raise UserError("--scale and --scale-values both given; use one")
-    if args.weight_shard_size_bytes <= 0:
-        raise UserError("--weight-shard-size-bytes must be positive; e.g. 4194304 (4 MiB, the default)")
     scale = args.scale_values or args.scale
-    targets = parse_targets(args.to)
-    quantize = tuple(parse_quantize(q) for q in args.quantize)
-    quantized = [q.partition(":")[0] for q in quantize]
-    for q, target in zip(quantize, quantized):
-        if quantized.count(target) > 1:
-            raise UserError(f"--quantize given {quantized.count(target)} times for {target}; keep one mode")
-        if target not in targets:
-            raise UserError(f"--quantize {q}: {target} is not converted (--to {args.to}); "
-                            f"add it to --to or drop the flag")
     return ConversionOptions(
-        model=args.model, targets=targets, output_dir=args.output_dir,
+        model=args.model, targets=parse_targets(args.to), output_dir=args.output_dir,
         inputs=tuple(parse_input(i) for i in args.input), outputs=tuple(strip_port(o) for o in args.output),
         freeze=tuple(parse_freeze(f) for f in args.freeze),
         batch=args.batch, tag=args.tag, signature=args.signature, checkpoint=args.checkpoint,
         mean_values=parse_floats(args.mean_values, "--mean-values") if args.mean_values else None,
         scale_values=parse_floats(scale, "--scale-values") if scale else None,
         reverse_input_channels=args.reverse_input_channels, preset=args.preset,
-        quantize=quantize, opset=args.opset,
+        quantize=parse_quantize(args.quantize), opset=args.opset,
         inputs_as_nchw=tuple(strip_port(n) for n in args.inputs_as_nchw.split(",") if n.strip()),
         tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,

@@ -1,6 +1,7 @@
 """What the converted model's interface will be: its inputs (overrides, --batch) and outputs, and
 which inputs the preprocessing applies to. Plain Python, no TensorFlow: plan(), the backends'
-check() and upstream_command() import this at the top."""
+check() and upstream_command() import this at the top. `options` is an engine.options.ConversionOptions
+(not imported: ConversionOptions checks itself with the backends, which use this module)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from dataclasses import replace
 
 from .errors import UserError
 from .inspect import ModelInfo, TensorInfo
-from .options import ConversionOptions
 
 
-def final_inputs(info: ModelInfo, options: ConversionOptions) -> list[TensorInfo]:
+def final_inputs(info: ModelInfo, options) -> list[TensorInfo]:
     """The model's inputs with --input overrides and --batch applied; boolean switches dropped."""
     by_name = {i.name: i for i in info.inputs}
     for name, _ in options.inputs:
@@ -39,7 +39,7 @@ def final_inputs(info: ModelInfo, options: ConversionOptions) -> list[TensorInfo
     return result
 
 
-def final_outputs(info: ModelInfo, options: ConversionOptions, graph=None) -> list[str]:
+def final_outputs(info: ModelInfo, options, graph=None) -> list[str]:
     """The outputs to convert. Graphs (pass the parsed GraphDef as `graph`) can be cut at any node."""
     if not options.outputs:
         if not info.outputs:  # upstream would be given --outputs '' and fail, or convert nothing
@@ -61,15 +61,15 @@ def final_outputs(info: ModelInfo, options: ConversionOptions, graph=None) -> li
     return list(options.outputs)
 
 
-def preprocessed_inputs(inputs, options: ConversionOptions) -> set[str]:
+def preprocessed_inputs(inputs, options) -> set[str]:
     """Names of the inputs the preprocessing applies to (empty without preprocessing); no TensorFlow."""
     if not options.has_preprocessing:
         return set()
     mean, scale = options.mean_scale
-    return _preprocessed_inputs(inputs, mean, scale, options.reverse_input_channels)
+    return preprocessing_inputs(inputs, mean, scale, options.reverse_input_channels)
 
 
-def _preprocessed_inputs(inputs, mean, scale, reverse) -> set[str]:
+def preprocessing_inputs(inputs, mean, scale, reverse) -> set[str]:
     """Float inputs whose channel count (last dim) matches the mean/scale vectors get the preprocessing."""
     widths = {len(v) for v in (mean, scale) if v and len(v) > 1}
     if len(widths) > 1:

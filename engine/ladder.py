@@ -19,21 +19,8 @@ from typing import Callable, Iterator
 from .errors import UserError
 from .output import disk_full
 
-# One rung: its name for the report, the Prepared it converts, and how (backend.convert's signature).
+# One rung (Backend.strategies): its name for the report, the Prepared it converts, and how (backend.convert's signature).
 Rung = tuple[str, object, Callable]
-
-
-def default_rungs(backend, prepared) -> Iterator[Rung]:
-    """The shared frozen graph, then (built only if asked for) the model frozen with control flow v2."""
-    yield prepared.strategy, prepared, backend.convert
-    v2 = prepared.alternative() if prepared.alternative else None
-    if v2 is not None:
-        yield v2.strategy, v2, backend.convert
-
-
-def rungs(backend, prepared) -> Iterator[Rung]:
-    custom = getattr(backend, "strategies", None)  # optional Backend method: its own ladder
-    return custom(prepared) if custom else default_rungs(backend, prepared)
 
 
 @dataclass
@@ -55,7 +42,7 @@ def climb(backend, prepared, options, target_dir: Path, log: Callable[[str], Non
     work.mkdir(parents=True, exist_ok=True)
     attempts, fallback = [], None  # fallback: the first rung that converted but did not verify
     try:
-        for n, (name, rung_prepared, convert) in enumerate(_guarded(rungs(backend, prepared), attempts, one_line)):
+        for n, (name, rung_prepared, convert) in enumerate(_guarded(backend.strategies(prepared), attempts, one_line)):
             if n:
                 log(f"trying the next strategy: {name}")
             outdir = work / str(n)

@@ -1,14 +1,18 @@
-"""One options object for a conversion; it renders itself as the `tfwizard convert` command.
+"""One options object for a conversion; it checks itself and renders itself as the `tfwizard convert`
+command.
 
 The wizard builds a ConversionOptions, shows `options.command()`, and runs exactly that
-command. `parse_*` helpers turn command-line text into typed values with one-line errors.
+command. Building one is the gate every face shares: a value no model could be converted with is
+refused by ConversionOptions itself (and each chosen target's Backend.check_options), with the
+same one-line message for the CLI, --dryrun and both wizard faces; what needs the model read is
+checked by engine.plan. `parse_*` helpers turn command-line text into typed values.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import UserError
 
@@ -20,13 +24,6 @@ PRESETS = {
     "resnet": ((103.94, 116.78, 123.68), (1.0, 1.0, 1.0)),
     "vgg": ((103.94, 116.78, 123.68), (1.0, 1.0, 1.0)),
 }
-QUANTIZATIONS = {
-    "onnx": ("float16", "int8"),
-    "tfjs": ("float16", "uint8", "uint16"),
-    "openvino": ("fp16",),
-    "tflite": ("dynamic", "float16"),
-}
-DEFAULT_SHARD_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,11 +42,13 @@ class ConversionOptions:
     scale_values: tuple[float, ...] | None = None
     reverse_input_channels: bool = False
     preset: str | None = None
-    quantize: tuple[str, ...] = ()  # "target:mode" or, for tfjs, "tfjs:mode:node*,pattern*"
+    # target → (mode, node name patterns it is restricted to; () = all): {"tfjs": ("uint8", ("conv*",))}.
+    # A bare mode stands for (mode, ()). The modes are each backend's `quantizations`.
+    quantize: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, hash=False)
     opset: int | None = None
     inputs_as_nchw: tuple[str, ...] = ()  # ONNX
     tfjs_format: str = "graph"  # "graph" or "layers" (Keras inputs only)
-    weight_shard_size_bytes: int = DEFAULT_SHARD_BYTES
+    weight_shard_size_bytes: int | None = None  # TF.js; None: tensorflowjs' default (4 MiB)
     split_weights_by_layer: bool = False
     strip_debug_ops: bool = True
     control_flow_v2: bool = False
@@ -60,6 +59,35 @@ class ConversionOptions:
     force: bool = False
     report: str | None = None
     progress: str = "text"  # "text" for people, "json" for lines a UI reads
+
+    def __post_init__(self):
+        """The one gate (see the module docstring); also puts values in one form: targets
+        deduplicated, ports stripped from --inputs-as-nchw names, a bare quantize mode made a pair."""
+        from .backends import get
+
+        def normal(name, value):
+            object.__setattr__(self, name, value)  # frozen: only here, before anyone has seen it
+
+        normal("targets", parse_targets(self.targets))
+        normal("quantize", {t: (q, ()) if isinstance(q, str) else (q[0], tuple(q[1])) for t, q in dict(self.quantize).items()})
+        normal("inputs_as_nchw", tuple(strip_port(n) for n in self.inputs_as_nchw))
+        parse_batch(self.batch)
+        for name, dims in self.inputs:
+            for d in dims:
+                parse_dim(str(d), f"--input {name!r}")
+        for name, value in self.freeze:
+            parse_freeze_value(value, f"--freeze {name}={value}")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise UserError(f"--preset {self.preset}: unknown; choose from {', '.join(PRESETS)}")
+        for flag, values in (("--mean-values", self.mean_values), ("--scale-values", self.scale_values)):
+            if values is not None:
+                parse_floats(_floats(values), flag)  # not empty, and no scale of 0
+        if self.weight_shard_size_bytes is not None and self.weight_shard_size_bytes <= 0:
+            raise UserError("--weight-shard-size-bytes must be positive; e.g. 4194304 (4 MiB, the default)")
+        for target, (mode, nodes) in self.quantize.items():
+            _check_quantize(target, mode, nodes, self.targets)
+        for target in self.targets:
+            get(target).check_options(self)
 
     # --- derived ---------------------------------------------------------------------------
 
@@ -76,19 +104,11 @@ class ConversionOptions:
 
     def quantization(self, target: str) -> str | None:
         """The quantization mode chosen for `target` ("float16"), or None."""
-        for q in self.quantize:
-            t, _, mode = q.partition(":")
-            if t == target:
-                return mode.split(":")[0]
-        return None
+        return self.quantize.get(target, (None, ()))[0]
 
     def quantize_nodes(self, target: str) -> list[str]:
-        """tfjs only: node name patterns the quantization is restricted to (empty = all)."""
-        for q in self.quantize:
-            parts = q.split(":", 2)
-            if parts[0] == target and len(parts) == 3:
-                return [p for p in parts[2].split(",") if p]
-        return []
+        """Node name patterns the quantization of `target` is restricted to (empty = all)."""
+        return list(self.quantize.get(target, (None, ()))[1])
 
     # --- rendering -------------------------------------------------------------------------
 
@@ -110,15 +130,15 @@ class ConversionOptions:
             out += ["--scale-values", _floats(self.scale_values)]
         if self.reverse_input_channels:
             out.append("--reverse-input-channels")
-        for q in self.quantize:
-            out += ["--quantize", q]
+        for target, (mode, nodes) in self.quantize.items():
+            out += ["--quantize", _quantize_text(target, mode, nodes)]
         if self.opset is not None:
             out += ["--opset", str(self.opset)]
         if self.inputs_as_nchw:
             out += ["--inputs-as-nchw", ",".join(self.inputs_as_nchw)]
         if self.tfjs_format != "graph":
             out += ["--tfjs-format", self.tfjs_format]
-        if self.weight_shard_size_bytes != DEFAULT_SHARD_BYTES:
+        if self.weight_shard_size_bytes is not None:
             out += ["--weight-shard-size-bytes", str(self.weight_shard_size_bytes)]
         for flag, on in (("--split-weights-by-layer", self.split_weights_by_layer),
                          ("--keep-debug-ops", not self.strip_debug_ops),
@@ -217,31 +237,59 @@ def parse_floats(text: str, flag: str) -> tuple[float, ...]:
     return values
 
 
-def human_size(n: float) -> str:
-    """A file size for people, in decimal units as file managers show them: '812 bytes', '2.7 kB', '97.3 MB'."""
-    for unit in ("bytes", "kB", "MB"):
-        if round(n, 1) < 1000:  # 999,950 bytes is "1.0 MB", not "1000.0 kB"
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+def parse_quantize(texts) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """--quantize values, 'target:mode' or 'target:mode:node*,pattern*', as ConversionOptions.quantize."""
+    result = {}
+    for text in texts:
+        target, _, rest = text.partition(":")
+        mode, _, nodes = rest.partition(":")
+        if target in result:
+            count = sum(t.partition(":")[0] == target for t in texts)
+            raise UserError(f"--quantize given {count} times for {target}; keep one mode")
+        result[target] = (mode, tuple(p.strip() for p in nodes.split(",") if p.strip()))
+    return result
 
 
-def parse_quantize(text: str) -> str:
-    target, _, mode = text.partition(":")
-    mode_name = mode.split(":")[0]
-    if mode_name not in QUANTIZATIONS.get(target, ()):
-        choices = ", ".join(f"{t}:{m}" for t, ms in QUANTIZATIONS.items() for m in ms)
+def _quantize_text(target: str, mode: str, nodes) -> str:
+    return ":".join([target, mode] + ([",".join(nodes)] if nodes else []))
+
+
+def _check_quantize(target: str, mode: str, nodes, targets) -> None:
+    from .backends import TARGETS, all_backends, get
+
+    text = _quantize_text(target, mode, nodes)
+    if target not in TARGETS or mode not in get(target).quantizations:
+        choices = ", ".join(f"{b.name}:{m}" for b in all_backends() for m in b.quantizations)
         raise UserError(f"--quantize {text!r}: unknown; choose from {choices}")
-    if ":" in mode and target != "tfjs":
-        raise UserError(f"--quantize {text!r}: node patterns are supported for tfjs only")
-    return text
+    if nodes and not get(target).quantize_nodes:
+        which = ", ".join(b.name for b in all_backends() if b.quantize_nodes)
+        raise UserError(f"--quantize {text!r}: node patterns are supported for {which} only")
+    if target not in targets:
+        raise UserError(f"--quantize {text}: {target} is not converted (--to {','.join(targets)}); "
+                        f"add it to --to or drop the flag")
 
 
-def parse_targets(text: str) -> tuple[str, ...]:
+def parse_targets(value) -> tuple[str, ...]:
+    """--to 'onnx,TFLite' (or the targets as a sequence) → ('onnx', 'tflite'): known, each once, in order."""
     from .backends import TARGETS
 
-    targets = tuple(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
+    items = value.split(",") if isinstance(value, str) else value
+    targets = tuple(dict.fromkeys(t.strip().lower() for t in items if t.strip()))
     unknown = [t for t in targets if t not in TARGETS]
-    if unknown or not targets:
-        raise UserError(f"--to {text!r}: unknown target {', '.join(unknown) or '(none)'}; choose from {','.join(TARGETS)}")
+    if unknown:
+        raise UserError(f"--to {','.join(targets)}: unknown target {', '.join(unknown)}; choose from {','.join(TARGETS)}")
+    if not targets:
+        raise UserError(f"--to: choose at least one target of {','.join(TARGETS)}")
     return targets
+
+
+def parse_batch(value) -> int | None:
+    """--batch: a positive integer; None or blank (the wizard's answer) keeps each input's own first dim."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    shown = text if text.lstrip("-").isdigit() else repr(text)
+    raise UserError(f"--batch {shown}: must be a positive integer, or blank (no --batch) to keep each input's "
+                    "own first dimension")

@@ -23,9 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .backends import TARGETS  # the only subdirectories an earlier report can claim
 from .report import REPORT_SCHEMA  # an earlier output is recognised by its report
 OWNER_MARKER = ".tfwizard-owner"  # in a temporary sibling: the pid of the run that made it
-TARGET_NAMES = ("onnx", "tfjs", "openvino", "tflite")  # the only subdirectories an earlier report can claim
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def earlier_output(out: Path) -> EarlierOutput | None:
     named = [t.get("target") for t in data.get("targets", []) if isinstance(t, dict)] \
         if isinstance(data.get("targets"), list) else []
     # Only names tfwizard writes: a report edited to list "photos" must not make photos ours.
-    targets = tuple(t for t in TARGET_NAMES if t in named)
+    targets = tuple(t for t in TARGETS if t in named)
     return EarlierOutput(targets, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, dir_st.st_ino))
 
 

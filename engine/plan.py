@@ -33,9 +33,7 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
     preprocessed_inputs(final_inputs(info, options), options)
     final_outputs(info, options, graph=_parsed_graph(detection))
     for target in options.targets:
-        check = getattr(backends.get(target), "check", None)
-        if check:
-            check(options, info)  # the target's own options, before anything is converted
+        backends.get(target).check(options, info)  # the target's own options, before anything is converted
     return detection, info
 
 
@@ -69,7 +67,7 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
         # No upstream CLI can set a placeholder to a value (ovc refuses mo's 'name->value').
         argv = None if options.freeze else backend.upstream_command(options, info)
         line = shell_join(argv) if argv else None
-        if line and not getattr(backend, "upstream_creates_output_dir", True):
+        if line and not backend.upstream_creates_output_dir:
             line = f"mkdir -p {shell_quote(str(Path(options.output_dir, target)))} && {line}"
         result[target] = line
     return result

@@ -20,7 +20,7 @@ from .backends import Prepared
 from .detect import Detection, Format
 from .errors import UserError
 from .inspect import ModelInfo, TensorInfo
-from .interface import _preprocessed_inputs, final_inputs, final_outputs
+from .interface import final_inputs, final_outputs, preprocessing_inputs
 from .options import ConversionOptions
 
 
@@ -325,7 +325,7 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
              options: ConversionOptions | None, info: ModelInfo):
     mean, scale = options.mean_scale if options else (None, None)
     reverse = bool(options and options.reverse_input_channels)
-    targets = _preprocessed_inputs(inputs, mean, scale, reverse) if options and options.has_preprocessing else set()
+    targets = preprocessing_inputs(inputs, mean, scale, reverse) if options and options.has_preprocessing else set()
     kept = {i.name for i in inputs}
     dropped = [i for i in info.inputs if i.name not in kept]
     graph = tf.Graph()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .options import human_size
+from .text import human_size
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISMATCH = 0, 1, 2, 3
 EXIT_WORDS = {EXIT_OK: "done", EXIT_FAILED: "some targets failed", EXIT_BAD_INPUT: "bad input",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .detect import glob_escape
 from .errors import UserError
-from .options import human_size
+from .text import human_size
 
 
 GIB = 1 << 30

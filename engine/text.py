@@ -1,6 +1,7 @@
 """Text taken from a model, made safe to show: names can carry terminal escapes (ESC]0;title BEL,
 ESC[2J, OSC 52 clipboard writes). Every face prints model text through printable(), and every
-printed shell command through shell_join(), so no raw control byte reaches a terminal.
+printed shell command through shell_join(), so no raw control byte reaches a terminal. Sizes
+are shown by human_size().
 """
 
 from __future__ import annotations
@@ -38,3 +39,12 @@ def shell_quote(arg: str) -> str:
 
 def shell_join(argv) -> str:
     return " ".join(shell_quote(str(a)) for a in argv)
+
+
+def human_size(n: float) -> str:
+    """A file size for people, in decimal units as file managers show them: '812 bytes', '2.7 kB', '97.3 MB'."""
+    for unit in ("bytes", "kB", "MB"):
+        if round(n, 1) < 1000:  # 999,950 bytes is "1.0 MB", not "1000.0 kB"
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

@@ -73,9 +73,9 @@ def feeds_for(prepared, shapes=None):
             for i in prepared.inputs}
 
 
-def within_tolerance(prepared, outdir, feeds, quantize):
+def within_tolerance(prepared, outdir, feeds, mode):
     """The check verification makes: relative to each output's magnitude, for quantized models."""
-    opts = options(quantize=(quantize,))
+    opts = options(quantize={"onnx": mode})
     got, want = BACKEND.load(outdir, prepared)(feeds), tf_outputs(prepared, feeds)
     return compare(want, got, BACKEND.tolerance(opts))["passed"]
 
@@ -106,17 +106,17 @@ def test_convnet_float16_int8_and_nchw(convnet, tmp_path):
     fp32, _ = convert(convnet, tmp_path / "fp32")
     assert max_diff(convnet, fp32, feeds) <= 1e-5
 
-    fp16, lines = convert(convnet, tmp_path / "fp16", quantize=("onnx:float16",))
+    fp16, lines = convert(convnet, tmp_path / "fp16", quantize={"onnx": "float16"})
     model = onnx.load(str(fp16 / "model.onnx"))
     assert {i.data_type for i in model.graph.initializer if len(i.dims) == 4} == {onnx.TensorProto.FLOAT16}
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # interface stays float32
     assert re.search(r"wrote model.onnx, [\d.]+ kB \([\d.]+ kB before float16\)", lines[-1]), lines[-1]
-    assert 0 < max_diff(convnet, fp16, feeds) and within_tolerance(convnet, fp16, feeds, "onnx:float16")
+    assert 0 < max_diff(convnet, fp16, feeds) and within_tolerance(convnet, fp16, feeds, "float16")
 
-    int8, lines = convert(convnet, tmp_path / "int8", quantize=("onnx:int8",))
+    int8, lines = convert(convnet, tmp_path / "int8", quantize={"onnx": "int8"})
     assert {"ConvInteger", "MatMulInteger"} <= {n.op_type for n in onnx.load(str(int8 / "model.onnx")).graph.node}
     assert sorted(p.name for p in int8.iterdir()) == ["model.onnx"]  # the float32 intermediate is gone
-    assert within_tolerance(convnet, int8, feeds, "onnx:int8")
+    assert within_tolerance(convnet, int8, feeds, "int8")
 
     nchw, _ = convert(convnet, tmp_path / "nchw", inputs_as_nchw=("image:0",))
     model = onnx.load(str(nchw / "model.onnx"))
@@ -198,7 +198,7 @@ def test_upstream_command_spelling():
     for cannot in ("frozen_graph.pbtxt", "slim_checkpoint"):
         assert argv(cannot) is None, cannot
     # what tf2onnx cannot do: quantize, bake in mean/scale, cut a SavedModel's or a Keras model's outputs
-    assert argv("frozen_graph.pb", quantize=("onnx:int8",)) is None
+    assert argv("frozen_graph.pb", quantize={"onnx": "int8"}) is None
     assert argv("image_classifier", preset="mobilenet") is None
     assert argv("dynamic_shapes", outputs=("energy",)) is None
     assert argv("keras2_functional.h5", outputs=("out",)) is None

@@ -89,11 +89,11 @@ def test_conversion_and_verification_send_no_telemetry(tmp_path):
 
 
 def test_fp16_compresses_weights_within_tolerance(frozen, tmp_path):
-    outdir, lines = convert(frozen, tmp_path, quantize=("openvino:fp16",))
+    outdir, lines = convert(frozen, tmp_path, quantize={"openvino": "fp16"})
     assert "fp16 weights" in lines[-1] and 'element_type="f16"' in (outdir / "model.xml").read_text()
     feeds = {"input": np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype(np.float32)}
     check = compare(tf_outputs(frozen, feeds), BACKEND.load(outdir, frozen)(feeds),
-                    BACKEND.tolerance(options(quantize=("openvino:fp16",))))
+                    BACKEND.tolerance(options(quantize={"openvino": "fp16"})))
     assert check["passed"] and check["max_abs_diff"] > 0 and check["tolerance"] == 1e-2
 
 
@@ -156,7 +156,7 @@ def test_upstream_command_spelling():
 
     assert cmd("frozen_graph.pb") == ["ovc", "frozen_graph.pb", "--output_model", "OUT/openvino/model.xml",
                                       "--input", "input:0[?,8]", "--output", "output:0", "--compress_to_fp16=False"]
-    assert cmd("frozen_graph.pb", batch=1, quantize=("openvino:fp16",))[4:] == [
+    assert cmd("frozen_graph.pb", batch=1, quantize={"openvino": "fp16"})[4:] == [
         "--input", "input:0[1,8]", "--output", "output:0", "--compress_to_fp16=True"]
     assert cmd("saved_model_tf2", inputs=(("x", (2, 4)),))[4:7] == ["--input", "x[2,4]", "--output"]
     assert cmd("dynamic_shapes")[4:8] == ["--input", "signal,tokens[?,16]", "--output", "energy,pooled"]

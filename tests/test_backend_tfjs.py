@@ -117,7 +117,7 @@ def test_frozen_graph_matches_tensorflow(frozen, tmp_path):
 @needs_node
 def test_int_and_unknown_rank_inputs_quantized_structured_metadata(dynamic, tmp_path):
     (tmp_path / "meta.json").write_text('{"labels": ["a", "b"]}')
-    opts = options(quantize=("tfjs:float16:unknown",), weight_shard_size_bytes=1000, use_structured_outputs_names=True,
+    opts = options(quantize={"tfjs": ("float16", ("unknown",))}, weight_shard_size_bytes=1000, use_structured_outputs_names=True,
                    metadata=(f"info:{tmp_path / 'meta.json'}",))
     out, lines = convert(dynamic, opts, tmp_path)
     model_json = json.loads((out / "model.json").read_text())
@@ -183,7 +183,7 @@ def test_upstream_flags_parse_as_meant():
     get_arg_parser = tfjs._import_tfjs("converter", log=lambda message: None).get_arg_parser  # as the backend imports it
 
     path = SAMPLES / "saved_model_tf2"
-    opts = options(model=str(path), quantize=("tfjs:uint8",), strip_debug_ops=False, control_flow_v2=True,
+    opts = options(model=str(path), quantize={"tfjs": "uint8"}, strip_debug_ops=False, control_flow_v2=True,
                    weight_shard_size_bytes=1000, metadata=("a:/m/a.json", "b:/m/b.json"), signature="scale")
     argv = BACKEND.upstream_command(opts, inspect(detect(path), signature="scale"))
     assert argv[0] == "tensorflowjs_converter"
@@ -194,7 +194,7 @@ def test_upstream_flags_parse_as_meant():
     assert args.quantize_uint8 is True and args.strip_debug_ops is False and args.control_flow_v2 is True
     assert args.use_structured_outputs_names is False and args.weight_shard_size_bytes == 1000
     assert args.metadata == "a:/m/a.json,b:/m/b.json"
-    frozen_argv = BACKEND.upstream_command(options(model="g.pb", quantize=("tfjs:float16:fc1/*,fc2/*",)),
+    frozen_argv = BACKEND.upstream_command(options(model="g.pb", quantize={"tfjs": ("float16", ("fc1/*", "fc2/*"))}),
                                            inspect(detect(SAMPLES / "frozen_graph.pb")))
     args = get_arg_parser().parse_args(" ".join(frozen_argv[1:]).split(" "))
     assert (args.input_format, args.output_node_names, args.quantize_float16) == ("tf_frozen_model", "output", "fc1/*,fc2/*")

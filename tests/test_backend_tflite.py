@@ -128,12 +128,12 @@ def test_int32_dynamic_batch_and_unknown_rank(dynamic, tmp_path):
 
 @pytest.mark.parametrize("mode", ["dynamic", "float16"])
 def test_quantization_shrinks_and_stays_within_tolerance(dense, tmp_path, mode):
-    runner, logs, outdir = convert(dense, tmp_path, quantize=(f"tflite:{mode}",))
+    runner, logs, outdir = convert(dense, tmp_path, quantize={"tflite": mode})
     size = (outdir / "model.tflite").stat().st_size
     assert size < dense.graph_def.ByteSize() * (0.5 if mode == "dynamic" else 0.6)  # measured 0.44, 0.56
     assert any(f"{mode}-quantized; float32 graph was" in line for line in logs)
     x = np.random.default_rng(2).uniform(-1, 1, (8, 64)).astype(np.float32)
-    check = compare(tf_outputs(dense, {"x": x}), runner({"x": x}), BACKEND.tolerance(options(quantize=(f"tflite:{mode}",))))
+    check = compare(tf_outputs(dense, {"x": x}), runner({"x": x}), BACKEND.tolerance(options(quantize={"tflite": mode})))
     assert check["passed"] and check["max_abs_diff"] > 0
 
 
@@ -170,8 +170,8 @@ def test_flex_fallback_and_unsupported_ops(tmp_path):
 
 def test_tolerances():
     assert BACKEND.tolerance(options()).atol == 1e-4
-    assert BACKEND.tolerance(options(quantize=("tflite:float16",))).atol == 1e-2
-    assert BACKEND.tolerance(options(quantize=("tflite:dynamic", "onnx:float16"))).atol == 1e-1
+    assert BACKEND.tolerance(options(quantize={"tflite": "float16"})).atol == 1e-2
+    assert BACKEND.tolerance(options(quantize={"tflite": "dynamic"})).atol == 1e-1
 
 
 def _command(model, **kw):
@@ -185,12 +185,12 @@ def test_upstream_command_spelling():
         "tflite_convert", "--saved_model_dir", sm, "--saved_model_tag_set", "serve",
         "--saved_model_signature_key", "scale", "--output_file", "OUT/tflite/model.tflite"]
     # quantization and shapes exist only in the V1 CLI, which names graph tensors
-    assert _command("saved_model_tf2", batch=1, quantize=("tflite:float16",)) == [
+    assert _command("saved_model_tf2", batch=1, quantize={"tflite": "float16"}) == [
         "tflite_convert", "--enable_v1_converter", "--saved_model_dir", sm, "--saved_model_tag_set", "serve",
         "--saved_model_signature_key", "serving_default", "--output_file", "OUT/tflite/model.tflite",
         "--input_arrays", "serving_default_x", "--input_shapes", "1,4",
         "--post_training_quantize", "--quantize_to_float16"]
-    assert _command("frozen_graph.pbtxt", inputs=(("input", (5, 8)),), quantize=("tflite:dynamic",)) == [
+    assert _command("frozen_graph.pbtxt", inputs=(("input", (5, 8)),), quantize={"tflite": "dynamic"}) == [
         "tflite_convert", "--enable_v1_converter", "--graph_def_file", str(SAMPLES / "frozen_graph.pbtxt"),
         "--output_file", "OUT/tflite/model.tflite", "--input_arrays", "input", "--output_arrays", "output",
         "--input_shapes", "5,8", "--post_training_quantize"]

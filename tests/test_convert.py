@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import MANIFEST, SAMPLES, run_cli
+from engine import backends
 from engine.backends import TARGETS, get
 from engine.convert import convert
 from engine.options import ConversionOptions
@@ -18,7 +19,6 @@ from engine.options import ConversionOptions
 # Samples of real-world failure classes need their own flags: tests/test_realworld.py converts them.
 MODELS = [m for m in MANIFEST if m["format"] != "keras_weights_only" and not m.get("trust_required")
           and not m.get("failure_class")]
-MAIN_FILE = {"onnx": "model.onnx", "tfjs": "model.json", "openvino": "model.xml", "tflite": "model.tflite"}
 
 
 def fixed_shapes(entry):
@@ -51,7 +51,7 @@ def test_every_form_to_every_target(converted, entry, target):
         assert "\n" not in result.message and not (out / target).exists()
         return
     assert result.status == "ok", result.message
-    assert (out / target / MAIN_FILE[target]).is_file()
+    assert (out / target / backends.get(target).main_file).is_file()
     assert all((out / f).stat().st_size == size for f, size in result.files.items())
     verification = result.verification
     if "skipped" in verification:
@@ -67,7 +67,7 @@ def test_quantized_targets_are_verified_relative_to_the_output(tmp_path):
     """Quantized models: max abs and rel diff reported; the tolerance applies to the relative one."""
     from engine.report import format_report
 
-    quantize = ("onnx:int8", "tfjs:uint8", "openvino:fp16", "tflite:float16")
+    quantize = {"onnx": "int8", "tfjs": "uint8", "openvino": "fp16", "tflite": "float16"}
     options = ConversionOptions(model=str(SAMPLES / "image_classifier"), targets=TARGETS, output_dir=str(tmp_path / "q"),
                                 quantize=quantize)
     report = convert(options, emit=lambda *a, **k: None)
@@ -79,7 +79,8 @@ def test_quantized_targets_are_verified_relative_to_the_output(tmp_path):
             continue
         assert v["tolerance_on"] == "max_rel_diff" and v["passed"], v
         assert 0 < v["max_abs_diff"] <= v["max_rel_diff"]  # probabilities: |ref| <= 1
-        assert v["tolerance"] == (1e-2 if t.target in ("openvino", "tflite") else 1e-1)
+        expected = backends.get(t.target).quantizations[quantize[t.target]].tolerance  # the backend's table
+        assert expected.scaled and v["tolerance"] == expected.atol
         assert f"max rel diff {v['max_rel_diff']:.1e} (tolerance rel {v['tolerance']:.0e} + rtol {v['rtol']:.0e}): PASS" in text
 
 

@@ -22,7 +22,7 @@ def roundtrip(options: ConversionOptions) -> ConversionOptions:
         model="my models/ünï code.pb", targets=("onnx", "tfjs", "openvino", "tflite"), output_dir="out dir",
         inputs=(("input", (1, 224, 224, -1)),), outputs=("a/b", "c"), batch=4, tag="serve,gpu", signature="s",
         checkpoint="ck pt", mean_values=(103.94, 116.78, 123.68), scale_values=(58.4,), reverse_input_channels=True,
-        preset="resnet", quantize=("tfjs:uint8:conv*,dense*", "onnx:int8", "tflite:float16", "openvino:fp16"),
+        preset="resnet", quantize={"tfjs": ("uint8", ("conv*", "dense*")), "onnx": "int8", "tflite": "float16", "openvino": "fp16"},
         opset=17, inputs_as_nchw=("input",), weight_shard_size_bytes=1024, split_weights_by_layer=True,
         strip_debug_ops=False, control_flow_v2=True, use_structured_outputs_names=True, metadata=("k:v.json",),
         trust_model=True, verify=False, force=True, report="r.json", progress="json",
@@ -58,10 +58,39 @@ def test_preset_resolves_and_explicit_values_win():
     (["--to", "tfjs,onnx", "--opset", "19", "--dryrun"], "--opset 19"),  # checked in plan: --dryrun refuses it too
     (["--to", "onnx", "--scale-values", "[1,0,1]"], "divide by zero"),
     (["--to", "onnx", "--batch", "0"], "--batch"),
-    (["--to", "onnx", "--tfjs-format", "layers", "--tag", "serve"], "SavedModels only"),
+    (["--to", "onnx", "--tag", "serve"], "SavedModels only"),
+    (["--to", "tfjs", "--tfjs-format", "layers", "--preset", "mobilenet"], "cannot add mean/scale"),
+    (["--to", "tfjs", "--tfjs-format", "layers", "--output", "dense"], "cannot add mean/scale/reverse-channels or cut outputs"),
 ])
 def test_bad_convert_arguments(args, needle, tmp_path):
     out = tmp_path / "out"
     proc = run_cli("convert", SAMPLES / "keras_functional.keras", "-o", out, *args)
     assert_clean_error(proc, needle)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("changes, flags", [
+    ({"batch": 0}, ["--batch", "0"]),
+    ({"opset": 19}, ["--opset", "19"]),
+    ({"quantize": {"tflite": "dynamic"}}, ["--quantize", "tflite:dynamic"]),
+    ({"quantize": {"onnx": ("int8", ("conv*",))}}, ["--quantize", "onnx:int8:conv*"]),
+    ({"targets": ("tfjs",), "tfjs_format": "layers", "preset": "mobilenet"},
+     ["--to", "tfjs", "--tfjs-format", "layers", "--preset", "mobilenet"]),
+])
+def test_the_options_object_is_the_gate_the_cli_goes_through(changes, flags):
+    """Built in code (as the wizard builds it) or parsed from the command line: the same refusal, word for word."""
+    with pytest.raises(UserError) as built:
+        ConversionOptions(**{"model": "m.keras", "targets": ("onnx",), "output_dir": "o", **changes})
+    argv = ["convert", "m.keras", "-o", "o"] + (["--to", "onnx"] if "--to" not in flags else []) + flags
+    with pytest.raises(UserError) as parsed:
+        options_from_args(build_parser().parse_args(argv))
+    assert str(built.value) == str(parsed.value)
+
+
+def test_quantize_is_parsed_once_into_target_mode_and_nodes():
+    o = options_from_args(build_parser().parse_args(
+        ["convert", "m.pb", "-o", "o", "--to", "tfjs,onnx", "--quantize", "tfjs:uint8:conv*,dense*", "--quantize", "onnx:int8"]))
+    assert o.quantize == {"tfjs": ("uint8", ("conv*", "dense*")), "onnx": ("int8", ())}
+    assert (o.quantization("tfjs"), o.quantize_nodes("tfjs"), o.quantization("tflite")) == ("uint8", ["conv*", "dense*"], None)
+    assert ConversionOptions(model="m.pb", targets=("onnx",), output_dir="o", quantize={"onnx": "int8"}) == o.replace(
+        targets=("onnx",), quantize={"onnx": ("int8", ())})

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from conftest import REPO, SAMPLES, assert_clean_error, run_cli
-from engine.availability import MODULES, TITLES, available, unavailable
+from engine.availability import available, unavailable
+from engine.backends import get
 
 pytestmark = pytest.mark.smoke
 SAMPLE = SAMPLES / "image_classifier.keras"
@@ -53,8 +54,8 @@ def _main(*argv) -> str:
 
 @pytest.mark.parametrize("target", ["openvino", "onnx"])
 def test_missing_extra_is_a_verdict_with_its_fix(target, tmp_path):
-    module, fix = MODULES[target][-1], f"pip install 'tfwizard[{target}]'"
-    title = TITLES[target]
+    module, fix = get(target).modules[-1], f"pip install 'tfwizard[{target}]'"
+    title = get(target).label
 
     doc = json.loads(_without(module, _main("inspect", "--json", SAMPLE)).stdout)
     assert target not in doc["available_targets"]

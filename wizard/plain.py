@@ -25,11 +25,10 @@ from prompt_toolkit.completion import PathCompleter
 from prompt_toolkit.output import create_output
 
 from engine.errors import UserError
-from engine.options import human_size
-from engine.text import printable, printable_lines, shell_quote
+from engine.text import human_size, printable, printable_lines, shell_quote
 
-from .steps import (STEP_KEYS, STEPS, TARGET_TITLES, Answers, Question, Step, back_question, checked_options, outcomes,
-                    preflight_verdicts, preprocessing_preview, questions, review_action)
+from .steps import (STEP_KEYS, STEPS, Answers, Question, Step, back_question, checked_options, outcomes,
+                    preflight_verdicts, preprocessing_preview, questions, review_action, target_title)
 
 CANCELLED = "tfwizard: cancelled; nothing written"
 KEY_HINTS = {"select": "arrow keys, Enter", "multi": "arrow keys, Space to tick, Enter"}
@@ -202,7 +201,7 @@ def _enter(key: str, ui: "Prompter", teach: bool) -> None:
 
 def _progress_line(event: dict) -> str | None:
     kind, target = event.get("event"), event.get("target")
-    prefix = f"{TARGET_TITLES[target]}: " if target in TARGET_TITLES else ""
+    prefix = f"{target_title(target)}: " if target else ""
     if kind in ("stage", "log"):
         return prefix + event.get("message", "")
     if kind == "target":

@@ -17,8 +17,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from engine.report import tolerance_text, verification_text
 from engine.errors import UserError
-from engine.options import human_size
-from engine.text import printable
+from engine.text import human_size, printable
 
 from . import steps
 from .ui.base import NavButton, StepScreen
@@ -358,7 +357,7 @@ class RunScreen(StepScreen):
         for column in ("target", "status", "seconds", "check"):
             table.add_column(column, key=column)
         for t in self.targets:
-            table.add_row(steps.TARGET_TITLES[t], "waiting", "", "", key=t)
+            table.add_row(steps.target_title(t), "waiting", "", "", key=t)
         table.styles.height = len(self.targets) + 1
         yield table
         yield RichLog(id="log", wrap=True, markup=False)

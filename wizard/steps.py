@@ -20,25 +20,9 @@ from engine.errors import UserError
 if TYPE_CHECKING:
     from engine.options import ConversionOptions
 
-TARGET_TITLES = {"onnx": "ONNX", "tfjs": "TensorFlow.js", "openvino": "OpenVINO IR", "tflite": "TFLite"}
-TARGET_NOTES = {
-    "onnx": "runs in onnxruntime, TensorRT, DirectML, ...",
-    "tfjs": "runs in the browser or Node.js",
-    "openvino": "Intel CPUs, GPUs and NPUs",
-    "tflite": "Android, iOS and microcontrollers",
-}
-# One line each on what a quantization mode trades (size vs accuracy).
-QUANTIZATION_NOTES = {
-    "": "none: float32 weights, exact results",
-    "float16": "float16: half the size, tiny accuracy loss (~1e-3)",
-    "uint8": "uint8: a quarter of the size, visible accuracy loss",
-    "uint16": "uint16: half the size, small accuracy loss",
-    "int8": "int8 (dynamic): ~a quarter of the size, some accuracy loss",
-    "dynamic": "dynamic range: int8 weights, ~a quarter of the size, some accuracy loss",
-    "fp16": "fp16 weight compression: half the size, tiny accuracy loss",
-}
+# Each target's title, note, quantization modes and options are its backend's (engine.backends).
+NO_QUANTIZATION = "none: float32 weights, exact results"
 PRESET_FAMILIES = {"inception": "Inception", "mobilenet": "MobileNet", "nasnet": "NASNet", "resnet": "ResNet", "vgg": "VGG"}
-DEFAULT_OPSET = 15
 
 
 @dataclass(frozen=True)
@@ -213,9 +197,10 @@ class Answers:
         return next(i for i in self.info.inputs if i.name == name)
 
     def options(self) -> ConversionOptions:
-        """The conversion these answers describe; raises UserError on an answer that does not parse."""
-        from engine.backends import TARGETS
-        from engine.options import PRESETS, ConversionOptions, parse_floats
+        """The conversion these answers describe; raises UserError on an answer that does not parse or that
+        ConversionOptions refuses (the gate the CLI shares, engine.options)."""
+        from engine.backends import TARGETS, get
+        from engine.options import PRESETS, ConversionOptions, parse_batch, parse_floats
 
         info = self.info
         overrides = []
@@ -229,19 +214,21 @@ class Answers:
         if set(keep) == {o.name for o in info.outputs}:
             keep = ()
         custom = self.preprocessing == "custom"
+        onnx = get("onnx")
+        opset = onnx.parse_opset(self.opset) if "onnx" in self.targets else None
         return ConversionOptions(
             model=self.model, targets=tuple(t for t in TARGETS if t in self.targets),
             output_dir=self.output_dir or default_output_dir(self.model),
             inputs=tuple(overrides), outputs=keep,
-            batch=int(self.batch) if self.batch.strip() else None,
+            batch=parse_batch(self.batch),
             tag=self.tag if self.tag != self.defaults[0] else None,
             signature=self.signature if self.signature != self.defaults[1] else None,
             preset=self.preprocessing if self.preprocessing in PRESETS else None,
             mean_values=parse_floats(self.mean, "--mean-values") if custom and self.mean.strip() else None,
             scale_values=parse_floats(self.scale, "--scale-values") if custom and self.scale.strip() else None,
             reverse_input_channels=self.reverse_channels and self.preprocessing != "none",
-            quantize=tuple(f"{t}:{self.quantize[t]}" for t in TARGETS if t in self.targets and self.quantize.get(t)),
-            opset=int(self.opset) if self.opset.strip() and int(self.opset) != DEFAULT_OPSET else None,
+            quantize={t: self.quantize[t] for t in TARGETS if t in self.targets and self.quantize.get(t)},
+            opset=opset if opset != onnx.default_opset else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
         )
@@ -275,8 +262,10 @@ def _graph_questions(a: Answers) -> list[Question]:
 
 
 def _shape_questions(a: Answers) -> list[Question]:
+    from engine.options import parse_batch
+
     result = [Question("batch", "text", "Batch size", "blank keeps each input's own first dimension",
-                       default=a.batch, validate=_check_batch)]
+                       default=a.batch, validate=lambda v: _error_of(lambda: parse_batch(v)))]
     for i in a.info.inputs:
         if i.shape == [] or (i.note and (i.dtype == "bool" or "default" in i.note)):
             continue  # scalars and is_training-style switches: nothing to reshape (switches stay at their default)
@@ -304,12 +293,11 @@ def _preprocess_questions(a: Answers) -> list[Question]:
                        "presets: how each family was trained (TF-Slim; ResNet/VGG means are Caffe's, in BGR order)",
                        choices=tuple(choices), default=a.preprocessing)]
     if a.preprocessing == "custom":
-        channels = _channels(a)
         result += [
             Question("mean", "text", "Mean values", "subtracted per channel, e.g. 127.5 or 123.68,116.78,103.94",
-                     default=a.mean, validate=lambda v: _check_floats(v, "--mean-values", channels)),
+                     default=a.mean, validate=lambda v: _check_floats(a, v, "--mean-values")),
             Question("scale", "text", "Scale values", "divided per channel after the mean, e.g. 127.5 or 1",
-                     default=a.scale, validate=lambda v: _check_floats(v, "--scale-values", channels)),
+                     default=a.scale, validate=lambda v: _check_floats(a, v, "--scale-values")),
         ]
     if a.preprocessing != "none":
         result.append(Question("reverse_channels", "confirm", "Reverse input channels (RGB <-> BGR)",
@@ -319,39 +307,36 @@ def _preprocess_questions(a: Answers) -> list[Question]:
 
 
 def _target_questions(a: Answers) -> list[Question]:
-    from engine.backends import TARGETS
-    from engine.options import QUANTIZATIONS
-
     from engine.availability import unavailable
+    from engine.backends import all_backends
+    from engine.options import parse_targets
 
     blocked, missing = preflight(a.info), unavailable()
 
-    def note(t: str) -> str:
-        if t in missing:  # an extra that is not installed: its reason and fix, in place of the note
-            return missing[t]
-        return f"{TARGET_TITLES[t]}: " + (f"blocked by {', '.join(sorted(blocked[t]))}" if blocked.get(t) else TARGET_NOTES[t])
+    def note(b) -> str:
+        if b.name in missing:  # an extra that is not installed: its reason and fix, in place of the note
+            return missing[b.name]
+        return f"{b.title}: " + (f"blocked by {', '.join(sorted(blocked[b.name]))}" if blocked.get(b.name) else b.note)
 
     def check(chosen) -> str | None:
-        if not chosen:
-            return "choose at least one target"
-        return "; ".join(missing[t] for t in chosen if t in missing) or None
+        return _error_of(lambda: parse_targets(chosen)) or "; ".join(missing[t] for t in chosen if t in missing) or None
 
-    titles = tuple((t, note(t)) for t in TARGETS)
-    result = [Question("targets", "multi", "Convert to", "one or more", choices=titles, default=a.targets,
-                       validate=check)]
-    for t in TARGETS:
-        if t not in a.targets:
+    backends = all_backends()
+    result = [Question("targets", "multi", "Convert to", "one or more", choices=tuple((b.name, note(b)) for b in backends),
+                       default=a.targets, validate=check)]
+    for b in backends:
+        if b.name not in a.targets:
             continue
-        modes = ("",) + QUANTIZATIONS[t]
-        result.append(Question(f"quantize:{t}", "select", f"{TARGET_TITLES[t]} quantization", "",
-                               choices=tuple((m, QUANTIZATION_NOTES[m]) for m in modes), default=a.get(f"quantize:{t}")))
-        if t == "onnx":
-            result.append(Question("opset", "text", "ONNX opset", f"blank for {DEFAULT_OPSET}; newer runtimes take up to 18",
-                                   default=a.opset, validate=_check_opset))
-        if t == "tfjs" and a.info.op_kind == "keras_layer":
-            result.append(Question("tfjs_format", "select", "TF.js model type", "",
-                                   choices=(("graph", "graph model: fastest inference"),
-                                            ("layers", "layers model: can be trained further in the browser")),
+        if b.quantizations:
+            modes = (("", NO_QUANTIZATION),) + tuple((m, q.note) for m, q in b.quantizations.items())
+            result.append(Question(f"quantize:{b.name}", "select", f"{b.title} quantization", "", choices=modes,
+                                   default=a.get(f"quantize:{b.name}")))
+        if b.name == "onnx":
+            result.append(Question("opset", "text", "ONNX opset",
+                                   f"blank for {b.default_opset}; newer runtimes take up to {b.max_opset}",
+                                   default=a.opset, validate=lambda v, b=b: _error_of(lambda: b.parse_opset(v))))
+        if b.name == "tfjs" and a.info.op_kind == "keras_layer":
+            result.append(Question("tfjs_format", "select", "TF.js model type", "", choices=tuple(b.formats.items()),
                                    default=a.tfjs_format))
     return result
 
@@ -438,18 +423,25 @@ def preflight_verdicts(info) -> list[tuple[str, str, str]]:
 
     result, missing = [], unavailable()
     for target, ops in preflight(info).items():
-        title = TARGET_TITLES[target]
+        title = target_title(target)
         if target in missing:  # not installed here: say so, with the command that installs it
             result.append((title, "blocked", missing[target].removeprefix(f"{title}: ")))
         elif ops is None:
             when = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
-            result.append((TARGET_TITLES[target], "later", f"checked {when}"))
+            result.append((title, "later", f"checked {when}"))
         elif ops:
             why = "; ".join(f"{op} ({reason})" for op, reason in sorted(ops.items()))
-            result.append((TARGET_TITLES[target], "blocked", f"blocked by {why}"))
+            result.append((title, "blocked", f"blocked by {why}"))
         else:
-            result.append((TARGET_TITLES[target], "ok", "every op type is supported"))
+            result.append((title, "ok", "every op type is supported"))
     return result
+
+
+def target_title(target: str) -> str:
+    """'tfjs' → 'TensorFlow.js' (its backend's title)."""
+    from engine.backends import get
+
+    return get(target).title
 
 
 def preprocessing_preview(a: Answers) -> str:
@@ -569,7 +561,7 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
         if has_model and t.get("strategy") and t["strategy"] != "frozen graph":
             check += f"; converted from the {t['strategy']}"  # a later rung of the ladder (engine.ladder)
         result.append(Outcome(
-            target=t["target"], title=TARGET_TITLES[t["target"]], status=t["status"], message=t.get("message", ""),
+            target=t["target"], title=target_title(t["target"]), status=t["status"], message=t.get("message", ""),
             model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,
             passed=passed, verification=t.get("verification") or {},
             snippet=loading_snippet(t["target"], model_file, tfjs_format=options.tfjs_format) if has_model else ""))
@@ -587,32 +579,18 @@ def _error_of(check: Callable[[], object]) -> str | None:
     return None
 
 
-def _check_batch(text: str) -> str | None:
-    text = str(text).strip()
-    if not text or (text.isdigit() and int(text) > 0):
-        return None
-    return f"batch {text!r}: must be a positive integer, or blank to keep the model's own"
-
-
-def _check_opset(text: str) -> str | None:
-    text = str(text).strip()
-    if not text or (text.isdigit() and 7 <= int(text) <= 18):
-        return None
-    return f"opset {text!r}: must be a number from 7 to 18 (tf2onnx 1.17), or blank for {DEFAULT_OPSET}"
-
-
-def _check_floats(text: str, flag: str, channels: int | None) -> str | None:
+def _check_floats(a: Answers, text: str, flag: str) -> str | None:
+    """A mean or scale answer, checked as the engine checks it: numbers (no scale of 0), and as many
+    as the channels of an input the preprocessing can apply to (engine.interface)."""
+    from engine.interface import preprocessing_inputs
     from engine.options import parse_floats
 
-    if not str(text).strip():
-        return None
-    try:
+    def check():
         values = parse_floats(text, flag)
-    except UserError as e:
-        return str(e)
-    if channels and len(values) not in (1, channels):
-        return f"{flag}: {len(values)} values for {channels} channels; give 1 or {channels}"
-    return None
+        mean, scale = (values, None) if flag == "--mean-values" else (None, values)
+        preprocessing_inputs(a.info.inputs, mean, scale, a.reverse_channels)
+
+    return _error_of(check) if str(text).strip() else None
 
 
 def _check_output_dir(text: str, model: str | None = None) -> str | None:
@@ -621,14 +599,6 @@ def _check_output_dir(text: str, model: str | None = None) -> str | None:
     out = Path(str(text).strip() or ".")
     why = problem(out, model)
     return f"{out} {why}" if why else None
-
-
-def _channels(a: Answers) -> int | None:
-    """The channel count of the first image-like (4-D) input, if any."""
-    for i in a.info.inputs:
-        if i.shape and len(i.shape) == 4 and i.shape[-1] > 0:
-            return i.shape[-1]
-    return None
 
 
 def _tag_text(tag) -> str | None:

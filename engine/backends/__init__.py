@@ -1,4 +1,5 @@
-"""Target backends behind one small interface. Adding a target = adding one module here.
+"""Target backends behind one base class (Backend). Adding a target = adding one module here and its
+name to TARGETS.
 
 Backend modules import their converter (and TensorFlow) only inside functions, so the
 registry can be read by `inspect`, `--dryrun` and the wizard without the ~10 s import.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # only for type names; never imported at run time here
     import numpy as np
@@ -75,21 +76,58 @@ class VerifierUnavailable(Exception):
     pipeline reports 'skipped: <reason>' instead of a failure."""
 
 
-class Backend(Protocol):
+@dataclass(frozen=True)
+class Quantization:
+    """One --quantize mode of a target: the bits its weights keep, which sets what verification
+    accepts, and one line on what it trades (the wizard's choice)."""
+
+    bits: int
+    note: str
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return quantized_tolerance(self.bits)
+
+
+class Backend:
+    """Every fact of one target, and its conversion. A target is one module here holding a subclass
+    and `BACKEND = ItsBackend()`, plus its name in TARGETS; the wizard, the CLI's help, the
+    availability check and the tests read these facts, not copies of them.
+
+    The class attributes and the methods that take no Prepared must not import TensorFlow or the
+    converter: `inspect`, `--dryrun` and the wizard read them (tests/test_layering.py).
+    """
+
     name: str  # "onnx"; the --to value and the OUTDIR subdirectory
-    title: str  # "ONNX"
+    title: str  # "TensorFlow.js": what the wizard and the report call it
+    short_title: str = ""  # "TF.js": in one-line messages (engine.availability); the title if blank
+    note: str = ""  # where it runs, one line for the wizard's list of targets
     main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
-    preflight_knows_ops: bool  # False: preflight() can't tell ahead of time; the conversion will
-    # Optional: False if the upstream tool fails on a missing OUTDIR/<name>/ (the printed command
-    # then starts with mkdir -p).
-    upstream_creates_output_dir: bool = True
+    modules: tuple[str, ...] = ()  # the top-level modules it imports: what its extra installs
+    # (first Python its extra cannot install on, why); pyproject's extra carries the same marker
+    python_limit: tuple[tuple[int, int], str] | None = None
+    quantizations: dict[str, Quantization] = {}  # --quantize NAME:MODE → its facts
+    quantize_nodes: bool = False  # --quantize NAME:MODE:pattern,... restricts it to some nodes
+    preflight_knows_ops = False  # True: preflight() can tell from the op inventory what will fail
+    upstream_creates_output_dir = True  # False: the upstream tool fails on a missing OUTDIR/<name>/
+    # (the printed command then starts with mkdir -p)
+
+    @property
+    def label(self) -> str:
+        return self.short_title or self.title
+
+    def check_options(self, options) -> None:
+        """Raise UserError for options this target can't honour whatever the model. Called by
+        ConversionOptions itself, so the CLI, --dryrun and both wizard faces refuse the same things."""
+
+    def check(self, options, info) -> None:
+        """Raise UserError for options this target can't honour for this model (engine.inspect's
+        ModelInfo). plan() calls it before anything is converted, so --dryrun and the wizard's review
+        refuse them too."""
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
-        """Ops (from the op inventory) this target cannot convert → why. Must not import TensorFlow."""
-
-    # Optional: def check(self, options, info) -> None, raising UserError for options this target
-    # can't honour for this model. plan() calls it, so it must not import TensorFlow: a bad option
-    # is refused before anything is converted, and --dryrun and the wizard's review refuse it too.
+        """Ops (from the op inventory) this target cannot convert → why (see preflight_knows_ops)."""
+        return {}
 
     def upstream_command(self, options, info) -> list[str] | None:
         """argv of the upstream CLI that does this conversion directly, or None if it can't.
@@ -99,18 +137,37 @@ class Backend(Protocol):
         shape overrides are passed where the upstream has a working flag for them and otherwise
         left out (its model then keeps the dynamic dims, and computes the same numbers).
         """
+        return None
+
+    def strategies(self, prepared: Prepared):
+        """The ladder's rungs (engine.ladder), as (name, Prepared, convert): the shared frozen graph,
+        then (built only if reached) the model frozen with control flow v2 kept. A backend with
+        last resorts of its own extends this list (TFLite)."""
+        yield prepared.strategy, prepared, self.convert
+        v2 = prepared.alternative() if prepared.alternative else None
+        if v2 is not None:
+            yield v2.strategy, v2, self.convert
 
     def convert(self, prepared: Prepared, options, outdir: Path, log: Callable[[str], None]) -> None:
         """Write the converted model into `outdir` (an empty temporary directory)."""
+        raise NotImplementedError
 
     def load(self, outdir: Path, prepared: Prepared) -> Runner:
         """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name."""
+        raise NotImplementedError
 
     def tolerance(self, options) -> Tolerance:
-        """What verification accepts for these options (FLOAT32_TOLERANCE or quantized_tolerance())."""
+        """What verification accepts for these options: float32's, or the quantization's."""
+        mode = self.quantizations.get(options.quantization(self.name))
+        return mode.tolerance if mode else FLOAT32_TOLERANCE
 
 
 def get(name: str) -> Backend:
     if name not in TARGETS:
         raise KeyError(name)
     return importlib.import_module(f"engine.backends.{name}").BACKEND
+
+
+def all_backends() -> list[Backend]:
+    """Every target's backend, in TARGETS order (importing them is cheap: see the module docstring)."""
+    return [get(name) for name in TARGETS]

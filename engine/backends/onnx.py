@@ -23,12 +23,11 @@ import logging
 import os
 from pathlib import Path
 
-from ..options import human_size
-from . import ConversionFailed
+from ..errors import UserError
+from ..text import human_size
+from . import Backend, ConversionFailed, Quantization
 
 OPS_FILE = Path(__file__).with_name("onnx_ops.txt")
-DEFAULT_OPSET = 15  # tf2onnx 1.17's default (constants.PREFERRED_OPSET)
-MAX_OPSET = 18  # the newest opset tf2onnx 1.17 knows (constants.OPSET_TO_IR_VERSION)
 NCHW_KEY = "tfwizard.inputs_as_nchw"
 # Ops preflight never blocks on: graph plumbing; what prepare's freezing removes or rewrites
 # (variables, function calls; ResourceGather becomes GatherV2); and gradient-only ops (TF2 control
@@ -68,11 +67,34 @@ def _ops_table() -> dict[str, int]:
     return {op: int(opset) for op, opset in rows}
 
 
-class OnnxBackend:
+class OnnxBackend(Backend):
     name = "onnx"
     title = "ONNX"
+    note = "runs in onnxruntime, TensorRT, DirectML, ..."
     main_file = "model.onnx"
+    modules = ("tf2onnx", "onnx", "onnxruntime")
+    # float16 weights: ~5e-4 relative rounding each. int8 (dynamic): weights and activations per-tensor 8 bit.
+    quantizations = {
+        "float16": Quantization(16, "float16: half the size, tiny accuracy loss (~1e-3)"),
+        "int8": Quantization(8, "int8 (dynamic): ~a quarter of the size, some accuracy loss"),
+    }
     preflight_knows_ops = True
+    default_opset = 15  # tf2onnx 1.17's default (constants.PREFERRED_OPSET)
+    min_opset = 7  # onnxruntime's oldest
+    max_opset = 18  # the newest opset tf2onnx 1.17 knows (constants.OPSET_TO_IR_VERSION); 19: "not supported yet"
+
+    def parse_opset(self, text) -> int | None:
+        """--opset's value ('' or None: the default), checked; the wizard's opset question uses it too."""
+        text = str(text if text is not None else "").strip()
+        if not text:
+            return None
+        if not (text.isdigit() and self.min_opset <= int(text) <= self.max_opset):
+            raise UserError(f"--opset {text}: choose {self.min_opset} to {self.max_opset} ({self.max_opset} is tf2onnx's "
+                            f"newest, {self.min_opset} onnxruntime's oldest); the default is {self.default_opset}")
+        return int(text)
+
+    def check_options(self, options) -> None:
+        self.parse_opset(options.opset)
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         table, blocked = _ops_table(), {}
@@ -81,8 +103,8 @@ class OnnxBackend:
                 continue
             if op not in table:
                 blocked[op] = "tf2onnx has no conversion for it"
-            elif table[op] > DEFAULT_OPSET:
-                blocked[op] = f"needs --opset {table[op]} or newer (default {DEFAULT_OPSET})"
+            elif table[op] > self.default_opset:
+                blocked[op] = f"needs --opset {table[op]} or newer (default {self.default_opset})"
         return blocked
 
     def upstream_command(self, options, info) -> list[str] | None:
@@ -92,7 +114,6 @@ class OnnxBackend:
         # .keras (every sample here, Keras 2 and 3, Sequential too) but ignores --inputs/--outputs, so
         # shape overrides can't be given there (its model keeps the dynamic dims) nor outputs cut.
         # Renames give the same names as ours (not "x:0").
-        from engine.options import strip_port
         from ..interface import final_inputs  # no TensorFlow
 
         fmt, model = info.format, options.model
@@ -143,33 +164,24 @@ class OnnxBackend:
             kept = {i.name for i in inputs}
             defaults = [i.name for i in info.inputs if i.name not in kept and "default" in (i.note or "")]
             argv += ["--use_default", ",".join(defaults)] if defaults else []
-        argv += ["--opset", str(options.opset or DEFAULT_OPSET)]
+        argv += ["--opset", str(options.opset or self.default_opset)]
         if options.inputs_as_nchw:
-            argv += ["--inputs-as-nchw", ",".join(tensor.get(strip_port(n), f"{strip_port(n)}:0") for n in options.inputs_as_nchw)]
+            argv += ["--inputs-as-nchw", ",".join(tensor.get(n, f"{n}:0") for n in options.inputs_as_nchw)]
         return [*legacy, "python", "-m", "tf2onnx.convert", *argv, "--output",
                 os.path.join(options.output_dir, "onnx", "model.onnx")]
 
     def check(self, options, info) -> None:
-        from engine.errors import UserError
-        from engine.options import strip_port
-
         from ..interface import final_inputs  # no TensorFlow
 
-        opset = options.opset or DEFAULT_OPSET
-        if not 7 <= opset <= MAX_OPSET:  # tf2onnx: "Opset 19 is not supported yet"; onnxruntime: opset 7+
-            raise UserError(f"--opset {opset}: choose 7 to {MAX_OPSET} ({MAX_OPSET} is tf2onnx's newest, 7 onnxruntime's"
-                            f" oldest); the default is {DEFAULT_OPSET}")
         names = [i.name for i in final_inputs(info, options)]
-        wrong = [n for n in map(strip_port, options.inputs_as_nchw) if n not in names]
+        wrong = [n for n in options.inputs_as_nchw if n not in names]
         if wrong:
             raise UserError(f"--inputs-as-nchw {','.join(wrong)}: not an input of the model; inputs are {', '.join(names)}")
 
     def convert(self, prepared, options, outdir: Path, log) -> None:
-        from engine.options import strip_port
-
-        opset = options.opset or DEFAULT_OPSET
+        opset = options.opset or self.default_opset
         names = [i.name for i in prepared.inputs]
-        nchw = [strip_port(n) for n in options.inputs_as_nchw]
+        nchw = list(options.inputs_as_nchw)
         rename = {f"{n}:0": n for n in names + list(prepared.outputs)}
 
         import tensorflow as tf
@@ -230,15 +242,6 @@ class OnnxBackend:
             return dict(zip(outputs, session.run(outputs, ins)))
 
         return run
-
-    def tolerance(self, options):
-        # float32: atol = rtol = 1e-4. float16 weights: ~5e-4 relative rounding each. int8 dynamic: weights and
-        # activations per-tensor 8 bit.
-        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        from . import FLOAT32_TOLERANCE, quantized_tolerance
-
-        bits = {"float16": 16, "int8": 8}.get(options.quantization("onnx"))
-        return quantized_tolerance(bits) if bits else FLOAT32_TOLERANCE
 
 
 def _check_converted(model, errors: list[str]) -> None:

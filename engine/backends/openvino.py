@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..options import human_size
-from . import ConversionFailed
+from ..text import human_size
+from . import Backend, ConversionFailed, Quantization
 
 # `import openvino` and every convert_model report to Google Analytics (and count the use in
 # ~/intel/) unless the user opted out. A tool converting someone's model should not do that on its
@@ -140,10 +140,16 @@ def _by_name(ports, names: list[str]) -> list:
     return found
 
 
-class OpenVINOBackend:
+class OpenVINOBackend(Backend):
     name = "openvino"
     title = "OpenVINO IR"
+    short_title = "OpenVINO"
+    note = "Intel CPUs, GPUs and NPUs"
     main_file = "model.xml"
+    modules = ("openvino",)
+    # fp32 runs at f32 (INFERENCE_PRECISION_HINT), so only op-order rounding differs. fp16 weights
+    # carry ~5e-4 relative rounding each (decompressed to f32 at run time).
+    quantizations = {"fp16": Quantization(16, "fp16 weight compression: half the size, tiny accuracy loss")}
     preflight_knows_ops = True
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
@@ -277,13 +283,6 @@ class OpenVINOBackend:
 
         return run
 
-    def tolerance(self, options):
-        # fp32 runs at f32 (INFERENCE_PRECISION_HINT), so only op-order rounding differs: 1e-4 abs.
-        # fp16 weights carry ~5e-4 relative rounding each (decompressed to f32 at run time).
-        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        from . import FLOAT32_TOLERANCE, quantized_tolerance
-
-        return quantized_tolerance(16) if options.quantization("openvino") == "fp16" else FLOAT32_TOLERANCE
 
 
 

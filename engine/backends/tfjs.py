@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
-from ..options import DEFAULT_SHARD_BYTES
-from . import ConversionFailed, VerifierUnavailable
+from . import Backend, ConversionFailed, Quantization, VerifierUnavailable
 
 TFJS_NPM = "@tensorflow/tfjs@4.22.0"
 NODE_CACHE = Path(os.environ.get("TFWIZARD_NODE_CACHE", "~/.cache/tfwizard/node")).expanduser()
@@ -52,11 +51,33 @@ def _ops_with_nodes(graph_def, ops) -> str:
     return ", ".join(f"{op} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" for op, names in where.items())
 
 
-class TfjsBackend:
+class TfjsBackend(Backend):
     name = "tfjs"
     title = "TensorFlow.js"
+    short_title = "TF.js"
+    note = "runs in the browser or Node.js"
     main_file = "model.json"
+    modules = ("tensorflowjs",)
+    # tensorflowjs 4.22 pulls tensorflow-decision-forests, which pins TensorFlow 2.19 exactly
+    python_limit = ((3, 13), "tensorflowjs 4.22 needs TensorFlow 2.19, which has no Python 3.13 build")
+    # Weights only are quantized (activations stay float32): float16 keeps ~3 significant digits,
+    # uint16 affine steps are range/65535, uint8 steps range/255.
+    quantizations = {
+        "float16": Quantization(16, "float16: half the size, tiny accuracy loss (~1e-3)"),
+        "uint8": Quantization(8, "uint8: a quarter of the size, visible accuracy loss"),
+        "uint16": Quantization(16, "uint16: half the size, small accuracy loss"),
+    }
+    quantize_nodes = True  # tensorflowjs_converter's --quantize_float16=conv*,dense*
     preflight_knows_ops = True
+    formats = {"graph": "graph model: fastest inference", "layers": "layers model: can be trained further in the browser"}
+    default_shard_bytes = 4 * 1024 * 1024  # tensorflowjs_converter's --weight_shard_size_bytes default
+
+    def check_options(self, options) -> None:
+        if options.tfjs_format not in self.formats:
+            raise UserError(f"--tfjs-format {options.tfjs_format}: choose {' or '.join(self.formats)}")
+        if options.tfjs_format == "layers" and (options.has_preprocessing or options.outputs):
+            raise UserError("--tfjs-format layers converts the Keras model as it is and cannot add "
+                            "mean/scale/reverse-channels or cut outputs; use --tfjs-format graph")
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         if "InputLayer" in ops:  # a Keras layer inventory, not TF ops: nothing to check against
@@ -95,7 +116,7 @@ class TfjsBackend:
             argv += ["--input_format=keras_keras", "--output_format=tfjs_layers_model"]
         else:  # .pbtxt, checkpoints, MetaGraphs, .keras → graph model: no upstream input format takes them
             return None
-        if options.weight_shard_size_bytes != DEFAULT_SHARD_BYTES:
+        if options.weight_shard_size_bytes:
             argv.append(f"--weight_shard_size_bytes={options.weight_shard_size_bytes}")
         if layers and options.split_weights_by_layer:
             argv.append("--split_weights_by_layer")
@@ -142,8 +163,8 @@ class TfjsBackend:
         try:
             tfjs_tf.convert_tf_frozen_model(
                 str(prepared.graph_path), ",".join(outputs), str(outdir), quantization_dtype_map=qmap,
-                strip_debug_ops=options.strip_debug_ops, weight_shard_size_bytes=options.weight_shard_size_bytes,
-                metadata=metadata)
+                strip_debug_ops=options.strip_debug_ops,
+                weight_shard_size_bytes=options.weight_shard_size_bytes or self.default_shard_bytes, metadata=metadata)
         except ValueError as e:
             if "Unsupported Ops" not in str(e):
                 raise
@@ -151,13 +172,8 @@ class TfjsBackend:
             raise ConversionFailed(f"TensorFlow.js has no kernel for: {_ops_with_nodes(prepared.graph_def, ops)}") from None
 
     def check(self, options, info) -> None:
-        if options.tfjs_format != "layers":
-            return
-        if info.op_kind != "keras_layer":
+        if options.tfjs_format == "layers" and info.op_kind != "keras_layer":
             raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras); use the default graph format")
-        if options.has_preprocessing or options.outputs:
-            raise UserError("--tfjs-format layers converts the Keras model as it is and cannot add "
-                            "mean/scale/reverse-channels or cut outputs; use --tfjs-format graph")
 
     def _convert_layers(self, prepared, options, outdir, log, qmap, metadata):
         if options.inputs or options.batch:
@@ -165,7 +181,7 @@ class TfjsBackend:
         converter = _import_tfjs("converter", log)
 
         kw = dict(quantization_dtype_map=qmap, split_weights_by_layer=options.split_weights_by_layer,
-                  weight_shard_size_bytes=options.weight_shard_size_bytes, metadata=metadata)
+                  weight_shard_size_bytes=options.weight_shard_size_bytes or self.default_shard_bytes, metadata=metadata)
         with tempfile.TemporaryDirectory(prefix="tfwizard-tfjs-") as tmp:
             path = Path(prepared.keras_path)
             log(f"converting {path.name} to a TF.js layers model")
@@ -220,15 +236,6 @@ class TfjsBackend:
             return {name: _decode(result[fetch[name]]) for name in prepared.outputs}
 
         return run
-
-    def tolerance(self, options):
-        # float32: atol = rtol = 1e-4. Weights only are quantized (activations stay float32): float16 keeps ~3
-        # significant digits, uint16 affine steps are range/65535, uint8 steps range/255.
-        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        from . import FLOAT32_TOLERANCE, quantized_tolerance
-
-        bits = {"float16": 16, "uint16": 16, "uint8": 8}.get(options.quantization("tfjs"))
-        return quantized_tolerance(bits) if bits else FLOAT32_TOLERANCE
 
 
 def _import_tfjs(module: str, log):

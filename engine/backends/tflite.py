@@ -21,8 +21,8 @@ import os
 import warnings
 from pathlib import Path
 
-from ..options import human_size
-from . import ConversionFailed
+from ..text import human_size
+from . import Backend, ConversionFailed, Quantization
 
 SIGNATURE = "serving_default"
 TF1_LOOP_OPS = {"Enter", "Exit", "NextIteration", "LoopCond"}
@@ -30,10 +30,19 @@ FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_err
 
 
 
-class TFLiteBackend:
+class TFLiteBackend(Backend):
     name = "tflite"
     title = "TFLite"
+    note = "Android, iOS and microcontrollers"
     main_file = "model.tflite"
+    modules = ("ai_edge_litert",)  # verification; the converter is TensorFlow's own tf.lite
+    # float32: kernels reorder sums (XNNPACK), ~1e-6 measured. float16: weights rounded to fp16 (rel.
+    # error <= 4.9e-4), computed in fp32. dynamic: int8 weights and, in hybrid kernels, int8-quantized
+    # activations (tensors under 1024 elements stay float32).
+    quantizations = {
+        "dynamic": Quantization(8, "dynamic range: int8 weights, ~a quarter of the size, some accuracy loss"),
+        "float16": Quantization(16, "float16: half the size, tiny accuracy loss (~1e-3)"),
+    }
     preflight_knows_ops = False  # see preflight()
     upstream_creates_output_dir = False  # tflite_convert: "NotFoundError: .../model.tflite" otherwise
 
@@ -114,10 +123,8 @@ class TFLiteBackend:
         those graphs: the report then says "select TF ops"."""
         import functools
 
-        from engine.ladder import default_rungs
-
         last = None
-        for name, rung, _ in default_rungs(self, prepared):
+        for name, rung, _ in super().strategies(prepared):
             last = (name, rung, self.convert)
             yield last
         if {n.op for n in prepared.graph_def.node} & TF1_LOOP_OPS and last[1] is prepared:
@@ -195,15 +202,6 @@ class TFLiteBackend:
 
         return run
 
-    def tolerance(self, options):
-        # float32: kernels reorder sums (XNNPACK), ~1e-6 measured; 1e-4 abs. float16: weights rounded
-        # to fp16 (rel. error ≤ 4.9e-4), computed in fp32. dynamic: int8 weights and, in hybrid
-        # kernels, int8-quantized activations (tensors under 1024 elements stay float32).
-        # Quantized modes: 1e-2 of the output's scale for 16 bits, 1e-1 for 8 (why: engine.verify.compare).
-        from . import FLOAT32_TOLERANCE, quantized_tolerance
-
-        bits = {"float16": 16, "dynamic": 8}.get(options.quantization(self.name))
-        return quantized_tolerance(bits) if bits else FLOAT32_TOLERANCE
 
 
 def _run_by_tensor_names(interpreter, prepared):
