@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from .detect import VARIABLE_OPS, Detection, Format
 from .errors import UserError
 from .keras_safety import code_risks
-from .safety import FUNCTION_CALL_ATTRS, graph_risks, saved_model_risks
+from .safety import function_calls, graph_risks, saved_model_risks
 from .protos import dtype_name
 
 SCHEMA = "tfwizard.inspect/1"
@@ -207,7 +207,7 @@ def _count_function_ops(graph, ops: Counter) -> None:
     if not functions:
         return
     pending = [name for op in list(ops) for name in ([op] if op in functions else [])]
-    pending += _called_functions(graph.node)
+    pending += function_calls(graph.node)
     seen = set()
     while pending:
         name = pending.pop()
@@ -216,17 +216,7 @@ def _count_function_ops(graph, ops: Counter) -> None:
         seen.add(name)
         body = functions[name].node_def
         ops.update(n.op for n in body)
-        pending += _called_functions(body)
-
-
-def _called_functions(nodes) -> list[str]:
-    called = []
-    for n in nodes:
-        for key in FUNCTION_CALL_ATTRS:
-            if key in n.attr:
-                value = n.attr[key]
-                called += [value.func.name] if value.func.name else [f.name for f in value.list.func]
-    return called
+        pending += function_calls(body)
 
 
 def _placeholder(node) -> TensorInfo:

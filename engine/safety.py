@@ -211,15 +211,20 @@ def _ancestors(roots, nodes) -> set[str]:
     return seen
 
 
-def _called(nodes) -> list[str]:
+def function_calls(nodes) -> list[str]:
+    """The functions `nodes` name in their call attrs (FUNCTION_CALL_ATTRS: f, then_branch, ...)."""
     called = []
     for n in nodes:
-        called += [n.op]  # a node whose op is a library function calls it
         for key in FUNCTION_CALL_ATTRS:
             if key in n.attr:
                 value = n.attr[key]
                 called += [value.func.name] if value.func.name else [f.name for f in value.list.func]
     return called
+
+
+def _called(nodes) -> list[str]:
+    nodes = list(nodes)  # may be a generator: read twice
+    return [n.op for n in nodes] + function_calls(nodes)  # a node whose op is a library function calls it too
 
 
 def _function_closure(names, functions) -> set[str]:
