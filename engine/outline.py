@@ -14,7 +14,8 @@ import re
 from collections import Counter
 
 from .detect import Detection, Format, detect
-from .inspect import FUNCTION_CALL_ATTRS, ModelInfo, ancestors, inspect
+from .inspect import ModelInfo, ancestors, inspect
+from .safety import FUNCTION_CALL_ATTRS
 
 MAX_BLOCKS = 14
 # Ops that carry weights or wiring, not computation; they would drown the blocks' op lists.
