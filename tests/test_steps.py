@@ -58,3 +58,23 @@ def test_loading_snippets_are_two_lines_naming_the_file():
         snippet = loading_snippet(target, path)
         assert len(snippet.splitlines()) == 2 and f'"{path}"' in snippet
     assert "loadLayersModel" in loading_snippet("tfjs", "m.json", tfjs_format="layers")
+
+
+def test_the_targets_step_asks_what_each_backend_offers_and_refuses_as_the_cli_does():
+    from engine.availability import unavailable
+    from engine.backends import TARGETS, all_backends
+    from engine.options import ConversionOptions
+
+    a = Answers()
+    a.apply("model", str(SAMPLES / "frozen_graph.pb"))
+    a.targets = list(TARGETS)
+    asked = {q.key: q for q in questions("targets", a)}
+    for b in all_backends():
+        note = dict(asked["targets"].choices)[b.name]  # its title and note, or (not installed) why not
+        assert note in (f"{b.title}: {b.note}", unavailable().get(b.name)) or note.startswith(f"{b.title}: blocked by")
+        assert [m for m, _ in asked[f"quantize:{b.name}"].choices] == ["", *b.quantizations]
+    with pytest.raises(UserError) as cli:
+        ConversionOptions(model="m", targets=("onnx",), output_dir="o", opset=19)
+    assert asked["opset"].validate("19") == str(cli.value) and asked["opset"].validate("") is None
+    a.opset, a.preprocessing, a.targets = "17", "mobilenet", ["tfjs", "onnx"]
+    assert "--opset 17" in a.options().command()
