@@ -65,6 +65,10 @@ def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isol
 
             report.targets = convert_targets(detection, info, options, tmp, commands, emit)
         report.targets.sort(key=lambda r: options.targets.index(r.target))
+        if options.benchmark:
+            from .benchmark import block, model_bytes
+
+            report.benchmark = block(report.targets, model_bytes(info.path))
         report.seconds = round(time.perf_counter() - started, 2)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         shutil.rmtree(tmp / WORKER_TMP, ignore_errors=True)  # the worker's TMPDIR (engine.worker)

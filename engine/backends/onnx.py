@@ -71,6 +71,7 @@ def _ops_table() -> dict[str, int]:
 class OnnxBackend:
     name = "onnx"
     title = "ONNX"
+    runtime = "onnxruntime (CPU)"  # what --benchmark times (engine.benchmark)
     main_file = "model.onnx"
     preflight_knows_ops = True
 
@@ -215,11 +216,14 @@ class OnnxBackend:
             fp32.unlink()
         log(f"wrote {path.name}, {human_size(path.stat().st_size)}" + (f" ({human_size(before)} before {mode})" if mode else ""))
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):
         import onnxruntime as ort
 
         path = outdir / self.main_file
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        settings = ort.SessionOptions()
+        if threads:
+            settings.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
         nchw = set(filter(None, session.get_modelmeta().custom_metadata_map.get(NCHW_KEY, "").split(",")))
         outputs = list(prepared.outputs)
 

@@ -143,6 +143,7 @@ def _by_name(ports, names: list[str]) -> list:
 class OpenVINOBackend:
     name = "openvino"
     title = "OpenVINO IR"
+    runtime = "OpenVINO (CPU plugin)"  # what --benchmark times (engine.benchmark)
     main_file = "model.xml"
     preflight_knows_ops = True
 
@@ -242,7 +243,7 @@ class OpenVINOBackend:
             parts.append(f"{op} ({why}){where}")
         return "OpenVINO cannot convert: " + "; ".join(parts)
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):
         import numpy as np
         import openvino as ov
 
@@ -261,7 +262,8 @@ class OpenVINOBackend:
                     m = model.clone()
                     m.reshape({p.any_name: ov.PartialShape([ov.Dimension()] * r)
                                for p, r in zip(model.inputs, ranks) if r >= 0})
-                compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                         **({"INFERENCE_NUM_THREADS": threads} if threads else {})})
                 ports = {name: compiled.output(name) for name in prepared.outputs}
                 requests[ranks] = (compiled.create_infer_request(), ports)
             return requests[ranks]

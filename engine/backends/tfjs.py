@@ -55,6 +55,8 @@ def _ops_with_nodes(graph_def, ops) -> str:
 class TfjsBackend:
     name = "tfjs"
     title = "TensorFlow.js"
+    runtime = "TF.js in Node (cpu)"  # what --benchmark times (engine.benchmark)
+    benchmark_threads = 1  # the pure-JavaScript CPU backend has one thread, whatever it is given
     main_file = "model.json"
     preflight_knows_ops = True
 
@@ -186,7 +188,7 @@ class TfjsBackend:
                             f"(this file was saved by Keras {version}); use --tfjs-format graph, or save the "
                             "model with tf_keras (Keras 2) to .h5")
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):  # JavaScript's CPU backend: one thread
         node = shutil.which("node")
         if node is None:
             raise VerifierUnavailable("node not found: install Node.js 18+ to verify TF.js output")
@@ -199,11 +201,11 @@ class TfjsBackend:
                                      | set((model_json.get("signature") or {}).get("inputs") or {}))
         env = {**os.environ, "NODE_PATH": str(modules)}
 
-        def run(feeds: dict) -> dict:
+        def call(feeds: dict, timing: dict | None = None) -> tuple[dict, list[float] | None]:
             import numpy as np
 
             request = {"inputs": {name: _encode(np.asarray(v)) for name, v in feeds.items() if known is None or name in known},
-                       "outputs": list(fetch.values())}
+                       "outputs": list(fetch.values()), **({"time": timing} if timing else {})}
             with tempfile.TemporaryDirectory(prefix="tfwizard-tfjs-run-") as tmp:
                 inp, out = Path(tmp, "in.json"), Path(tmp, "out.json")
                 inp.write_text(json.dumps(request))
@@ -214,11 +216,17 @@ class TfjsBackend:
                     why = next((ln.split(": ", 1)[1] for ln in lines if ln.startswith("tfjs_runner error: ")), lines[-1])
                     raise ConversionFailed(f"TF.js could not run the converted model: {why}")
                 result = json.loads(out.read_text())
+                timings = json.loads(Path(f"{out}.timings").read_text()) if timing else None
             if not fetch:  # layers model: outputs come back by output layer name, in model order
                 by_order = list(result.values())
-                return {name: _decode(result.get(name) or by_order[i]) for i, name in enumerate(prepared.outputs)}
-            return {name: _decode(result[fetch[name]]) for name in prepared.outputs}
+                return {name: _decode(result.get(name) or by_order[i]) for i, name in enumerate(prepared.outputs)}, timings
+            return {name: _decode(result[fetch[name]]) for name in prepared.outputs}, timings
 
+        def run(feeds: dict) -> dict:
+            return call(feeds)[0]
+
+        # --benchmark: timed inside Node (engine.benchmark), on the one-thread JavaScript CPU backend
+        run.timed = lambda feeds, runs, warmup: call(feeds, {"runs": runs, "warmup": warmup})[1]
         return run
 
     def tolerance(self, options):

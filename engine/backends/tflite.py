@@ -33,6 +33,7 @@ FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_err
 class TFLiteBackend:
     name = "tflite"
     title = "TFLite"
+    runtime = "LiteRT interpreter"  # what --benchmark times (engine.benchmark)
     main_file = "model.tflite"
     preflight_knows_ops = False  # see preflight()
     upstream_creates_output_dir = False  # tflite_convert: "NotFoundError: .../model.tflite" otherwise
@@ -175,12 +176,12 @@ class TFLiteBackend:
             size += f" ({quant}-quantized; float32 graph was {human_size(prepared.graph_def.ByteSize())})"
         log(size)
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated
 
         # TensorFlow is loaded in this process, so LiteRT finds its Flex delegate (Select TF ops).
-        interpreter = Interpreter(model_path=str(Path(outdir) / self.main_file))
+        interpreter = Interpreter(model_path=str(Path(outdir) / self.main_file), num_threads=threads)
         if SIGNATURE not in interpreter.get_signature_list():  # TFLite's TF1 converter writes none
             return _run_by_tensor_names(interpreter, prepared)
         runner = interpreter.get_signature_runner(SIGNATURE)  # resizes inputs to the feeds each call
