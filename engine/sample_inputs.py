@@ -31,6 +31,9 @@ def resolve(options, inputs) -> list[tuple[str, str]]:
         suffix = file.suffix.lower()
         if suffix not in ARRAY_SUFFIXES and not is_image(path):
             raise UserError(f"{flag}: {suffix or 'no suffix'} is not a sample input; give a .npy, .npz, .png or .jpg file")
+        if suffix == ".npy":
+            with open(file, "rb") as f:
+                _check_header(f, flag)
         if suffix == ".npz":
             for key in _npz_keys(file, flag):
                 if key not in by_name:
@@ -38,7 +41,8 @@ def resolve(options, inputs) -> list[tuple[str, str]]:
                 resolved.append((key, path))
             continue
         if not name:
-            candidates = [i.name for i in inputs if not is_image(path) or _image_like(i)]
+            images = [i.name for i in inputs if _image_like(i)] if is_image(path) else []
+            candidates = images or [i.name for i in inputs]
             if len(candidates) != 1:
                 raise UserError(f"{flag}: say which input it is for with NAME={path}; the model's inputs are "
                                 f"{', '.join(by_name) or 'none'}")
@@ -108,9 +112,24 @@ def _fit(value: np.ndarray, i, path: str) -> np.ndarray:
 def _npz_keys(file: Path, flag: str) -> list[str]:
     try:
         with zipfile.ZipFile(file) as z:
+            for member in z.namelist():
+                with z.open(member) as f:
+                    _check_header(f, f"{flag} ({member})")
             return [n.removesuffix(".npy") for n in z.namelist()]
     except (OSError, zipfile.BadZipFile) as e:
         raise UserError(f"{flag}: not a .npz archive ({e}); write it with numpy.savez") from None
+
+
+def _check_header(f, flag: str) -> None:
+    """Refuse, from the header alone, a file that is not .npy or that holds Python objects (a pickle)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        _, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+    except ValueError as e:
+        raise UserError(f"{flag}: not a numpy file ({str(e)[:120]}); write it with numpy.save/savez") from None
+    if dtype.hasobject:
+        raise UserError(f"{flag}: holds Python objects, which only unpickling could read (and that runs code); save "
+                        "plain numeric or string arrays with numpy.save")
 
 
 def _image_like(i) -> bool:
