@@ -42,11 +42,18 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
         return _convert_into(out, earlier, detection, info, options, emit, isolated, started)
 
 
+def _interface(info, options) -> dict:
+    from .interface import final_inputs, final_outputs
+
+    return {"inputs": [{"name": i.name, "dtype": i.dtype, "shape": i.shape} for i in final_inputs(info, options)],
+            "outputs": final_outputs(info, options)}
+
+
 def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isolated: bool, started: float) -> Report:
     report = Report(
         model={"path": info.path, "format": info.format, "reason": info.reason,
                "inputs": [asdict(i) for i in info.inputs], "outputs": [asdict(o) for o in info.outputs]},
-        command=options.command(), targets=[],
+        command=options.command(), targets=[], interface=_interface(info, options),
     )
     emit = checking_interrupts(emit)
     for warning in info.warnings:

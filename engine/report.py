@@ -66,6 +66,9 @@ class Report:
     targets: list[TargetResult]
     seconds: float = 0.0
     benchmark: dict | None = None  # --benchmark: engine.benchmark.block()
+    # The converted models' inputs (overrides and --batch applied; -1 dynamic) and outputs: what the
+    # loading snippets feed (engine.backends: each backend's snippet()).
+    interface: dict = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:

@@ -103,10 +103,12 @@ def test_real_run_converts_verifies_and_shows_how_to_load(tmp_path, capsys, monk
     assert "frozen_graph_converted/onnx/model.onnx" in captured.err
     assert not list(tmp_path.glob(".frozen_graph_converted.tmp-*"))
 
-    # The two lines shown under the target really load the model.
-    snippet = captured.err.split("load it:\n", 1)[1].splitlines()[:2]
+    # The lines shown under the target really load the model and run it on its real input.
+    lines = captured.err.split("load it:\n", 1)[1].splitlines()
+    snippet = [line[6:] for line in lines[:next(k for k, line in enumerate(lines) if not line.startswith(" " * 6))]]
     scope = {}
-    exec("\n".join(line.strip() for line in snippet), scope)
+    exec("\n".join(snippet), scope)
+    assert scope["outputs"][0].shape == (1, 4)
     result = scope["session"].run(None, {"input": np.ones((2, 8), np.float32)})
     assert result[0].shape == (2, 4)
 

@@ -507,25 +507,14 @@ def parse_shape(text: str, *, rank: int | None) -> tuple[int, ...]:
 
 # --- the result ---------------------------------------------------------------------------------
 
-# Two lines that load each target's model in its own runtime; {path} is the model file.
-LOADING_SNIPPETS = {
-    "onnx": 'import onnxruntime as ort\n'
-            'session = ort.InferenceSession({path})  # session.run(None, {{input_name: array}})',
-    "tfjs": 'import * as tf from "@tensorflow/tfjs";\n'
-            'const model = await tf.{loader}({path});  // served over HTTP; in Node: tfjs-node and "file://..."',
-    "openvino": 'import openvino as ov\n'
-                'model = ov.Core().compile_model({path}, "CPU")  # model({{input_name: array}})',
-    "tflite": 'from ai_edge_litert.interpreter import Interpreter  # LiteRT: pip install ai-edge-litert\n'
-              'interpreter = Interpreter(model_path={path}); interpreter.allocate_tensors()',
-}
+def loading_snippet(target: str, path: str, report: dict, options: ConversionOptions, strategy: str | None = None) -> str:
+    """Code that loads the converted model at `path` and runs it once on zeros of its real inputs
+    (Python; JavaScript for tfjs): the backend's own snippet, fed the inputs report.json records."""
+    from engine.backends import get
+    from engine.inspect import TensorInfo
 
-
-def loading_snippet(target: str, path: str, *, tfjs_format: str = "graph") -> str:
-    """Two lines of code that load the converted model at `path` (Python; JavaScript for tfjs)."""
-    loader = "loadLayersModel" if tfjs_format == "layers" else "loadGraphModel"
-    import json
-
-    return LOADING_SNIPPETS[target].format(path=json.dumps(str(path)), loader=loader)
+    inputs = [TensorInfo(i["name"], i["dtype"], i["shape"]) for i in report.get("interface", {}).get("inputs", [])]
+    return get(target).snippet(path, inputs, options, strategy)
 
 
 @dataclass(frozen=True)
@@ -572,7 +561,7 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
             target=t["target"], title=TARGET_TITLES[t["target"]], status=t["status"], message=t.get("message", ""),
             model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,
             passed=passed, verification=t.get("verification") or {},
-            snippet=loading_snippet(t["target"], model_file, tfjs_format=options.tfjs_format) if has_model else ""))
+            snippet=loading_snippet(t["target"], model_file, report, options, t.get("strategy")) if has_model else ""))
     return result
 
 

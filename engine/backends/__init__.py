@@ -110,6 +110,34 @@ class Backend(Protocol):
         """What verification accepts for these options (FLOAT32_TOLERANCE or quantized_tolerance())."""
 
 
+# --- loading snippets: each backend's snippet(path, inputs, options, strategy) prints code that loads its
+# model and runs it once on zeros of the real input names, dtypes and shapes (the Result step shows it).
+
+EXAMPLE_DIM = 8  # a dynamic dim other than the batch (engine.verify uses the same)
+
+
+def example_shape(shape) -> list[int]:
+    """A concrete shape for a snippet's example input: batch 1, other dynamic dims EXAMPLE_DIM."""
+    if shape is None:
+        return [1, EXAMPLE_DIM]
+    return [d if d > 0 else (1 if k == 0 else EXAMPLE_DIM) for k, d in enumerate(shape)]
+
+
+def numpy_zeros(i, shape=None) -> str:
+    """Python source for an example array for input `i` (name, dtype, shape)."""
+    shape = example_shape(i.shape) if shape is None else shape
+    if i.dtype == "string":
+        return f'np.full({shape}, b"word", dtype=object)'
+    return f"np.zeros({shape}, np.{i.dtype or 'float32'})"
+
+
+def quoted(text: str) -> str:
+    """A string literal valid in Python and JavaScript alike."""
+    import json
+
+    return json.dumps(str(text))
+
+
 def get(name: str) -> Backend:
     if name not in TARGETS:
         raise KeyError(name)

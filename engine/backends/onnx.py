@@ -235,6 +235,22 @@ class OnnxBackend:
 
         return run
 
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """Python: onnxruntime loads the model and runs it on zeros (NCHW inputs as NCHW)."""
+        from . import example_shape, numpy_zeros, quoted
+
+        nchw = set(options.inputs_as_nchw)
+
+        def shape(i):
+            s = example_shape(i.shape)
+            return [s[0], s[3], s[1], s[2]] if i.name in nchw and len(s) == 4 else s
+
+        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i, shape(i))}" for i in inputs)
+        return (f"import numpy as np\nimport onnxruntime as ort\n"
+                f"session = ort.InferenceSession({quoted(path)})\n"
+                f"outputs = session.run(None, {{{feeds}}})\n"
+                "print({o.name: r.shape for o, r in zip(session.get_outputs(), outputs)})")
+
     def tolerance(self, options):
         # float32: atol = rtol = 1e-4. float16 weights: ~5e-4 relative rounding each. int8 dynamic: weights and
         # activations per-tensor 8 bit.

@@ -279,6 +279,16 @@ class OpenVINOBackend:
 
         return run
 
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """Python: OpenVINO compiles the IR for the CPU and runs it on zeros."""
+        from . import numpy_zeros, quoted
+
+        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)
+        return (f"import numpy as np\nimport openvino as ov\n"
+                f"model = ov.Core().compile_model({quoted(path)}, \"CPU\")\n"
+                f"outputs = model({{{feeds}}})\n"
+                "print({port.any_name: value.shape for port, value in outputs.items()})")
+
     def tolerance(self, options):
         # fp32 runs at f32 (INFERENCE_PRECISION_HINT), so only op-order rounding differs: 1e-4 abs.
         # fp16 weights carry ~5e-4 relative rounding each (decompressed to f32 at run time).

@@ -229,6 +229,37 @@ class TfjsBackend:
         run.timed = lambda feeds, runs, warmup: call(feeds, {"runs": runs, "warmup": warmup})[1]
         return run
 
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """JavaScript (an ES module for Node 18+ with @tensorflow/tfjs, the package verification uses):
+        reads model.json and its shards from disk, loads the model and runs it on zeros. In a browser,
+        tf.loadGraphModel(url of model.json) does the reading."""
+        from pathlib import PurePosixPath
+
+        from . import example_shape, quoted
+
+        def tensor(i):
+            shape = example_shape(i.shape)
+            if i.dtype == "string":
+                return f'tf.fill({shape}, "word", "string")'
+            kind = "bool" if i.dtype == "bool" else "float32" if (i.dtype or "float").startswith(("float", "bfloat")) else "int32"
+            return f'tf.zeros({shape}, "{kind}")'
+
+        layers = options.tfjs_format == "layers"
+        folder = str(PurePosixPath(path).parent) + "/"
+        run = (f"model.predict([{', '.join(tensor(i) for i in inputs)}])" if layers
+               else f"await model.executeAsync({{{', '.join(f'{quoted(i.name)}: {tensor(i)}' for i in inputs)}}})")
+        return ("// Node 18+, as an ES module (.mjs), after `npm install @tensorflow/tfjs`; in a browser:\n"
+                f"// const model = await tf.{'loadLayersModel' if layers else 'loadGraphModel'}(\"<URL of model.json>\");\n"
+                'import * as tf from "@tensorflow/tfjs";\nimport { readFileSync } from "node:fs";\n'
+                f"const dir = {quoted(folder)};\n"
+                'const json = JSON.parse(readFileSync(dir + "model.json", "utf8"));\n'
+                "const shards = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths.map((p) => readFileSync(dir + p))));\n"
+                f"const model = await tf.{'loadLayersModel' if layers else 'loadGraphModel'}(tf.io.fromMemory({{...json, "
+                "weightSpecs: json.weightsManifest.flatMap((g) => g.weights),\n"
+                "  weightData: shards.buffer.slice(shards.byteOffset, shards.byteOffset + shards.length)}));\n"
+                f"const outputs = [{run}].flat();\n"
+                "console.log(outputs.map((t) => t.shape));")
+
     def tolerance(self, options):
         # float32: atol = rtol = 1e-4. Weights only are quantized (activations stay float32): float16 keeps ~3
         # significant digits, uint16 affine steps are range/65535, uint8 steps range/255.

@@ -196,6 +196,28 @@ class TFLiteBackend:
 
         return run
 
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """Python: LiteRT's interpreter runs the model on zeros, by its signature (the TF1 converter's
+        model has none: by its tensors)."""
+        from . import numpy_zeros, quoted
+
+        head = (f"import numpy as np\nfrom ai_edge_litert.interpreter import Interpreter  # pip install ai-edge-litert\n"
+                f"interpreter = Interpreter(model_path={quoted(path)})\n")
+        if strategy and "TF1 converter" in strategy:
+            feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)
+            return (head + f"feeds = {{{feeds}}}\n"
+                    "for d in interpreter.get_input_details():\n"
+                    "    interpreter.resize_tensor_input(d['index'], feeds[d['name']].shape)\n"
+                    "interpreter.allocate_tensors()\n"
+                    "for d in interpreter.get_input_details():\n"
+                    "    interpreter.set_tensor(d['index'], feeds[d['name']])\n"
+                    "interpreter.invoke()\n"
+                    "print({d['name']: interpreter.get_tensor(d['index']).shape for d in interpreter.get_output_details()})")
+        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)
+        return (head + f"run = interpreter.get_signature_runner({quoted(SIGNATURE)})\n"
+                f"outputs = run(**{{{feeds}}})\n"
+                "print({name: value.shape for name, value in outputs.items()})")
+
     def tolerance(self, options):
         # float32: kernels reorder sums (XNNPACK), ~1e-6 measured; 1e-4 abs. float16: weights rounded
         # to fp16 (rel. error ≤ 4.9e-4), computed in fp32. dynamic: int8 weights and, in hybrid
