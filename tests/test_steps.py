@@ -47,8 +47,8 @@ def test_a_shape_written_differently_is_no_override():
 
 
 def test_review_actions_and_steps_to_go_back_to():
-    assert [v for v, _ in review_action(dryrun=False).choices] == ["run", "print", "back"]
-    assert [v for v, _ in review_action(dryrun=True).choices] == ["print", "back"]
+    assert [v for v, _ in review_action(dryrun=False).choices] == ["run", "print", "check", "back"]
+    assert [v for v, _ in review_action(dryrun=True).choices] == ["print", "check", "back"]
     assert [v for v, _ in back_question().choices] == ["model", "graph", "shapes", "preprocess", "targets", "review"]
     assert all(step.teach for step in STEPS)
 

@@ -263,6 +263,8 @@ class ReviewScreen(QuestionScreen):
     def body(self) -> ComposeResult:
         command, upstream = self._commands()
         yield QuestionForm(self.STEP, self.answers)
+        yield Label("Check with your own input, time each target (optional)", classes="section")
+        yield QuestionForm("check", self.answers, id="check")
         yield Label("The command", classes="section")
         yield Static(shown(command), id="command", classes="command", markup=False)
         yield Label("The same with the upstream tools", classes="section")
@@ -471,6 +473,9 @@ class ResultScreen(StepScreen):
             if r.snippet:
                 yield Static(shown(r.snippet), classes="command", markup=False)
                 yield NetronView(r.model_file, id=f"netron-{r.target}")
+        if report.get("benchmark"):
+            yield Label("Speed and size per target", classes="section")
+            yield Static(shown(steps.benchmark_chart(report["benchmark"])), id="benchmark", markup=False)
         yield Label("Reproduce it", classes="section")
         yield Static(shown(report.get("command", "")), classes="command", markup=False)
 

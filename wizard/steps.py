@@ -149,6 +149,8 @@ class Answers:
     output_dir: str = ""
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
+    sample_input: str = ""  # the Review's "check with my own input file": --sample-input
+    benchmark: bool = False  # --benchmark
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
     outline: str = ""  # engine.outline's picture of the model as text, made when it was read
 
@@ -215,7 +217,7 @@ class Answers:
     def options(self) -> ConversionOptions:
         """The conversion these answers describe; raises UserError on an answer that does not parse."""
         from engine.backends import TARGETS
-        from engine.options import PRESETS, ConversionOptions, parse_floats
+        from engine.options import PRESETS, ConversionOptions, parse_floats, parse_sample_input
 
         info = self.info
         overrides = []
@@ -244,6 +246,8 @@ class Answers:
             opset=int(self.opset) if self.opset.strip() and int(self.opset) != DEFAULT_OPSET else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
+            sample_inputs=(parse_sample_input(normal_path(self.sample_input)),) if self.sample_input.strip() else (),
+            benchmark=self.benchmark,
         )
 
 
@@ -371,10 +375,23 @@ def _review_questions(a: Answers) -> list[Question]:
     return result
 
 
+def _check_questions(a: Answers) -> list[Question]:
+    """Review's optional extras: verify on the user's own input, time each target."""
+    image = any(i.shape and len(i.shape) == 4 for i in a.info.inputs)
+    return [Question("sample_input", "text", "Check with my own input file (optional)",
+                     ("a .png/.jpg (resized to the input; raw pixels, so the check covers the preprocessing) or "
+                      if image else "") + ".npy/.npz with the input's values; blank: random test inputs",
+                     default=a.sample_input, validate=_check_sample_input, completion="path"),
+            Question("benchmark", "confirm", "Time each target against TensorFlow (benchmark)",
+                     "after the check: the median and p90 of 50 runs at batch 1 in each runtime",
+                     default=a.benchmark)]
+
+
 def review_action(*, dryrun: bool) -> Question:
     """What to do with the reviewed command. Not part of the conversion: front ends act on it."""
     choices = (() if dryrun else (("run", "Run it now"),)) + (
         ("print", "Print the command and stop" + (" (dry run: nothing is converted)" if dryrun else "")),
+        ("check", "Check with my own input file, or time each target"),
         ("back", "Go back and change an answer"))
     return Question("action", "select", "Run or print?" if not dryrun else "Print the command?", "",
                     choices=choices, default=choices[0][0])
@@ -387,7 +404,8 @@ def back_question() -> Question:
 
 
 _QUESTIONS = {"model": _model_questions, "graph": _graph_questions, "shapes": _shape_questions,
-              "preprocess": _preprocess_questions, "targets": _target_questions, "review": _review_questions}
+              "preprocess": _preprocess_questions, "targets": _target_questions, "review": _review_questions,
+              "check": _check_questions}
 
 
 # --- what the steps show besides questions --------------------------------------------------------
@@ -565,6 +583,28 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
     return result
 
 
+def benchmark_chart(bench: dict, width: int = 24) -> str:
+    """The --benchmark rows as two bar charts, latency (median) and size, one bar per runtime, each
+    scaled to its largest value: for the Result step."""
+    from engine.options import human_size
+
+    rows = [r for r in bench.get("rows", []) if "median_ms" in r]
+    if not rows:
+        return ""
+    label = max(len(r["runtime"]) for r in rows)
+    lines = []
+    for title, key, text in (("latency, median at batch 1", "median_ms", lambda r: f"{r['median_ms']:.2f} ms "
+                              f"(p90 {r['p90_ms']:.2f}, {r['threads']} thread{'s' if r['threads'] != 1 else ''})"),
+                             ("size", "bytes", lambda r: human_size(r["bytes"]))):
+        top = max(r[key] for r in rows) or 1
+        lines.append(title)
+        for r in rows:
+            n = r[key] / top * width
+            bar = "█" * int(n) + ("▌" if n - int(n) >= 0.5 else "")
+            lines.append(f"  {r['runtime']:<{label}}  {bar or '▏':<{width}}  {text(r)}")
+    return "\n".join(lines)
+
+
 # --- validators: an error message, or None --------------------------------------------------------
 
 
@@ -601,6 +641,21 @@ def _check_floats(text: str, flag: str, channels: int | None) -> str | None:
         return str(e)
     if channels and len(values) not in (1, channels):
         return f"{flag}: {len(values)} values for {channels} channels; give 1 or {channels}"
+    return None
+
+
+def _check_sample_input(text: str) -> str | None:
+    """Blank, or a file of a kind --sample-input takes (which input it fits: plan(), at the Review)."""
+    from engine.images import is_image
+    from engine.options import parse_sample_input
+
+    if not str(text).strip():
+        return None
+    _, path = parse_sample_input(normal_path(text))
+    if not Path(path).is_file():
+        return f"{path}: no such file"
+    if not (is_image(path) or path.lower().endswith((".npy", ".npz"))):
+        return f"{path}: give a .png/.jpg image or a .npy/.npz array"
     return None
 
 
