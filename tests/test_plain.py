@@ -187,3 +187,31 @@ def test_every_default_gives_the_default_command(model, tmp_path, capsys, monkey
     same.apply("model", str(SAMPLES / model))
     assert code == 0, captured.err
     assert captured.out == same.options().command() + "\n"
+
+
+@pytest.mark.timeout(600)
+def test_review_offers_a_check_with_my_own_input_file_and_a_benchmark(tmp_path, capsys, monkeypatch):
+    from images import photo_like, write_png
+
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "photo.png", photo_like(40, 40))
+    keys = "".join([
+        ENTER, ENTER,  # batch, shape
+        DOWN + ENTER, ENTER,  # preprocessing: inception; reverse channels: no
+        ENTER, ENTER, ENTER,  # targets: onnx; no quantization; default opset
+        ENTER,  # output directory
+        DOWN * 2 + ENTER,  # Run or print? → check with my own input file, or time each target
+        str(tmp_path / "photo.png") + ENTER,
+        "y",  # time each target: yes
+        ENTER,  # Run or print? → run
+    ])
+    code = drive(str(SAMPLES / "image_classifier.keras"), keys, dryrun=False)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"--preset inception --sample-input {tmp_path / 'photo.png'} --benchmark" in captured.err  # the command shown
+    report = json.loads((tmp_path / "image_classifier_converted" / "report.json").read_text())
+    onnx = report["targets"][0]
+    assert onnx["verification"]["passed"] and onnx["verification"]["sample_inputs"] == [str(tmp_path / "photo.png")]
+    assert [r["target"] for r in report["benchmark"]["rows"]] == ["tensorflow", "onnx"]
+    assert "top-1 100% / top-5 100% of 1 samples: PASS" in captured.err
+    assert "speed (batch 1):" in captured.err and "onnxruntime (CPU)" in captured.err

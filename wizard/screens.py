@@ -464,6 +464,9 @@ class ResultScreen(StepScreen):
             table.add_row(r.title, r.status, human_size(r.size), *numbers, r.verdict)
         table.styles.height = len(results) + 1
         yield table
+        if report.get("benchmark"):
+            yield Label("Speed and size per target", classes="section")
+            yield Static(shown(steps.benchmark_chart(report["benchmark"])), id="benchmark", markup=False)
         for r in results:
             yield Label(f"{r.title}: {r.status}", classes="section")
             yield Static(shown(r.message or r.check), classes="ok" if r.passed else "bad" if r.passed is False else "",
@@ -473,9 +476,6 @@ class ResultScreen(StepScreen):
             if r.snippet:
                 yield Static(shown(r.snippet), classes="command", markup=False)
                 yield NetronView(r.model_file, id=f"netron-{r.target}")
-        if report.get("benchmark"):
-            yield Label("Speed and size per target", classes="section")
-            yield Static(shown(steps.benchmark_chart(report["benchmark"])), id="benchmark", markup=False)
         yield Label("Reproduce it", classes="section")
         yield Static(shown(report.get("command", "")), classes="command", markup=False)
 

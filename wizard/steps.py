@@ -531,7 +531,8 @@ def loading_snippet(target: str, path: str, report: dict, options: ConversionOpt
     from engine.backends import get
     from engine.inspect import TensorInfo
 
-    inputs = [TensorInfo(i["name"], i["dtype"], i["shape"]) for i in report.get("interface", {}).get("inputs", [])]
+    recorded = report.get("interface", {}).get("inputs") or report.get("model", {}).get("inputs", [])  # older reports
+    inputs = [TensorInfo(i["name"], i["dtype"], i["shape"]) for i in recorded]
     return get(target).snippet(path, inputs, options, strategy)
 
 
