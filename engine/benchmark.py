@@ -65,10 +65,16 @@ def tensorflow_runner(tf, prepared, n_threads: int):
     return run
 
 
-def model_bytes(path: str) -> int:
-    """The original model's size: the file, or every file under a SavedModel directory."""
+def model_bytes(path: str, checkpoint: str | None = None) -> int:
+    """The original model's size: the file, or every file under a SavedModel directory, plus the
+    checkpoint's files (PREFIX.index, PREFIX.data-*, PREFIX for V1) for a graph with variables."""
     p = Path(path)
-    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    size = p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    if checkpoint:
+        prefix = Path(checkpoint)
+        size += sum(f.stat().st_size for f in prefix.parent.glob(f"{prefix.name}*")
+                    if f.is_file() and (f.name[len(prefix.name):] in ("", ".index") or f.name.startswith(f"{prefix.name}.data-")))
+    return size
 
 
 def block(targets, original_bytes: int) -> dict | None:

@@ -75,7 +75,7 @@ def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isol
         if options.benchmark:
             from .benchmark import block, model_bytes
 
-            report.benchmark = block(report.targets, model_bytes(info.path))
+            report.benchmark = block(report.targets, model_bytes(info.path, info.checkpoint))
         report.seconds = round(time.perf_counter() - started, 2)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         shutil.rmtree(tmp / WORKER_TMP, ignore_errors=True)  # the worker's TMPDIR (engine.worker)
