@@ -70,7 +70,22 @@ def load(tf, options, inputs) -> dict[str, np.ndarray]:
         else:
             value = _array(path, name)
         parts.setdefault(name, []).append(_fit(value, i, path))
-    return {name: np.concatenate(values) for name, values in parts.items()}
+    feeds = {}
+    for name, values in parts.items():
+        shapes = {v.shape[1:] for v in values}
+        if len(shapes) > 1:
+            raise UserError(f"--sample-input: the files for input {name!r} have different shapes "
+                            f"({', '.join(str(list(s)) for s in sorted(shapes))}); give one size, or one file")
+        feeds[name] = np.concatenate(values)
+        batch = (by_name[name].shape or [0])[0]
+        if batch > 0 and len(feeds[name]) != batch:
+            raise UserError(f"--sample-input: input {name!r} takes a batch of {batch}, the files give "
+                            f"{len(feeds[name])}; give {batch} sample(s), or make the batch dynamic with --input NAME[-1,...]")
+    batches = {len(v) for v in feeds.values()}
+    if len(batches) > 1:
+        raise UserError(f"--sample-input: the inputs get different batch sizes ({', '.join(map(str, sorted(batches)))}); "
+                        "give each input as many samples")
+    return feeds
 
 
 def _array(path: str, name: str) -> np.ndarray:

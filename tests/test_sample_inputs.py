@@ -106,3 +106,9 @@ def test_bad_sample_inputs_are_one_line_errors(tmp_path, photo):
     assert proc.stderr.strip().splitlines()[-1].endswith(
         "input 'input' has shape [-1, 8], the file's array [1, 9]; save an array of that shape (-1 dims may be any size)")
     assert not (tmp_path / "o").exists()
+    np.save(tmp_path / "a.npy", np.zeros((3, 4), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((1, 4), np.float32))
+    proc = run_cli("convert", SAMPLES / "keras2_functional.h5", "--to", "onnx", "-o", tmp_path / "o",
+                   "--sample-input", f"a={tmp_path / 'a.npy'}", "--sample-input", f"b={tmp_path / 'b.npy'}", timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(
+        "the inputs get different batch sizes (1, 3); give each input as many samples")
