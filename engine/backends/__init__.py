@@ -79,6 +79,7 @@ class Backend(Protocol):
     name: str  # "onnx"; the --to value and the OUTDIR subdirectory
     title: str  # "ONNX"
     main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
+    runtime: str  # what runs it for verification and --benchmark ("onnxruntime (CPU)")
     preflight_knows_ops: bool  # False: preflight() can't tell ahead of time; the conversion will
     # Optional: False if the upstream tool fails on a missing OUTDIR/<name>/ (the printed command
     # then starts with mkdir -p).
@@ -103,8 +104,14 @@ class Backend(Protocol):
     def convert(self, prepared: Prepared, options, outdir: Path, log: Callable[[str], None]) -> None:
         """Write the converted model into `outdir` (an empty temporary directory)."""
 
-    def load(self, outdir: Path, prepared: Prepared) -> Runner:
-        """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name."""
+    def load(self, outdir: Path, prepared: Prepared, threads: int | None = None) -> Runner:
+        """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name.
+        `threads`: the runtime's thread count (--benchmark gives every runtime the same); None: its default.
+        A runner may carry `timed(feeds, runs, warmup) -> [ms]` to be timed inside its runtime (TF.js)."""
+
+    def snippet(self, path: str, inputs, options, strategy: str | None = None) -> str:
+        """Code that loads the model at `path` and runs it once on zeros of `inputs` (TensorInfo-like:
+        name, dtype, shape), as printed by the Result step; it must run as printed (tests/test_snippets.py)."""
 
     def tolerance(self, options) -> Tolerance:
         """What verification accepts for these options (FLOAT32_TOLERANCE or quantized_tolerance())."""
