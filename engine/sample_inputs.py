@@ -52,7 +52,7 @@ def resolve(options, inputs) -> list[tuple[str, str]]:
         if is_image(path) and not _image_like(by_name[name]):
             i = by_name[name]
             raise UserError(f"{flag}: input {name!r} ({i.dtype} {i.shape}) does not take an image (needs [batch, height, "
-                            "width, 1 or 3 channels]); give its values as .npy")
+                            "width, 1, 3 or 4 channels]); give its values as .npy")
         resolved.append((name, path))
     return resolved
 
