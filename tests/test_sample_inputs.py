@@ -23,7 +23,7 @@ def photo(tmp_path_factory):
 @pytest.mark.timeout(600)
 def test_an_image_on_the_preset_sample_is_resized_preprocessed_and_ranked(tmp_path, photo):
     out = tmp_path / "out"
-    proc = run_cli("convert", CLASSIFIER, "--to", "onnx,openvino,tflite", "-o", out, "--preset", "inception",
+    proc = run_cli("convert", CLASSIFIER, "--to", "onnx,tfjs,openvino,tflite", "-o", out, "--preset", "inception",
                    "--reverse-input-channels", "--sample-input", f"image={photo}", "--sample-input", photo, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
@@ -58,6 +58,30 @@ def test_a_wrongly_baked_preprocessing_fails_the_check_on_an_image(tmp_path, pho
     monkeypatch.setattr(prepare, "_preprocess", right)  # the same run with the real formula passes
     report = convert(options.replace(output_dir=str(tmp_path / "right")), lambda *a, **k: None)
     assert [t.status for t in report.targets] == ["ok", "ok"], [t.verification for t in report.targets]
+
+
+@pytest.mark.timeout(120)
+def test_jpeg_and_png_decode_to_the_input_size_and_channels(tmp_path):
+    from engine.inspect import TensorInfo
+    from engine.options import ConversionOptions
+    from engine.prepare import import_tensorflow
+    from engine.sample_inputs import load
+
+    tf = import_tensorflow()
+    pixels = photo_like(64, 48)
+    write_png(tmp_path / "p.png", pixels)
+    (tmp_path / "p.jpg").write_bytes(tf.io.encode_jpeg(pixels, quality=95).numpy())
+    for channels, dtype in ((3, "float32"), (1, "uint8")):
+        inputs = [TensorInfo("image", dtype, [-1, 32, 24, channels])]
+        options = ConversionOptions(model="m", targets=("onnx",), output_dir="o",
+                                    sample_inputs=(("", str(tmp_path / "p.png")), ("image", str(tmp_path / "p.jpg"))))
+        feeds = load(tf, options, inputs)["image"]
+        assert feeds.shape == (2, 32, 24, channels) and feeds.dtype == np.dtype(dtype)
+        assert 0 <= feeds.min() and feeds.max() <= 255
+        assert np.abs(feeds[0].astype(float) - feeds[1]).mean() < 8  # the same picture, JPEG's loss aside
+    halved = pixels.reshape(32, 2, 24, 2, 3).mean(axis=(1, 3))  # what a 2x antialiased downscale is close to
+    assert np.abs(load(tf, options.replace(sample_inputs=(("", str(tmp_path / "p.png")),)),
+                       [TensorInfo("image", "float32", [-1, 32, 24, 3])])["image"][0] - halved).mean() < 8
 
 
 @pytest.mark.timeout(300)
