@@ -16,8 +16,8 @@ from pathlib import Path
 from .errors import UserError
 from .report import format_info, format_report
 from .text import printable, printable_lines
-from .options import (PRESETS, ConversionOptions, parse_batch, parse_floats, parse_freeze, parse_input,
-                      parse_quantize, parse_targets, strip_port)
+from .options import (DEFAULT_BENCHMARK_RUNS, PRESETS, ConversionOptions, parse_batch, parse_floats, parse_freeze,
+                      parse_input, parse_quantize, parse_sample_input, parse_targets, strip_port)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--metadata", action="append", default=[], metavar="KEY:FILE.json", help="TF.js user metadata")
     c.add_argument("--trust-model", action="store_true",
                    help="load Keras models with Lambda layers or custom objects, which run code (see inspect)")
+    c.add_argument("--sample-input", action="append", default=[], metavar="[NAME=]FILE",
+                   help="verify on this input: .npy/.npz as they are, .png/.jpg resized to the input (repeatable)")
+    c.add_argument("--benchmark", action="store_true",
+                   help="after verification, time each converted model in its runtime against TensorFlow (batch 1)")
+    c.add_argument("--benchmark-runs", type=int, default=DEFAULT_BENCHMARK_RUNS, metavar="N",
+                   help=f"timed runs per runtime, after a warm-up (default {DEFAULT_BENCHMARK_RUNS})")
     c.add_argument("--no-verify", action="store_true", help="skip the numeric check against TensorFlow")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--dryrun", action="store_true", help="print this command and the upstream commands; write nothing")
@@ -99,7 +105,9 @@ def options_from_args(args) -> ConversionOptions:
         tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
-        metadata=tuple(args.metadata), trust_model=args.trust_model, verify=not args.no_verify, force=args.force,
+        metadata=tuple(args.metadata), trust_model=args.trust_model,
+        sample_inputs=tuple(parse_sample_input(t) for t in args.sample_input), benchmark=args.benchmark,
+        benchmark_runs=args.benchmark_runs, verify=not args.no_verify, force=args.force,
         report=args.report, progress=args.progress or "text",
     )
 

@@ -42,11 +42,18 @@ def convert(options: ConversionOptions, emit: Emit, *, isolated: bool = False) -
         return _convert_into(out, earlier, detection, info, options, emit, isolated, started)
 
 
+def _interface(info, options) -> dict:
+    from .interface import final_inputs, final_outputs
+
+    return {"inputs": [{"name": i.name, "dtype": i.dtype, "shape": i.shape} for i in final_inputs(info, options)],
+            "outputs": final_outputs(info, options)}
+
+
 def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isolated: bool, started: float) -> Report:
     report = Report(
         model={"path": info.path, "format": info.format, "reason": info.reason,
                "inputs": [asdict(i) for i in info.inputs], "outputs": [asdict(o) for o in info.outputs]},
-        command=options.command(), targets=[],
+        command=options.command(), targets=[], interface=_interface(info, options),
     )
     emit = checking_interrupts(emit)
     for warning in info.warnings:
@@ -65,6 +72,10 @@ def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isol
 
             report.targets = convert_targets(detection, info, options, tmp, commands, emit)
         report.targets.sort(key=lambda r: options.targets.index(r.target))
+        if options.benchmark:
+            from .benchmark import block, model_bytes
+
+            report.benchmark = block(report.targets, model_bytes(info.path, info.checkpoint))
         report.seconds = round(time.perf_counter() - started, 2)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         shutil.rmtree(tmp / WORKER_TMP, ignore_errors=True)  # the worker's TMPDIR (engine.worker)

@@ -69,6 +69,11 @@ def preprocessed_inputs(inputs, options) -> set[str]:
     return preprocessing_inputs(inputs, mean, scale, options.reverse_input_channels)
 
 
+def preprocessed_name(input_name: str) -> str:
+    """The node of a prepared graph that holds an input after the baked-in preprocessing (engine.prepare)."""
+    return f"{input_name}/preprocessed"
+
+
 def preprocessing_inputs(inputs, mean, scale, reverse) -> set[str]:
     """Float inputs whose channel count (last dim) matches the mean/scale vectors get the preprocessing."""
     widths = {len(v) for v in (mean, scale) if v and len(v) > 1}

@@ -24,6 +24,7 @@ PRESETS = {
     "resnet": ((103.94, 116.78, 123.68), (1.0, 1.0, 1.0)),
     "vgg": ((103.94, 116.78, 123.68), (1.0, 1.0, 1.0)),
 }
+DEFAULT_BENCHMARK_RUNS = 50
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class ConversionOptions:
     use_structured_outputs_names: bool = False
     metadata: tuple[str, ...] = ()  # tfjs "key:path.json"
     trust_model: bool = False  # load Keras Lambda layers / custom objects, which run code from the file
+    sample_inputs: tuple[tuple[str, str], ...] = ()  # (input name or "", file): real inputs for verification
+    benchmark: bool = False  # time each converted model in its runtime against TensorFlow (engine.benchmark)
+    benchmark_runs: int = DEFAULT_BENCHMARK_RUNS
     verify: bool = True
     force: bool = False
     report: str | None = None
@@ -86,6 +90,11 @@ class ConversionOptions:
             raise UserError("--weight-shard-size-bytes must be positive; e.g. 4194304 (4 MiB, the default)")
         for target, (mode, nodes) in self.quantize.items():
             _check_quantize(target, mode, nodes, self.targets)
+        if self.benchmark_runs <= 0:
+            raise UserError(f"--benchmark-runs {self.benchmark_runs}: not a positive number of runs; e.g. --benchmark-runs 50")
+        if (self.sample_inputs or self.benchmark) and not self.verify:
+            flag = "--sample-input" if self.sample_inputs else "--benchmark"
+            raise UserError(f"{flag} needs the check against TensorFlow, which --no-verify turns off; drop one of them")
         for target in self.targets:
             get(target).check_options(self)
 
@@ -149,6 +158,12 @@ class ConversionOptions:
                 out.append(flag)
         for m in self.metadata:
             out += ["--metadata", m]
+        for name, path in self.sample_inputs:
+            out += ["--sample-input", f"{name}={path}" if name else path]
+        if self.benchmark:
+            out.append("--benchmark")
+        if self.benchmark_runs != DEFAULT_BENCHMARK_RUNS:
+            out += ["--benchmark-runs", str(self.benchmark_runs)]
         if self.report:
             out += ["--report", self.report]
         if self.progress != "text":
@@ -211,6 +226,19 @@ def parse_freeze_value(text: str, where: str = "--freeze"):
         except ValueError:
             raise UserError(f"{where}: value {item!r} is not a number or true/false; write e.g. 1.0 or '[1,2,3]'") from None
     return values if body.startswith("[") else values[0]
+
+
+def parse_sample_input(text: str) -> tuple[str, str]:
+    """'image=cat.png' → ('image', 'cat.png'); 'cat.png' → ('', 'cat.png'): the input is then the only
+    one it fits (engine.sample_inputs). A path that exists as given is a path, even with '=' in it."""
+    import os
+
+    name, sep, path = text.partition("=")
+    if not sep or os.path.exists(text) or not name.strip() or "/" in name:
+        return "", text
+    if not path.strip():
+        raise UserError(f"--sample-input {text!r}: no file after '='; write NAME=FILE, e.g. image=cat.png")
+    return strip_port(name), path
 
 
 def parse_dim(text: str, where: str) -> int:

@@ -22,7 +22,8 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     from .ladder import climb
     from .prepare import import_tensorflow, prepare, run_reference
     from .tables import string_constants
-    from .verify import compare, index_limits, reference_run
+    from .interface import preprocessed_inputs
+    from .verify import compare, index_limits, reference_feeds, reference_run
 
     emit("stage", stage="import", message="importing TensorFlow")
     work = tmp / ".work"
@@ -36,10 +37,21 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
     feeds, reference, unverifiable = {}, {}, None
     if options.verify:
+        # The converted models get the feeds raw; TensorFlow gets them preprocessed apart from the graph.
+        preprocessed, (mean, scale) = preprocessed_inputs(prepared.inputs, options), options.mean_scale
+        given = None
+        if options.sample_inputs:
+            from .sample_inputs import load
+
+            emit("stage", stage="load", message="reading the sample inputs")
+            given = load(tf, options, prepared.inputs)
         feeds, reference, unverifiable = reference_run(
-            prepared.inputs, lambda f: run_reference(tf, prepared, f), raw_pixels=prepared.has_preprocessing,
+            prepared.inputs,
+            lambda f: run_reference(tf, prepared, reference_feeds(f, preprocessed, mean, scale, options.reverse_input_channels)),
+            raw_pixels=prepared.has_preprocessing,
             index_limits=index_limits(prepared.graph_def, [i.name for i in prepared.inputs]),
-            vocabulary=string_constants(prepared.graph_def))
+            vocabulary=string_constants(prepared.graph_def), given=given)
+    bench = _Bench(tf, prepared, feeds, options) if options.benchmark and options.verify and not unverifiable else None
     results = []
     for target in options.targets:
         backend = backends.get(target)
@@ -83,10 +95,53 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         result.verification = outcome.verification
         if options.verify and unverifiable:
             result.status, result.verification = "mismatch", {"passed": False, "error": unverifiable}
+        if result.verification and options.sample_inputs:
+            result.verification["sample_inputs"] = [f"{n}={p}" if n else p for n, p in options.sample_inputs]
+        if bench and result.verification and "skipped" not in result.verification:
+            emit("stage", stage="benchmark", target=target, message=f"timing it in {backend.runtime}")
+            result.benchmark = bench.target(backend, target_dir)
         emit("target", target=target, status=result.status, files=result.files, seconds=result.seconds,
              verification=result.verification, message=result.message, strategy=result.strategy)
+    if bench:
+        emit("stage", stage="benchmark", message="timing TensorFlow")
+        for r in results:  # TensorFlow's numbers go with every target's, for the report's table
+            if r.benchmark is not None:
+                r.benchmark["tensorflow"] = bench.tensorflow()
     shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+class _Bench:
+    """--benchmark in the worker: the verification's feeds at batch 1, each runtime on the same threads."""
+
+    def __init__(self, tf, prepared, feeds, options):
+        from .benchmark import batch_one, threads
+
+        self.tf, self.prepared, self.runs, self.threads = tf, prepared, options.benchmark_runs, threads()
+        self.feeds = batch_one(feeds, prepared.inputs)
+        self._tensorflow = None
+
+    def target(self, backend, target_dir) -> dict:
+        from .benchmark import measure
+
+        n = getattr(backend, "benchmark_threads", self.threads)
+        try:
+            timing = measure(backend.load(target_dir, self.prepared, threads=n), self.feeds, self.runs)
+        except Exception as e:  # a runtime that cannot be timed here is reported, not fatal
+            return {"runtime": backend.runtime, "threads": n, "error": one_line(e)}
+        return {"runtime": backend.runtime, "threads": n, **timing}
+
+    def tensorflow(self) -> dict:
+        from .benchmark import measure, tensorflow_runner
+
+        if self._tensorflow is None:
+            run = tensorflow_runner(self.tf, self.prepared, self.threads)
+            try:
+                self._tensorflow = {"threads": self.threads, **measure(run, self.feeds, self.runs),
+                                    "inputs": {k: list(v.shape) for k, v in self.feeds.items()}}
+            finally:
+                run.close()
+        return dict(self._tensorflow)
 
 
 def _nodes_of(graph_def, op: str) -> list[str]:

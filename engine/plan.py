@@ -31,6 +31,10 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
                         "if you trust its source, pass --trust-model")
     check_graph(detection, info)
     preprocessed_inputs(final_inputs(info, options), options)
+    if options.sample_inputs:
+        from .sample_inputs import resolve
+
+        resolve(options, final_inputs(info, options))
     final_outputs(info, options, graph=_parsed_graph(detection))
     for target in options.targets:
         backends.get(target).check(options, info)  # the target's own options, before anything is converted

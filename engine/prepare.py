@@ -20,7 +20,7 @@ from .backends import Prepared
 from .detect import Detection, Format
 from .errors import UserError
 from .inspect import ModelInfo, TensorInfo
-from .interface import final_inputs, final_outputs, preprocessing_inputs
+from .interface import final_inputs, final_outputs, preprocessed_name, preprocessing_inputs
 from .options import ConversionOptions
 
 
@@ -337,7 +337,9 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
             if x.op.name != i.name:
                 raise UserError(f"input name {i.name!r} clashes with another name in the model; rename it in the model")
             if i.name in targets:
-                x = _preprocess(tf, x, mean, scale, reverse)
+                # Named, so verification can feed TensorFlow the pixels preprocessed apart from the graph
+                # (engine.images.preprocess) while the converted model gets them raw.
+                x = tf.identity(_preprocess(tf, x, mean, scale, reverse), name=preprocessed_name(i.name))
             input_map[tensor_of[i.name]] = x
         frozen_values = dict(options.freeze) if options else {}
         for i in dropped:

@@ -26,6 +26,8 @@ class TargetResult:
     verification: dict | None = None
     strategy: str | None = None  # the ladder rung that produced the file ("frozen graph", ...: engine.ladder)
     attempts: list = field(default_factory=list)  # [{strategy, error}]: the rungs tried before or instead
+    # --benchmark: {runtime, threads, median_ms, p90_ms, runs, warmup, tensorflow: {...}} or {runtime, threads, error}
+    benchmark: dict | None = None
 
 
 def verification_text(v: dict | None) -> tuple[str, bool | None]:
@@ -37,6 +39,10 @@ def verification_text(v: dict | None) -> tuple[str, bool | None]:
     if "error" in v:
         return f"verification failed: {v['error']}", False
     text = f"max abs diff {v['max_abs_diff']:.1e}, max rel diff {v['max_rel_diff']:.1e} (tolerance {tolerance_text(v)})"
+    ranked = [o for o in v.get("outputs", {}).values() if "top1_agreement" in o]
+    if ranked and v.get("sample_inputs"):  # on random inputs the ranking means little: said for real ones
+        o = ranked[0]
+        text += f", top-1 {o['top1_agreement']:.0%} / top-5 {o['top5_agreement']:.0%} of {o['samples']} samples"
     bad = {name: o for name, o in v.get("outputs", {}).items() if o.get("out_of_bound")}
     if bad:
         name, o = max(bad.items(), key=lambda kv: kv[1]["out_of_bound"])
@@ -59,6 +65,10 @@ class Report:
     command: str
     targets: list[TargetResult]
     seconds: float = 0.0
+    benchmark: dict | None = None  # --benchmark: engine.benchmark.block()
+    # The converted models' inputs (overrides and --batch applied; -1 dynamic) and outputs: what the
+    # loading snippets feed (engine.backends: each backend's snippet()).
+    interface: dict = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -88,6 +98,10 @@ def format_report(report, output_dir: str) -> str:
         else:
             via = f"  [{t.strategy}]" if t.strategy and t.strategy != "frozen graph" else ""  # a later rung (engine.ladder)
             lines.append(f"{t.target:<9} {human_size(size):>10}  {t.seconds:6.1f} s  {check}{via}")
+    if report.benchmark:
+        from .benchmark import table
+
+        lines += table(report.benchmark)
     status = EXIT_WORDS[report.exit_code]
     lines.append(f"{status} in {report.seconds:.1f} s; report: {Path(output_dir) / 'report.json'}")
     return "\n".join(lines)

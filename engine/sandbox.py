@@ -87,6 +87,7 @@ def plan_access(options, tmp) -> tuple[list[Path], list[Path], bool]:
     reads.append(model if model.is_dir() else model.parent)
     if options.checkpoint:
         reads.append(Path(options.checkpoint).resolve().parent)
+    reads += [Path(path).resolve() for _, path in getattr(options, "sample_inputs", ())]  # the files only
     node = shutil.which("node")
     if node:
         reads.append(Path(node).resolve().parent.parent)  # its prefix: bin/node and lib/node_modules

@@ -111,8 +111,12 @@ def _first_dim(nodes, tensor: str) -> int | None:
     return dims[0].size if dims and dims[0].size > 0 else None
 
 
-def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[str, int] | None = None, vocabulary=()):
+def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[str, int] | None = None, vocabulary=(),
+                  given: dict | None = None):
     """Feeds and TensorFlow's outputs for them: (feeds, reference, problem or None).
+
+    `given`: the user's own inputs (--sample-input, engine.sample_inputs), used as they are; the
+    inputs without one get random values at the same batch.
 
     `run(feeds) -> outputs` runs TensorFlow. An empty output verifies nothing, so the dynamic dims
     grow (GROWN_DIMS) until every output has elements; a reference that differs between two runs on
@@ -123,8 +127,12 @@ def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[s
         return make_feeds(inputs, raw_pixels=raw_pixels, dynamic_dim=dim, index_limits=index_limits, vocabulary=vocabulary)
 
     feeds = feeds_for(DYNAMIC_DIM)
+    if given:
+        from .sample_inputs import with_batch
+
+        feeds = {**with_batch(feeds, len(next(iter(given.values()))), inputs), **given}
     reference = run(feeds)
-    dynamic = [i for i in inputs if i.shape is None or any(d <= 0 for d in i.shape[1:])]
+    dynamic = [] if given else [i for i in inputs if i.shape is None or any(d <= 0 for d in i.shape[1:])]
     for dim in GROWN_DIMS:
         if not _empty(reference) or not dynamic:
             break
@@ -150,6 +158,17 @@ def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[s
     return feeds, reference, None
 
 
+def reference_feeds(feeds: dict, preprocessed: set[str], mean, scale, reverse: bool) -> dict:
+    """What TensorFlow is fed to check a converted model that gets `feeds`: the inputs the preprocessing
+    applies to go in preprocessed by numpy (engine.images), past the graph's own preprocessing, so
+    the check also proves the preprocessing baked into each target."""
+    from .images import preprocess
+    from .interface import preprocessed_name
+
+    return {preprocessed_name(k) if k in preprocessed else k: preprocess(v, mean, scale, reverse) if k in preprocessed else v
+            for k, v in feeds.items()}
+
+
 def _empty(outputs: dict) -> list[str]:
     return [k for k, v in outputs.items() if np.asarray(v).size == 0]
 
@@ -163,6 +182,18 @@ def _freeze_hint(inputs) -> str:
     hints = " ".join(f"--freeze {n}={'1.0' if 'keep' in n.lower() else '0.0' if 'drop' in n.lower() else 'VALUE'}"
                      for n in scalars)
     return f"bake the dropout input in as a constant with {hints} (1.0 keeps every unit, a rate of 0.0 drops none)"
+
+
+def top_k_agreement(ref: np.ndarray, got: np.ndarray) -> dict:
+    """For a classifier-like output (one score vector per sample: [batch, classes], classes ≥ 2):
+    the fraction of samples whose top-1 class is the same, and whose top-5 classes (as a set) are."""
+    if ref.ndim != 2 or ref.shape[1] < 2 or not np.isfinite(ref).all() or not np.isfinite(got).all():
+        return {}
+    k = min(5, ref.shape[1])
+    top_ref, top_got = np.argsort(-ref, axis=1, kind="stable"), np.argsort(-got, axis=1, kind="stable")
+    top1 = float(np.mean(top_ref[:, 0] == top_got[:, 0]))
+    topk = float(np.mean([set(a[:k]) == set(b[:k]) for a, b in zip(top_ref, top_got)]))
+    return {"top1_agreement": top1, "top5_agreement": topk, "samples": int(ref.shape[0])}
 
 
 def compare(reference: dict, actual: dict, tolerance: Tolerance) -> dict:
@@ -214,6 +245,7 @@ def compare(reference: dict, actual: dict, tolerance: Tolerance) -> dict:
         per_output[name] = {
             "shape": list(ref.shape), "max_abs_diff": abs_diff, "max_rel_diff": abs_diff / scale if scale else abs_diff,
             "out_of_bound": float(np.mean(out_of_bound)), "worst_index": [int(k) for k in worst],
+            **(top_k_agreement(ref, got) if not exact else {}),
         }
         passed &= not out_of_bound.any()
     worst_abs = max((o["max_abs_diff"] for o in per_output.values()), default=0.0)

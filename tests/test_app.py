@@ -405,6 +405,14 @@ FAKE_REPORT = {  # a report shaped like report.json, so the Result screen's layo
         {"target": "tflite", "status": "ok", "message": "", "files": {"tflite/model.tflite": 5120}, "seconds": 0.3,
          "verification": {"max_abs_diff": 2.9e-8, "max_rel_diff": 2.0e-7, "tolerance": 1e-4, "passed": True}},
     ],
+    "interface": {"inputs": [{"name": "image", "dtype": "float32", "shape": [-1, 32, 32, 3]}], "outputs": ["probs"]},
+    "benchmark": {"batch": 1, "inputs": {"image": [1, 32, 32, 3]}, "rows": [
+        {"target": "tensorflow", "runtime": "TensorFlow", "bytes": 23400, "threads": 2, "median_ms": 0.21, "p90_ms": 0.3,
+         "runs": 50, "warmup": 5},
+        {"target": "onnx", "runtime": "onnxruntime (CPU)", "bytes": 3366, "threads": 2, "median_ms": 0.06, "p90_ms": 0.07,
+         "runs": 50, "warmup": 5},
+        {"target": "tflite", "runtime": "LiteRT interpreter", "bytes": 5120, "threads": 2, "median_ms": 0.02,
+         "p90_ms": 0.03, "runs": 50, "warmup": 5}]},
 }
 
 
@@ -491,3 +499,31 @@ def test_the_readme_screenshot_script_walks_the_steps(tmp_path):
     assert sorted(svg) == ["graph", "model", "review", "targets"]
     assert "Model path" in svg["model"] and "Outline: inputs" in svg["graph"] and "http://127.0.0.1:" in svg["graph"]
     assert "TFLite: Android" in svg["targets"] and "--to onnx,tflite" in svg["review"]
+
+
+def test_review_offers_a_check_with_my_own_input_file(tmp_path, monkeypatch):
+    from images import photo_like, write_png
+
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "photo.png", photo_like(32, 32))
+    app = WizardApp(str(SAMPLES / "image_classifier.keras"))
+
+    async def script(pilot):
+        await press(pilot, *["ctrl+n"] * 5)
+        assert app.screen.STEP == "review"
+        check = app.screen.query_one("#check")
+        field = check.query_one("#q0", Input)
+        field.focus()
+        await type_into(pilot, "nope.png")
+        await settle(pilot)
+        await press(pilot, "ctrl+n")  # Run refuses a file that is not there, in place
+        assert app.screen.STEP == "review" and "nope.png: no such file" in error_text(app)
+        field.focus()
+        await type_into(pilot, str(tmp_path / "photo.png"))
+        await press(pilot, "tab", "space")  # the benchmark checkbox
+        await settle(pilot)
+        command = str(app.screen.query_one("#command", Static).render())
+        assert f"--sample-input {tmp_path / 'photo.png'} --benchmark" in command.replace("\n", "")
+        assert app.screen.problem() is None
+
+    drive(app, script)

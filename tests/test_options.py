@@ -27,6 +27,8 @@ def roundtrip(options: ConversionOptions) -> ConversionOptions:
         strip_debug_ops=False, control_flow_v2=True, use_structured_outputs_names=True, metadata=("k:v.json",),
         trust_model=True, verify=False, force=True, report="r.json", progress="json",
     ),
+    ConversionOptions(model="m.pb", targets=("onnx",), output_dir="out", benchmark=True, benchmark_runs=7,
+                      sample_inputs=(("image", "cat 1.png"), ("", "rows.npz"), ("", "dir/x=1.npy"))),
 ])
 def test_command_parses_back_to_the_same_options(options):
     assert roundtrip(options) == options
@@ -61,6 +63,8 @@ def test_preset_resolves_and_explicit_values_win():
     (["--to", "onnx", "--tag", "serve"], "SavedModels only"),
     (["--to", "tfjs", "--tfjs-format", "layers", "--preset", "mobilenet"], "cannot add mean/scale"),
     (["--to", "tfjs", "--tfjs-format", "layers", "--output", "dense"], "cannot add mean/scale/reverse-channels or cut outputs"),
+    (["--to", "onnx", "--benchmark", "--no-verify"], "--benchmark needs the check"),
+    (["--to", "onnx", "--benchmark-runs", "0"], "--benchmark-runs 0"),
 ])
 def test_bad_convert_arguments(args, needle, tmp_path):
     out = tmp_path / "out"

@@ -103,10 +103,12 @@ def test_real_run_converts_verifies_and_shows_how_to_load(tmp_path, capsys, monk
     assert "frozen_graph_converted/onnx/model.onnx" in captured.err
     assert not list(tmp_path.glob(".frozen_graph_converted.tmp-*"))
 
-    # The two lines shown under the target really load the model.
-    snippet = captured.err.split("load it:\n", 1)[1].splitlines()[:2]
+    # The lines shown under the target really load the model and run it on its real input.
+    lines = captured.err.split("load it:\n", 1)[1].splitlines()
+    snippet = [line[6:] for line in lines[:next(k for k, line in enumerate(lines) if not line.startswith(" " * 6))]]
     scope = {}
-    exec("\n".join(line.strip() for line in snippet), scope)
+    exec("\n".join(snippet), scope)
+    assert scope["outputs"][0].shape == (1, 4)
     result = scope["session"].run(None, {"input": np.ones((2, 8), np.float32)})
     assert result[0].shape == (2, 4)
 
@@ -185,3 +187,31 @@ def test_every_default_gives_the_default_command(model, tmp_path, capsys, monkey
     same.apply("model", str(SAMPLES / model))
     assert code == 0, captured.err
     assert captured.out == same.options().command() + "\n"
+
+
+@pytest.mark.timeout(600)
+def test_review_offers_a_check_with_my_own_input_file_and_a_benchmark(tmp_path, capsys, monkeypatch):
+    from images import photo_like, write_png
+
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "photo.png", photo_like(40, 40))
+    keys = "".join([
+        ENTER, ENTER,  # batch, shape
+        DOWN + ENTER, ENTER,  # preprocessing: inception; reverse channels: no
+        ENTER, ENTER, ENTER,  # targets: onnx; no quantization; default opset
+        ENTER,  # output directory
+        DOWN * 2 + ENTER,  # Run or print? → check with my own input file, or time each target
+        str(tmp_path / "photo.png") + ENTER,
+        "y",  # time each target: yes
+        ENTER,  # Run or print? → run
+    ])
+    code = drive(str(SAMPLES / "image_classifier.keras"), keys, dryrun=False)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"--preset inception --sample-input {tmp_path / 'photo.png'} --benchmark" in captured.err  # the command shown
+    report = json.loads((tmp_path / "image_classifier_converted" / "report.json").read_text())
+    onnx = report["targets"][0]
+    assert onnx["verification"]["passed"] and onnx["verification"]["sample_inputs"] == [str(tmp_path / "photo.png")]
+    assert [r["target"] for r in report["benchmark"]["rows"]] == ["tensorflow", "onnx"]
+    assert "top-1 100% / top-5 100% of 1 samples: PASS" in captured.err
+    assert "speed (batch 1):" in captured.err and "onnxruntime (CPU)" in captured.err

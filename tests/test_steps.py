@@ -6,6 +6,7 @@ import pytest
 
 from conftest import SAMPLES
 from engine.errors import UserError
+from engine.options import ConversionOptions
 from wizard.steps import STEPS, Answers, back_question, loading_snippet, questions, review_action
 
 
@@ -46,18 +47,27 @@ def test_a_shape_written_differently_is_no_override():
 
 
 def test_review_actions_and_steps_to_go_back_to():
-    assert [v for v, _ in review_action(dryrun=False).choices] == ["run", "print", "back"]
-    assert [v for v, _ in review_action(dryrun=True).choices] == ["print", "back"]
+    assert [v for v, _ in review_action(dryrun=False).choices] == ["run", "print", "check", "back"]
+    assert [v for v, _ in review_action(dryrun=True).choices] == ["print", "check", "back"]
     assert [v for v, _ in back_question().choices] == ["model", "graph", "shapes", "preprocess", "targets", "review"]
     assert all(step.teach for step in STEPS)
 
 
-def test_loading_snippets_are_two_lines_naming_the_file():
+def test_loading_snippets_feed_the_real_input_names_dtypes_and_shapes():
+    # (tests/test_snippets.py runs them on a real conversion)
+    report = {"interface": {"inputs": [{"name": "image", "dtype": "float32", "shape": [-1, 32, 32, 3]},
+                                       {"name": "ids", "dtype": "int64", "shape": [2, -1]}], "outputs": ["probs"]}}
+    options = ConversionOptions(model="m", targets=("onnx",), output_dir="o", inputs_as_nchw=("image",))
     for target, path in (("onnx", "o/onnx/model.onnx"), ("tfjs", "o/tfjs/model.json"),
                          ("openvino", "o/openvino/model.xml"), ("tflite", "o/tflite/model.tflite")):
-        snippet = loading_snippet(target, path)
-        assert len(snippet.splitlines()) == 2 and f'"{path}"' in snippet
-    assert "loadLayersModel" in loading_snippet("tfjs", "m.json", tfjs_format="layers")
+        snippet = loading_snippet(target, path, report, options)
+        assert f'"{path}"' in snippet or '"o/tfjs/"' in snippet
+        assert '"image"' in snippet and '"ids"' in snippet and "[2, 8]" in snippet
+    assert "np.zeros([1, 3, 32, 32], np.float32)" in loading_snippet("onnx", "m.onnx", report, options)  # NCHW
+    assert "np.zeros([1, 32, 32, 3], np.float32)" in loading_snippet("openvino", "m.xml", report, options)
+    assert 'tf.zeros([2, 8], "int32")' in loading_snippet("tfjs", "o/tfjs/model.json", report, options)
+    layers = loading_snippet("tfjs", "m.json", report, options.replace(tfjs_format="layers"))
+    assert "loadLayersModel" in layers and "model.predict([" in layers
 
 
 def test_the_targets_step_asks_what_each_backend_offers_and_refuses_as_the_cli_does():

@@ -86,30 +86,41 @@ def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", tea
             _ask_step(step, answers, ui)
         elif step.key == "review":
             _ask_step(step, answers, ui)
-            try:
-                options = checked_options(answers)
-            except UserError as e:
-                ui.retry(str(e))
-                index = STEP_KEYS.index(ui.ask(back_question()))
-                continue
-            from engine.plan import upstream_lines
-
-            ui.say("\n  " + options.command())
-            ui.say("  the same with the upstream tools:\n" + "\n".join(
-                "    " + line for line in upstream_lines(options, answers.info)))
-            action = ui.ask(review_action(dryrun=dryrun))
-            if action == "back":
-                index = STEP_KEYS.index(ui.ask(back_question()))
-                continue
+            action = _review(answers, dryrun, ui)
             if action == "print":
-                print(options.command(), flush=True)  # the only line on stdout
+                print(answers.options().command(), flush=True)  # the only line on stdout
                 return 0
-            return _run(options, ui, teach)
+            if action == "run":
+                return _run(answers.options(), ui, teach)
+            index = STEP_KEYS.index(ui.ask(back_question()))
+            continue
         else:
             _ask_step(step, answers, ui)
             if step.key == "preprocess":
                 ui.say("  " + preprocessing_preview(answers))
         index += 1
+
+
+CHECK = Step("check", "Check", "")  # Review's extras: --sample-input, --benchmark (steps._check_questions)
+
+
+def _review(answers: Answers, dryrun: bool, ui: "Prompter") -> str:
+    """Show the checked command and ask what to do: "run", "print" or "back" (after "check", ask again)."""
+    from engine.plan import upstream_lines
+
+    while True:
+        try:
+            options = checked_options(answers)
+        except UserError as e:
+            ui.retry(str(e))
+            return "back"
+        ui.say("\n  " + options.command())
+        ui.say("  the same with the upstream tools:\n" + "\n".join(
+            "    " + line for line in upstream_lines(options, answers.info)))
+        action = ui.ask(review_action(dryrun=dryrun))
+        if action != "check":
+            return action
+        _ask_step(CHECK, answers, ui)
 
 
 def _take_given(model: str, answers: Answers, ui: "Prompter") -> bool:
@@ -222,6 +233,10 @@ def _show_result(report: dict, options, ui: "Prompter") -> None:
             ui.say(f"    {options.output_dir}/{path}  {human_size(size)}")
         ui.say(f"    verified: {o.check}" if o.passed is not None else f"    {o.check}")
         ui.say("    load it:\n" + textwrap.indent(o.snippet, "      "))
+    if report.get("benchmark"):
+        from engine.benchmark import table
+
+        ui.say("  speed (batch 1):\n" + "\n".join("    " + line for line in table(report["benchmark"])))
     ui.say(f"  report: {options.output_dir}/report.json")
     for o in results[:1]:
         ui.say(f"  see it as a graph: tfwizard view {shell_quote(o.model_file)}")

@@ -262,6 +262,8 @@ class ReviewScreen(QuestionScreen):
     def body(self) -> ComposeResult:
         command, upstream = self._commands()
         yield QuestionForm(self.STEP, self.answers)
+        yield Label("Check with your own input, time each target (optional)", classes="section")
+        yield QuestionForm("check", self.answers, id="check")
         yield Label("The command", classes="section")
         yield Static(shown(command), id="command", classes="command", markup=False)
         yield Label("The same with the upstream tools", classes="section")
@@ -461,6 +463,9 @@ class ResultScreen(StepScreen):
             table.add_row(r.title, r.status, human_size(r.size), *numbers, r.verdict)
         table.styles.height = len(results) + 1
         yield table
+        if report.get("benchmark"):
+            yield Label("Speed and size per target", classes="section")
+            yield Static(shown(steps.benchmark_chart(report["benchmark"])), id="benchmark", markup=False)
         for r in results:
             yield Label(f"{r.title}: {r.status}", classes="section")
             yield Static(shown(r.message or r.check), classes="ok" if r.passed else "bad" if r.passed is False else "",

@@ -133,6 +133,8 @@ class Answers:
     output_dir: str = ""
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
+    sample_input: str = ""  # the Review's "check with my own input file": --sample-input
+    benchmark: bool = False  # --benchmark
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
     outline: str = ""  # engine.outline's picture of the model as text, made when it was read
 
@@ -200,7 +202,7 @@ class Answers:
         """The conversion these answers describe; raises UserError on an answer that does not parse or that
         ConversionOptions refuses (the gate the CLI shares, engine.options)."""
         from engine.backends import TARGETS, get
-        from engine.options import PRESETS, ConversionOptions, parse_batch, parse_floats
+        from engine.options import PRESETS, ConversionOptions, parse_batch, parse_floats, parse_sample_input
 
         info = self.info
         overrides = []
@@ -231,6 +233,8 @@ class Answers:
             opset=opset if opset != onnx.default_opset else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
+            sample_inputs=(parse_sample_input(normal_path(self.sample_input)),) if self.sample_input.strip() else (),
+            benchmark=self.benchmark,
         )
 
 
@@ -356,10 +360,23 @@ def _review_questions(a: Answers) -> list[Question]:
     return result
 
 
+def _check_questions(a: Answers) -> list[Question]:
+    """Review's optional extras: verify on the user's own input, time each target."""
+    image = any(i.shape and len(i.shape) == 4 for i in a.info.inputs)
+    return [Question("sample_input", "text", "Check with my own input file (optional)",
+                     ("a .png/.jpg (resized to the input; raw pixels, so the check covers the preprocessing) or "
+                      if image else "") + ".npy/.npz with the input's values; blank: random test inputs",
+                     default=a.sample_input, validate=_check_sample_input, completion="path"),
+            Question("benchmark", "confirm", "Time each target against TensorFlow (benchmark)",
+                     "after the check: the median and p90 of 50 runs at batch 1 in each runtime",
+                     default=a.benchmark)]
+
+
 def review_action(*, dryrun: bool) -> Question:
     """What to do with the reviewed command. Not part of the conversion: front ends act on it."""
     choices = (() if dryrun else (("run", "Run it now"),)) + (
         ("print", "Print the command and stop" + (" (dry run: nothing is converted)" if dryrun else "")),
+        ("check", "Check with my own input file, or time each target"),
         ("back", "Go back and change an answer"))
     return Question("action", "select", "Run or print?" if not dryrun else "Print the command?", "",
                     choices=choices, default=choices[0][0])
@@ -372,7 +389,8 @@ def back_question() -> Question:
 
 
 _QUESTIONS = {"model": _model_questions, "graph": _graph_questions, "shapes": _shape_questions,
-              "preprocess": _preprocess_questions, "targets": _target_questions, "review": _review_questions}
+              "preprocess": _preprocess_questions, "targets": _target_questions, "review": _review_questions,
+              "check": _check_questions}
 
 
 # --- what the steps show besides questions --------------------------------------------------------
@@ -499,25 +517,15 @@ def parse_shape(text: str, *, rank: int | None) -> tuple[int, ...]:
 
 # --- the result ---------------------------------------------------------------------------------
 
-# Two lines that load each target's model in its own runtime; {path} is the model file.
-LOADING_SNIPPETS = {
-    "onnx": 'import onnxruntime as ort\n'
-            'session = ort.InferenceSession({path})  # session.run(None, {{input_name: array}})',
-    "tfjs": 'import * as tf from "@tensorflow/tfjs";\n'
-            'const model = await tf.{loader}({path});  // served over HTTP; in Node: tfjs-node and "file://..."',
-    "openvino": 'import openvino as ov\n'
-                'model = ov.Core().compile_model({path}, "CPU")  # model({{input_name: array}})',
-    "tflite": 'from ai_edge_litert.interpreter import Interpreter  # LiteRT: pip install ai-edge-litert\n'
-              'interpreter = Interpreter(model_path={path}); interpreter.allocate_tensors()',
-}
+def loading_snippet(target: str, path: str, report: dict, options: ConversionOptions, strategy: str | None = None) -> str:
+    """Code that loads the converted model at `path` and runs it once on zeros of its real inputs
+    (Python; JavaScript for tfjs): the backend's own snippet, fed the inputs report.json records."""
+    from engine.backends import get
+    from engine.inspect import TensorInfo
 
-
-def loading_snippet(target: str, path: str, *, tfjs_format: str = "graph") -> str:
-    """Two lines of code that load the converted model at `path` (Python; JavaScript for tfjs)."""
-    loader = "loadLayersModel" if tfjs_format == "layers" else "loadGraphModel"
-    import json
-
-    return LOADING_SNIPPETS[target].format(path=json.dumps(str(path)), loader=loader)
+    recorded = report.get("interface", {}).get("inputs") or report.get("model", {}).get("inputs", [])  # older reports
+    inputs = [TensorInfo(i["name"], i["dtype"], i["shape"]) for i in recorded]
+    return get(target).snippet(path, inputs, options, strategy)
 
 
 @dataclass(frozen=True)
@@ -564,8 +572,30 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
             target=t["target"], title=target_title(t["target"]), status=t["status"], message=t.get("message", ""),
             model_file=model_file, files=dict(t.get("files", {})), seconds=t.get("seconds", 0.0), check=check,
             passed=passed, verification=t.get("verification") or {},
-            snippet=loading_snippet(t["target"], model_file, tfjs_format=options.tfjs_format) if has_model else ""))
+            snippet=loading_snippet(t["target"], model_file, report, options, t.get("strategy")) if has_model else ""))
     return result
+
+
+def benchmark_chart(bench: dict, width: int = 24) -> str:
+    """The --benchmark rows as two bar charts, latency (median) and size, one bar per runtime, each
+    scaled to its largest value: for the Result step."""
+    from engine.options import human_size
+
+    rows = [r for r in bench.get("rows", []) if "median_ms" in r]
+    if not rows:
+        return ""
+    label = max(len(r["runtime"]) for r in rows)
+    lines = []
+    for title, key, text in (("latency, median at batch 1", "median_ms", lambda r: f"{r['median_ms']:.2f} ms "
+                              f"(p90 {r['p90_ms']:.2f}, {r['threads']} thread{'s' if r['threads'] != 1 else ''})"),
+                             ("size", "bytes", lambda r: human_size(r["bytes"]))):
+        top = max(r[key] for r in rows) or 1
+        lines.append(title)
+        for r in rows:
+            n = r[key] / top * width
+            bar = "█" * int(n) + ("▌" if n - int(n) >= 0.5 else "")
+            lines.append(f"  {r['runtime']:<{label}}  {bar or '▏':<{width}}  {text(r)}")
+    return "\n".join(lines)
 
 
 # --- validators: an error message, or None --------------------------------------------------------
@@ -591,6 +621,21 @@ def _check_floats(a: Answers, text: str, flag: str) -> str | None:
         preprocessing_inputs(a.info.inputs, mean, scale, a.reverse_channels)
 
     return _error_of(check) if str(text).strip() else None
+
+
+def _check_sample_input(text: str) -> str | None:
+    """Blank, or a file of a kind --sample-input takes (which input it fits: plan(), at the Review)."""
+    from engine.images import is_image
+    from engine.options import parse_sample_input
+
+    if not str(text).strip():
+        return None
+    _, path = parse_sample_input(normal_path(text))
+    if not Path(path).is_file():
+        return f"{path}: no such file"
+    if not (is_image(path) or path.lower().endswith((".npy", ".npz"))):
+        return f"{path}: give a .png/.jpg image or a .npy/.npz array"
+    return None
 
 
 def _check_output_dir(text: str, model: str | None = None) -> str | None:

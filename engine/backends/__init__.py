@@ -103,6 +103,7 @@ class Backend:
     short_title: str = ""  # "TF.js": in one-line messages (engine.availability); the title if blank
     note: str = ""  # where it runs, one line for the wizard's list of targets
     main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
+    runtime: str  # what runs it for verification and --benchmark ("onnxruntime (CPU)")
     modules: tuple[str, ...] = ()  # the top-level modules it imports: what its extra installs
     # (first Python its extra cannot install on, why); pyproject's extra carries the same marker
     python_limit: tuple[tuple[int, int], str] | None = None
@@ -152,14 +153,49 @@ class Backend:
         """Write the converted model into `outdir` (an empty temporary directory)."""
         raise NotImplementedError
 
-    def load(self, outdir: Path, prepared: Prepared) -> Runner:
-        """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name."""
+    def load(self, outdir: Path, prepared: Prepared, threads: int | None = None) -> Runner:
+        """Load the converted model; return a function feeds-by-input-name → outputs-by-output-name.
+        `threads`: the runtime's thread count (--benchmark gives every runtime the same); None: its default.
+        A runner may carry `timed(feeds, runs, warmup) -> [ms]` to be timed inside its runtime (TF.js)."""
+        raise NotImplementedError
+
+    def snippet(self, path: str, inputs, options, strategy: str | None = None) -> str:
+        """Code that loads the model at `path` and runs it once on zeros of `inputs` (TensorInfo-like:
+        name, dtype, shape), as printed by the Result step; it must run as printed (tests/test_snippets.py)."""
         raise NotImplementedError
 
     def tolerance(self, options) -> Tolerance:
         """What verification accepts for these options: float32's, or the quantization's."""
         mode = self.quantizations.get(options.quantization(self.name))
         return mode.tolerance if mode else FLOAT32_TOLERANCE
+
+
+# --- loading snippets: each backend's snippet(path, inputs, options, strategy) prints code that loads its
+# model and runs it once on zeros of the real input names, dtypes and shapes (the Result step shows it).
+
+EXAMPLE_DIM = 8  # a dynamic dim other than the batch (engine.verify uses the same)
+
+
+def example_shape(shape) -> list[int]:
+    """A concrete shape for a snippet's example input: batch 1, other dynamic dims EXAMPLE_DIM."""
+    if shape is None:
+        return [1, EXAMPLE_DIM]
+    return [d if d > 0 else (1 if k == 0 else EXAMPLE_DIM) for k, d in enumerate(shape)]
+
+
+def numpy_zeros(i, shape=None) -> str:
+    """Python source for an example array for input `i` (name, dtype, shape)."""
+    shape = example_shape(i.shape) if shape is None else shape
+    if i.dtype == "string":
+        return f'np.full({shape}, b"word", dtype=object)'
+    return f"np.zeros({shape}, np.{i.dtype or 'float32'})"
+
+
+def quoted(text: str) -> str:
+    """A string literal valid in Python and JavaScript alike."""
+    import json
+
+    return json.dumps(str(text))
 
 
 def get(name: str) -> Backend:

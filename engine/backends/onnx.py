@@ -71,6 +71,7 @@ class OnnxBackend(Backend):
     name = "onnx"
     title = "ONNX"
     note = "runs in onnxruntime, TensorRT, DirectML, ..."
+    runtime = "onnxruntime (CPU)"  # what --benchmark times (engine.benchmark)
     main_file = "model.onnx"
     modules = ("tf2onnx", "onnx", "onnxruntime")
     # float16 weights: ~5e-4 relative rounding each. int8 (dynamic): weights and activations per-tensor 8 bit.
@@ -227,11 +228,14 @@ class OnnxBackend(Backend):
             fp32.unlink()
         log(f"wrote {path.name}, {human_size(path.stat().st_size)}" + (f" ({human_size(before)} before {mode})" if mode else ""))
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):
         import onnxruntime as ort
 
         path = outdir / self.main_file
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        settings = ort.SessionOptions()
+        if threads:
+            settings.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
         nchw = set(filter(None, session.get_modelmeta().custom_metadata_map.get(NCHW_KEY, "").split(",")))
         outputs = list(prepared.outputs)
 
@@ -242,6 +246,22 @@ class OnnxBackend(Backend):
             return dict(zip(outputs, session.run(outputs, ins)))
 
         return run
+
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """Python: onnxruntime loads the model and runs it on zeros (NCHW inputs as NCHW)."""
+        from . import example_shape, numpy_zeros, quoted
+
+        nchw = set(options.inputs_as_nchw)
+
+        def shape(i):
+            s = example_shape(i.shape)
+            return [s[0], s[3], s[1], s[2]] if i.name in nchw and len(s) == 4 else s
+
+        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i, shape(i))}" for i in inputs)
+        return (f"import numpy as np\nimport onnxruntime as ort\n"
+                f"session = ort.InferenceSession({quoted(path)})\n"
+                f"outputs = session.run(None, {{{feeds}}})\n"
+                "print({o.name: r.shape for o, r in zip(session.get_outputs(), outputs)})")
 
 
 def _check_converted(model, errors: list[str]) -> None:

@@ -145,6 +145,7 @@ class OpenVINOBackend(Backend):
     title = "OpenVINO IR"
     short_title = "OpenVINO"
     note = "Intel CPUs, GPUs and NPUs"
+    runtime = "OpenVINO (CPU plugin)"  # what --benchmark times (engine.benchmark)
     main_file = "model.xml"
     modules = ("openvino",)
     # fp32 runs at f32 (INFERENCE_PRECISION_HINT), so only op-order rounding differs. fp16 weights
@@ -248,7 +249,7 @@ class OpenVINOBackend(Backend):
             parts.append(f"{op} ({why}){where}")
         return "OpenVINO cannot convert: " + "; ".join(parts)
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):
         import numpy as np
         import openvino as ov
 
@@ -267,7 +268,8 @@ class OpenVINOBackend(Backend):
                     m = model.clone()
                     m.reshape({p.any_name: ov.PartialShape([ov.Dimension()] * r)
                                for p, r in zip(model.inputs, ranks) if r >= 0})
-                compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                         **({"INFERENCE_NUM_THREADS": threads} if threads else {})})
                 ports = {name: compiled.output(name) for name in prepared.outputs}
                 requests[ranks] = (compiled.create_infer_request(), ports)
             return requests[ranks]
@@ -283,7 +285,14 @@ class OpenVINOBackend(Backend):
 
         return run
 
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """Python: OpenVINO compiles the IR for the CPU and runs it on zeros."""
+        from . import numpy_zeros, quoted
 
-
+        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)
+        return (f"import numpy as np\nimport openvino as ov\n"
+                f"model = ov.Core().compile_model({quoted(path)}, \"CPU\")\n"
+                f"outputs = model({{{feeds}}})\n"
+                "print({port.any_name: value.shape for port, value in outputs.items()})")
 
 BACKEND = OpenVINOBackend()

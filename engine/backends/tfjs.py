@@ -56,6 +56,8 @@ class TfjsBackend(Backend):
     title = "TensorFlow.js"
     short_title = "TF.js"
     note = "runs in the browser or Node.js"
+    runtime = "TF.js in Node (cpu)"  # what --benchmark times (engine.benchmark)
+    benchmark_threads = 1  # the pure-JavaScript CPU backend has one thread, whatever it is given
     main_file = "model.json"
     modules = ("tensorflowjs",)
     # tensorflowjs 4.22 pulls tensorflow-decision-forests, which pins TensorFlow 2.19 exactly
@@ -202,7 +204,7 @@ class TfjsBackend(Backend):
                             f"(this file was saved by Keras {version}); use --tfjs-format graph, or save the "
                             "model with tf_keras (Keras 2) to .h5")
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):  # JavaScript's CPU backend: one thread
         node = shutil.which("node")
         if node is None:
             raise VerifierUnavailable("node not found: install Node.js 18+ to verify TF.js output")
@@ -215,11 +217,11 @@ class TfjsBackend(Backend):
                                      | set((model_json.get("signature") or {}).get("inputs") or {}))
         env = {**os.environ, "NODE_PATH": str(modules)}
 
-        def run(feeds: dict) -> dict:
+        def call(feeds: dict, timing: dict | None = None) -> tuple[dict, list[float] | None]:
             import numpy as np
 
             request = {"inputs": {name: _encode(np.asarray(v)) for name, v in feeds.items() if known is None or name in known},
-                       "outputs": list(fetch.values())}
+                       "outputs": list(fetch.values()), **({"time": timing} if timing else {})}
             with tempfile.TemporaryDirectory(prefix="tfwizard-tfjs-run-") as tmp:
                 inp, out = Path(tmp, "in.json"), Path(tmp, "out.json")
                 inp.write_text(json.dumps(request))
@@ -230,13 +232,49 @@ class TfjsBackend(Backend):
                     why = next((ln.split(": ", 1)[1] for ln in lines if ln.startswith("tfjs_runner error: ")), lines[-1])
                     raise ConversionFailed(f"TF.js could not run the converted model: {why}")
                 result = json.loads(out.read_text())
+                timings = json.loads(Path(f"{out}.timings").read_text()) if timing else None
             if not fetch:  # layers model: outputs come back by output layer name, in model order
                 by_order = list(result.values())
-                return {name: _decode(result.get(name) or by_order[i]) for i, name in enumerate(prepared.outputs)}
-            return {name: _decode(result[fetch[name]]) for name in prepared.outputs}
+                return {name: _decode(result.get(name) or by_order[i]) for i, name in enumerate(prepared.outputs)}, timings
+            return {name: _decode(result[fetch[name]]) for name in prepared.outputs}, timings
 
+        def run(feeds: dict) -> dict:
+            return call(feeds)[0]
+
+        # --benchmark: timed inside Node (engine.benchmark), on the one-thread JavaScript CPU backend
+        run.timed = lambda feeds, runs, warmup: call(feeds, {"runs": runs, "warmup": warmup})[1]
         return run
 
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """JavaScript (an ES module for Node 18+ with @tensorflow/tfjs, the package verification uses):
+        reads model.json and its shards from disk, loads the model and runs it on zeros. In a browser,
+        tf.loadGraphModel(url of model.json) does the reading."""
+        from pathlib import PurePosixPath
+
+        from . import example_shape, quoted
+
+        def tensor(i):
+            shape = example_shape(i.shape)
+            if i.dtype == "string":
+                return f'tf.fill({shape}, "word", "string")'
+            kind = "bool" if i.dtype == "bool" else "float32" if (i.dtype or "float").startswith(("float", "bfloat")) else "int32"
+            return f'tf.zeros({shape}, "{kind}")'
+
+        layers = options.tfjs_format == "layers"
+        folder = str(PurePosixPath(path).parent) + "/"
+        run = (f"model.predict([{', '.join(tensor(i) for i in inputs)}])" if layers
+               else f"await model.executeAsync({{{', '.join(f'{quoted(i.name)}: {tensor(i)}' for i in inputs)}}})")
+        return ("// Node 18+, as an ES module (.mjs), after `npm install @tensorflow/tfjs`; in a browser:\n"
+                f"// const model = await tf.{'loadLayersModel' if layers else 'loadGraphModel'}(\"<URL of model.json>\");\n"
+                'import * as tf from "@tensorflow/tfjs";\nimport { readFileSync } from "node:fs";\n'
+                f"const dir = {quoted(folder)};\n"
+                'const json = JSON.parse(readFileSync(dir + "model.json", "utf8"));\n'
+                "const shards = Buffer.concat(json.weightsManifest.flatMap((g) => g.paths.map((p) => readFileSync(dir + p))));\n"
+                f"const model = await tf.{'loadLayersModel' if layers else 'loadGraphModel'}(tf.io.fromMemory({{...json, "
+                "weightSpecs: json.weightsManifest.flatMap((g) => g.weights),\n"
+                "  weightData: shards.buffer.slice(shards.byteOffset, shards.byteOffset + shards.length)}));\n"
+                f"const outputs = [{run}].flat();\n"
+                "console.log(outputs.map((t) => t.shape));")
 
 def _import_tfjs(module: str, log):
     """tensorflowjs.converters.<module>. tensorflow_decision_forests (imported by tensorflowjs) prints

@@ -2,11 +2,13 @@
 //
 //   node tfjs_runner.js MODEL_DIR IN.json OUT.json
 //
-// IN.json:  {"inputs": {name: {dtype, shape, data}}, "outputs": [name, ...]}
+// IN.json:  {"inputs": {name: {dtype, shape, data}}, "outputs": [name, ...], "time": {runs, warmup}?}
 // OUT.json: {name: {dtype, shape, data}}; data is base64 of the little-endian values
 // (bool as one byte each), so float32 values cross the process boundary bit-exact.
 // Graph models are fed by input name (placeholder or signature key) and fetched by the
 // names listed; layers models are fed by input layer name and answer by output layer name.
+// With "time", the same call is then made warmup + runs times more, and OUT.json.timings gets the
+// runs' milliseconds (--benchmark: timed here, not across a process start per call).
 // Results go to a file because @tensorflow/tfjs prints its "install tfjs-node" hint on stdout.
 "use strict";
 const fs = require("fs");
@@ -56,21 +58,35 @@ async function main() {
   const feeds = {};
   for (const [name, spec] of Object.entries(request.inputs)) feeds[name] = decode(spec);
   const result = {};
+  let call;
   if (layers) {
     // Named by their layers (a Sequential model leaves inputNames/outputNames empty).
     const inputNames = model.inputs.map((t) => t.sourceLayer.name);
     const missing = inputNames.filter((n) => !(n in feeds));
     if (missing.length) throw new Error(`no value for layers-model inputs ${missing.join(", ")}`);
-    let outs = model.predict(inputNames.map((n) => feeds[n]));
-    outs = Array.isArray(outs) ? outs : [outs];
-    model.outputs.forEach((t, i) => { result[t.sourceLayer.name] = encode(outs[i]); });
+    call = async () => model.predict(inputNames.map((n) => feeds[n]));
   } else {
     // executeAsync also handles dynamic control flow, which execute() refuses.
-    let outs = await model.executeAsync(feeds, request.outputs);
-    outs = Array.isArray(outs) ? outs : [outs];
-    request.outputs.forEach((n, i) => { result[n] = encode(outs[i]); });
+    call = async () => model.executeAsync(feeds, request.outputs);
   }
+  let outs = await call();
+  outs = Array.isArray(outs) ? outs : [outs];
+  if (layers) model.outputs.forEach((t, i) => { result[t.sourceLayer.name] = encode(outs[i]); });
+  else request.outputs.forEach((n, i) => { result[n] = encode(outs[i]); });
   fs.writeFileSync(outPath, JSON.stringify(result));
+  if (request.time) {
+    const timings = [];
+    for (let k = 0; k < request.time.warmup + request.time.runs; k++) {
+      const t0 = process.hrtime.bigint();
+      let got = await call();
+      got = Array.isArray(got) ? got : [got];
+      got.forEach((t) => t.dataSync());  // the values really computed
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      tf.dispose(got);
+      if (k >= request.time.warmup) timings.push(ms);
+    }
+    fs.writeFileSync(`${outPath}.timings`, JSON.stringify(timings));
+  }
 }
 
 main().catch((e) => {

@@ -34,6 +34,7 @@ class TFLiteBackend(Backend):
     name = "tflite"
     title = "TFLite"
     note = "Android, iOS and microcontrollers"
+    runtime = "LiteRT interpreter"  # what --benchmark times (engine.benchmark)
     main_file = "model.tflite"
     modules = ("ai_edge_litert",)  # verification; the converter is TensorFlow's own tf.lite
     # float32: kernels reorder sums (XNNPACK), ~1e-6 measured. float16: weights rounded to fp16 (rel.
@@ -182,12 +183,12 @@ class TFLiteBackend(Backend):
             size += f" ({quant}-quantized; float32 graph was {human_size(prepared.graph_def.ByteSize())})"
         log(size)
 
-    def load(self, outdir: Path, prepared):
+    def load(self, outdir: Path, prepared, threads: int | None = None):
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated
 
         # TensorFlow is loaded in this process, so LiteRT finds its Flex delegate (Select TF ops).
-        interpreter = Interpreter(model_path=str(Path(outdir) / self.main_file))
+        interpreter = Interpreter(model_path=str(Path(outdir) / self.main_file), num_threads=threads)
         if SIGNATURE not in interpreter.get_signature_list():  # TFLite's TF1 converter writes none
             return _run_by_tensor_names(interpreter, prepared)
         runner = interpreter.get_signature_runner(SIGNATURE)  # resizes inputs to the feeds each call
@@ -202,7 +203,27 @@ class TFLiteBackend(Backend):
 
         return run
 
+    def snippet(self, path: str, inputs, options, strategy=None) -> str:
+        """Python: LiteRT's interpreter runs the model on zeros, by its signature (the TF1 converter's
+        model has none: by its tensors)."""
+        from . import numpy_zeros, quoted
 
+        head = (f"import numpy as np\nfrom ai_edge_litert.interpreter import Interpreter  # pip install ai-edge-litert\n"
+                f"interpreter = Interpreter(model_path={quoted(path)})\n")
+        if strategy and "TF1 converter" in strategy:
+            feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)
+            return (head + f"feeds = {{{feeds}}}\n"
+                    "for d in interpreter.get_input_details():\n"
+                    "    interpreter.resize_tensor_input(d['index'], feeds[d['name']].shape)\n"
+                    "interpreter.allocate_tensors()\n"
+                    "for d in interpreter.get_input_details():\n"
+                    "    interpreter.set_tensor(d['index'], feeds[d['name']])\n"
+                    "interpreter.invoke()\n"
+                    "print({d['name']: interpreter.get_tensor(d['index']).shape for d in interpreter.get_output_details()})")
+        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)
+        return (head + f"run = interpreter.get_signature_runner({quoted(SIGNATURE)})\n"
+                f"outputs = run(**{{{feeds}}})\n"
+                "print({name: value.shape for name, value in outputs.items()})")
 
 def _run_by_tensor_names(interpreter, prepared):
     """A runner for a model without SignatureDef: tensors are named after prepared's inputs/outputs."""
