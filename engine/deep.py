@@ -1,0 +1,227 @@
+"""`tfwizard inspect --deep`: what the targets will see once TensorFlow has frozen the model.
+
+The static inspect reads files only; a Keras model's ops and a SavedModel's real inference graph
+are known only after freezing. This freezes the model exactly as `convert` does (engine.prepare), in
+engine.worker's sandboxed process, under convert's trust rules: plan() runs the static safety scan
+first and refuses code without --trust-model. It reports the frozen op inventory, each target's
+preflight verdict on it and the rung of its strategy ladder that would convert it, the outputs'
+shapes and dtypes, and the weight bytes per quantization choice.
+
+The answer is cached by the model's content hash under $XDG_CACHE_HOME/tfwizard/deep (default
+~/.cache), so asking again is instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+SCHEMA = "tfwizard.deep/1"
+# Bits per weight each quantization mode stores float32 weights with (engine.options.QUANTIZATIONS).
+MODE_BITS = {"float16": 16, "fp16": 16, "uint16": 16, "uint8": 8, "int8": 8, "dynamic": 8}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()) / "tfwizard" / "deep"
+
+
+def deep_options(model: str, *, tag=None, signature=None, checkpoint=None, trust_model: bool = False):
+    """The options convert would freeze this model with (no target: nothing is converted)."""
+    from .options import ConversionOptions
+
+    return ConversionOptions(model=model, targets=(), output_dir="", tag=tag, signature=signature,
+                             checkpoint=checkpoint, trust_model=trust_model)
+
+
+def cached(options) -> dict | None:
+    """The cached answer for these options, without starting TensorFlow (None: not cached, or the model
+    can't be read; deep_inspect() then says why)."""
+    from .errors import UserError
+    from .plan import plan
+
+    try:
+        detection, info = plan(options)
+    except UserError:
+        return None
+    return _read(cache_dir() / f"{cache_key(detection, info, options)}.json")
+
+
+def deep_inspect(options, emit=lambda event, **fields: None) -> dict:
+    """Freeze the model in a sandboxed worker and describe the frozen graph; raises UserError as convert would."""
+    from .plan import plan
+    from .worker import run_deep
+
+    detection, info = plan(options)  # the static safety scan: code needs --trust-model
+    path = cache_dir() / f"{cache_key(detection, info, options)}.json"
+    if (known := _read(path)) is not None:
+        return {**known, "cached": True}
+    tmp = Path(tempfile.mkdtemp(prefix="tfwizard-deep-"))
+    try:
+        found = run_deep(detection, info, options, tmp, emit)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {"schema": SCHEMA, "model": info.path, "format": info.format, **found}
+    _write(path, result)
+    return {**result, "cached": False}
+
+
+def cache_key(detection, info, options) -> str:
+    """sha256 of the model's bytes (every file of a SavedModel, the checkpoint's files) and of what
+    changes the frozen graph: tag, signature, trust, the tfwizard and TensorFlow versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    h = hashlib.sha256()
+    versions = []
+    for package in ("tfwizard", "tensorflow"):
+        try:
+            versions.append(version(package))
+        except PackageNotFoundError:
+            versions.append("")
+    h.update(json.dumps([SCHEMA, versions, info.tag, info.signature, options.trust_model]).encode())
+    files = [detection.path] if detection.path.is_file() else sorted(p for p in detection.path.rglob("*") if p.is_file())
+    if detection.graph and detection.graph not in files:
+        files.append(detection.graph)
+    if detection.checkpoint:
+        prefix = Path(detection.checkpoint)
+        files += sorted(p for p in prefix.parent.glob(prefix.name + "*") if p.is_file())
+    for p in files:
+        h.update(f"\0{p.name}\0{p.stat().st_size}\0".encode())
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and found.get("schema") == SCHEMA else None
+
+
+def _write(path: Path, result: dict) -> None:
+    """Atomically (a reader never sees half a file); a cache that can't be written is no error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+# --- in the worker (TensorFlow) --------------------------------------------------------------------
+
+
+def analyse(detection, info, options, workdir: Path, emit) -> dict:
+    """Freeze as convert does and describe the result (runs in engine.worker, sandboxed)."""
+    from . import backends
+    from .inspect import graph_op_inventory
+    from .ladder import rungs
+    from .options import QUANTIZATIONS
+    from .prepare import import_tensorflow, prepare
+
+    emit("stage", stage="import", message="importing TensorFlow")
+    tf = import_tensorflow()
+    emit("stage", stage="load", message="loading and freezing the model")
+    prepared = prepare(detection, info, options, workdir)
+    graph_def = prepared.graph_def
+    main_ops = Counter(n.op for n in graph_def.node)
+    ops = graph_op_inventory(graph_def)
+    body_ops = {op: n for op, n in ops.items() if op not in main_ops}
+    targets = {}
+    for target in backends.TARGETS:  # the pipeline's preflight, on the same frozen graph
+        backend = backends.get(target)
+        blocked = backend.preflight(dict(main_ops))
+        verdict = "blocked" if blocked else "ok" if backend.preflight_knows_ops else "unknown"
+        targets[target] = {
+            "verdict": verdict, "blocked": blocked,
+            "maybe": backend.preflight(body_ops),  # only inside control-flow bodies: the converter decides
+            # The ladder's first rung converts unless it fails; a blocked target is not attempted.
+            "strategy": None if blocked else next(iter(rungs(backend, prepared)))[0],
+        }
+    floats, other = _weights(tf, graph_def)
+    by_mode = {t: {"none": floats * 4 + other, **{m: floats * MODE_BITS[m] // 8 + other for m in modes}}
+               for t, modes in QUANTIZATIONS.items()}
+    return {
+        "ops": ops, "nodes": len(graph_def.node),
+        "inputs": [{"name": i.name, "dtype": i.dtype, "shape": i.shape} for i in prepared.inputs],
+        "outputs": _outputs(tf, prepared),
+        "targets": targets,
+        "weight_bytes": {"float32_weights": floats, "other": other, "by_quantization": by_mode},
+    }
+
+
+def _outputs(tf, prepared) -> list[dict]:
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(prepared.graph_def, name="")
+    result = []
+    for name in prepared.outputs:
+        t = graph.get_tensor_by_name(f"{name}:0")
+        result.append({"name": name, "dtype": t.dtype.name,
+                       "shape": t.shape.as_list() if t.shape.rank is not None else None})
+    for o in result:  # -1 for a dynamic dim, as inspect writes it
+        if o["shape"] is not None:
+            o["shape"] = [-1 if d is None else d for d in o["shape"]]
+    return result
+
+
+def _weights(tf, graph_def) -> tuple[int, int]:
+    """(float32 constants' element count, bytes of every other constant) in the graph and its functions."""
+    floats = other = 0
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    for node in nodes:
+        if node.op != "Const":
+            continue
+        tensor = node.attr["value"].tensor
+        dtype = tf.dtypes.as_dtype(tensor.dtype)
+        if dtype == tf.string:
+            continue
+        count = math.prod(d.size for d in tensor.tensor_shape.dim)
+        if dtype == tf.float32:
+            floats += count
+        else:
+            other += count * dtype.size
+    return floats, other
+
+
+# --- for people ---------------------------------------------------------------------------------
+
+
+def format_deep(result: dict, available: dict[str, str]) -> str:
+    """inspect --deep's text report; `available`: target → why it is not installed (engine.availability)."""
+    from .backends import TARGETS
+    from .options import human_size
+
+    lines = [f"model      {result['model']}", f"frozen     {result['nodes']} nodes, {len(result['ops'])} op types"
+             + (" (cached)" if result.get("cached") else "")]
+    for o in result["outputs"]:
+        lines.append(f"output     {o['name']}: {o['dtype']} {o['shape'] if o['shape'] is not None else '[?]'}")
+    for target in TARGETS:
+        lines.append(f"{target:<10} {verdict_line(result['targets'][target], available.get(target))}")
+    weights = result["weight_bytes"]
+    lines.append("weights    " + ", ".join(f"{label} {human_size(weights['float32_weights'] * bits // 8 + weights['other'])}"
+                                          for label, bits in (("float32", 32), ("16-bit", 16), ("8-bit", 8))))
+    lines.append("ops        " + ", ".join(f"{op}×{n}" for op, n in result["ops"].items()))
+    return "\n".join(lines)
+
+
+def verdict_line(target: dict, missing: str | None = None) -> str:
+    """One target's verdict on the frozen graph, in a line (the wizard shows the same)."""
+    if missing:
+        return missing
+    if target["verdict"] == "blocked":
+        return "blocked by " + "; ".join(f"{op} ({why})" for op, why in sorted(target["blocked"].items()))
+    line = ("every op of the frozen graph is supported" if target["verdict"] == "ok"
+            else "the converter decides (no op list to check)") + f"; strategy: {target['strategy']}"
+    if target["maybe"]:
+        line += f"; {', '.join(sorted(target['maybe']))} only inside control-flow bodies (may be pruned)"
+    return line
