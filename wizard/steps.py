@@ -151,6 +151,7 @@ class Answers:
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
     outline: str = ""  # engine.outline's picture of the model as text, made when it was read
+    deep: dict | None = None  # `inspect --deep` of this model, tag, signature (wizard.analysis), once it answered
 
     def load(self, path: str, *, tag: str | None = None, signature: str | None = None) -> None:
         """Detect and inspect `path` (no TensorFlow); raises UserError with the message to show in place.
@@ -170,7 +171,7 @@ class Answers:
             self.__dict__.update(fresh.__dict__)
             self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
         self.info, self.tag, self.signature = info, _tag_text(info.tag), info.signature
-        self.outline = outline
+        self.outline, self.deep = outline, None
 
     def apply(self, key: str, value: Any) -> None:
         """Record one answer the way both front ends must: a model path is loaded, and a new tag or
@@ -324,7 +325,7 @@ def _target_questions(a: Answers) -> list[Question]:
 
     from engine.availability import unavailable
 
-    blocked, missing = preflight(a.info), unavailable()
+    blocked, missing = preflight(a.info, a.deep), unavailable()
 
     def note(t: str) -> str:
         if t in missing:  # an extra that is not installed: its reason and fix, in place of the note
@@ -422,28 +423,37 @@ def checked_options(a: Answers) -> ConversionOptions:
     return options
 
 
-def preflight(info) -> dict[str, dict[str, str] | None]:
+def preflight(info, deep: dict | None = None) -> dict[str, dict[str, str] | None]:
     """target → {op: why it blocks} from the op inventory, or None where that can't be known before
-    converting (Keras layers become TF ops only when frozen; TFLite has no op list to check)."""
+    converting (Keras layers become TF ops only when frozen; TFLite has no op list to check).
+    `deep`: `inspect --deep`'s answer, whose verdicts on the frozen graph win."""
     from engine.backends import TARGETS, get
 
+    if deep is not None:
+        return {t: None if deep["targets"][t]["verdict"] == "unknown" else deep["targets"][t]["blocked"] for t in TARGETS}
     return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
             for t in TARGETS}
 
 
-def preflight_verdicts(info) -> list[tuple[str, str, str]]:
+def preflight_verdicts(info, deep: dict | None = None, waiting: str = "") -> list[tuple[str, str, str]]:
     """(target title, "ok" | "blocked" | "later", one line) per target, for both front ends; a target
-    whose extra is not installed is "blocked" with the reason and its fix."""
+    whose extra is not installed is "blocked" with the reason and its fix. `deep`: the frozen graph's
+    verdicts (`inspect --deep`); `waiting`: what to say meanwhile where only that can tell."""
     from engine.availability import unavailable
 
     result, missing = [], unavailable()
-    for target, ops in preflight(info).items():
+    for target, ops in preflight(info, deep).items():
         title = TARGET_TITLES[target]
         if target in missing:  # not installed here: say so, with the command that installs it
             result.append((title, "blocked", missing[target].removeprefix(f"{title}: ")))
+        elif deep is not None:
+            from engine.deep import verdict_line
+
+            verdict = deep["targets"][target]["verdict"]
+            result.append((title, {"unknown": "later"}.get(verdict, verdict), verdict_line(deep["targets"][target])))
         elif ops is None:
             when = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
-            result.append((TARGET_TITLES[target], "later", f"checked {when}"))
+            result.append((TARGET_TITLES[target], "later", waiting or f"checked {when}"))
         elif ops:
             why = "; ".join(f"{op} ({reason})" for op, reason in sorted(ops.items()))
             result.append((TARGET_TITLES[target], "blocked", f"blocked by {why}"))
