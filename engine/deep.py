@@ -84,14 +84,16 @@ def cache_key(detection, info, options) -> str:
         except PackageNotFoundError:
             versions.append("")
     h.update(json.dumps([SCHEMA, versions, info.tag, info.signature, options.trust_model]).encode())
-    files = [detection.path] if detection.path.is_file() else sorted(p for p in detection.path.rglob("*") if p.is_file())
-    if detection.graph and detection.graph not in files:
-        files.append(detection.graph)
+    # (file, the part of its name that matters): a model's own name does not, a SavedModel's layout does.
+    root = detection.path
+    files = [(root, "")] if root.is_file() else [(p, str(p.relative_to(root))) for p in sorted(root.rglob("*")) if p.is_file()]
+    if detection.graph and detection.graph not in [f for f, _ in files]:
+        files.append((detection.graph, "graph"))
     if detection.checkpoint:
         prefix = Path(detection.checkpoint)
-        files += sorted(p for p in prefix.parent.glob(prefix.name + "*") if p.is_file())
-    for p in files:
-        h.update(f"\0{p.name}\0{p.stat().st_size}\0".encode())
+        files += [(p, p.name[len(prefix.name):]) for p in sorted(prefix.parent.glob(prefix.name + "*")) if p.is_file()]
+    for p, name in files:
+        h.update(f"\0{name}\0{p.stat().st_size}\0".encode())
         with open(p, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)

@@ -45,14 +45,19 @@ class Analysis:
     def seconds(self) -> int:
         return int(time.monotonic() - self.started)
 
-    def run(self) -> None:
-        """The cached answer, else the child's (blocks: call it in a thread)."""
+    def from_cache(self) -> bool:
+        """Take the cached answer, if there is one (no process; reads and hashes the model)."""
         from engine.deep import cached, deep_options
 
         model, tag, signature, trust = self.key
         hit = cached(deep_options(model, tag=tag, signature=signature, trust_model=trust))
         if hit is not None:
             self.result = {**hit, "cached": True}
+        return hit is not None
+
+    def run(self) -> None:
+        """The cached answer, else the child's (blocks: call it in a thread)."""
+        if self.done or self.from_cache():
             return
         with self._lock:
             if self.cancelled:
@@ -93,10 +98,11 @@ class Background:
     def __init__(self):
         self.current: Analysis | None = None
 
-    def start(self, answers, done=lambda analysis: None) -> Analysis | None:
+    def start(self, answers, done=lambda analysis: None, *, cache_first: bool = False) -> Analysis | None:
         """Analyse the answers' model in a thread, then call done(analysis) there, unless that runs or
         answered already; None when the model may not be loaded yet (it runs code and the user has not
-        said to trust it)."""
+        said to trust it). cache_first: look in the cache before returning (the plain flow asks on at
+        once, and a cached answer should be there by the Targets question)."""
         if answers.info is None or (answers.info.code_risks and not answers.trust_model):
             self.cancel()
             return None
@@ -105,6 +111,9 @@ class Background:
             return self.current
         self.cancel()
         self.current = fresh
+        if cache_first and fresh.from_cache():
+            done(fresh)
+            return fresh
         threading.Thread(target=lambda: (fresh.run(), done(fresh)), daemon=True).start()
         return fresh
 

@@ -93,11 +93,11 @@ def _steps(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", te
             if not (given and _take_given(model, answers, ui)):
                 _ask_step(step, answers, ui)
             given = False  # coming back here asks again
-            background.start(answers)
+            background.start(answers, cache_first=True)
         elif step.key == "graph":
             _show_graph(answers, ui)
             _ask_step(step, answers, ui)
-            background.start(answers)  # another tag or signature, or trusted now
+            background.start(answers, cache_first=True)  # another tag or signature, or trusted now
         elif step.key == "targets":
             _show_analysis(answers, background.current, ui)
             _ask_step(step, answers, ui)
