@@ -222,8 +222,8 @@ def verdict_line(target: dict, missing: str | None = None) -> str:
         return missing
     if target["verdict"] == "blocked":
         return "blocked by " + "; ".join(f"{op} ({why})" for op, why in sorted(target["blocked"].items()))
-    line = ("every op of the frozen graph is supported" if target["verdict"] == "ok"
-            else "the converter decides (no op list to check)") + f"; strategy: {target['strategy']}"
+    line = ("every frozen op supported" if target["verdict"] == "ok"
+            else "its converter decides (no op list)") + f" · strategy: {target['strategy']}"
     if target["maybe"]:
         line += f"; {', '.join(sorted(target['maybe']))} only inside control-flow bodies (may be pruned)"
     return line

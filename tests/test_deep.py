@@ -103,7 +103,7 @@ def test_plain_flow_shows_the_analysis_at_the_targets_question(keras_deep, cache
     assert warm.returncode == 0, warm.stderr
     targets = warm.stderr[warm.stderr.index("Targets"):]
     assert "with TensorFlow, on the frozen graph: (cached)" in targets and "output probs: float32 [-1, 10]" in targets
-    assert "every op of the frozen graph is supported; strategy: frozen graph" in targets
+    assert "every frozen op supported · strategy: frozen graph" in targets
     assert warm.stdout == cold.stdout  # the command does not depend on it
 
 
@@ -141,7 +141,7 @@ def test_the_app_shows_pending_then_the_frozen_graphs_verdicts(tmp_path, monkeyp
     asyncio.run(main())
     assert all("analysing with TensorFlow…" in line for line in seen["pending"]), seen["pending"]
     assert seen["pending shape"] == "[?]" and seen["final shape"] == "[-1,10]"
-    assert "✔ ONNX: every op of the frozen graph is supported; strategy: frozen graph" in seen["final"]
+    assert "✔ ONNX: every frozen op supported · strategy: frozen graph" in seen["final"]
     assert seen["targets"] == seen["final"]
     assert "inspect" not in seen["command"] and seen["command"].startswith("tfwizard convert")
 

@@ -345,7 +345,8 @@ def _target_questions(a: Answers) -> list[Question]:
             continue
         modes = ("",) + QUANTIZATIONS[t]
         result.append(Question(f"quantize:{t}", "select", f"{TARGET_TITLES[t]} quantization", "",
-                               choices=tuple((m, QUANTIZATION_NOTES[m]) for m in modes), default=a.get(f"quantize:{t}")))
+                               choices=tuple((m, QUANTIZATION_NOTES[m] + _weights_note(a.deep, t, m)) for m in modes),
+                               default=a.get(f"quantize:{t}")))
         if t == "onnx":
             result.append(Question("opset", "text", "ONNX opset", f"blank for {DEFAULT_OPSET}; newer runtimes take up to 18",
                                    default=a.opset, validate=_check_opset))
@@ -355,6 +356,15 @@ def _target_questions(a: Answers) -> list[Question]:
                                             ("layers", "layers model: can be trained further in the browser")),
                                    default=a.tfjs_format))
     return result
+
+
+def _weights_note(deep: dict | None, target: str, mode: str) -> str:
+    """The frozen graph's weight bytes with this quantization (`inspect --deep`), once known."""
+    if deep is None:
+        return ""
+    from engine.options import human_size
+
+    return f" · weights {human_size(deep['weight_bytes']['by_quantization'][target][mode or 'none'])}"
 
 
 def _review_questions(a: Answers) -> list[Question]:
