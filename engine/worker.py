@@ -44,7 +44,7 @@ class Request:
     upstream_commands: dict
     events_fd: int
     parent: int = 0  # our parent's pid: the worker exits if it is already gone
-    task: str = "convert"  # or "deep": freeze and describe the model (engine.deep), convert nothing
+    task: str = "convert"  # or "deep": freeze and describe the model (engine.frozen), convert nothing
 
 
 def _portable(detection):
@@ -165,7 +165,7 @@ def main() -> int:
 
     try:
         if request.task == "deep":
-            from .deep import analyse
+            from .frozen import analyse
 
             emit("result", deep=analyse(request.detection, request.info, request.options,
                                         Path(request.tmp), emit))
