@@ -143,7 +143,7 @@ class ModelScreen(StepScreen):
             detection.set_classes("bad")
             return
         self.answers.adopt(message.path, message.info, message.outline)
-        self.app.analyse()  # TensorFlow's view of it, in the background (the first screen is drawn by now)
+        self.call_after_refresh(self.app.analyse)  # TensorFlow's view of it, in the background, after a frame
         detection.set_classes("ok")
         detection.update(shown(f"✔ {_model_summary(message.info)}"))
         self.show_error("")
