@@ -108,6 +108,8 @@ class WizardApp(App[object]):
         self.background.cancel()
 
     def _answered(self, analysis) -> None:  # in the analysis thread
+        if analysis.cancelled or not self.is_running:
+            return  # nobody to tell
         try:
             self.call_from_thread(self._analysed, analysis)
         except RuntimeError:
