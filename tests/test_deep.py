@@ -13,6 +13,7 @@ import zipfile
 import h5py
 import pytest
 from conftest import SAMPLES, assert_clean_error, run_cli
+from test_trust import hostile, tf  # noqa: F401  (module-scoped fixtures: models that write a file)
 
 pytestmark = pytest.mark.timeout(300)
 KERAS = SAMPLES / "image_classifier.keras"
@@ -169,3 +170,19 @@ def test_going_back_to_model_kills_the_analysis(tmp_path, monkeypatch):
     asyncio.run(main())
     assert seen["code"] != 0 and app.analysis.cancelled and app.analysis.result is None
     assert not list((tmp_path / "cache").glob("tfwizard/deep/*.json"))  # nothing half-cached
+
+
+
+def test_deep_follows_converts_trust_rules(hostile, cache):
+    """Refused by the static scan without --trust-model; with it, the sandbox still stops the write."""
+    from engine.sandbox import abi_version
+
+    env = {"XDG_CACHE_HOME": str(cache)}
+    assert_clean_error(run_cli("inspect", "--deep", hostile["saved"], "--json", env=env), "--trust-model")
+    if not abi_version():
+        pytest.skip("no Landlock on this kernel")
+    proc = run_cli("inspect", "--deep", hostile["saved"], "--json", "--trust-model", env=env, timeout=300)
+    assert "the sandbox forbids" in assert_clean_error(proc, "Permission denied")
+    assert not hostile["target"].exists()
+    assert not list(cache.glob("tfwizard/deep/*.json")) or all(
+        json.loads(p.read_text())["model"] != str(hostile["saved"]) for p in cache.glob("tfwizard/deep/*.json"))
