@@ -22,7 +22,7 @@ from pathlib import Path
 from wizard.app import WizardApp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test helper that drives the app
-from pilot import press, settle  # noqa: E402
+from pilot import analysed, press, settle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (80, 24)
@@ -43,6 +43,7 @@ async def shoot(app: WizardApp, out: Path, *, convert: bool) -> list[Path]:
             await pilot.pause()
         save("model")
         await press(pilot, "ctrl+n")
+        await analysed(pilot)  # the frozen graph's verdicts, not "analysing with TensorFlow… N s"
         app.screen.query_one("#netron NavButton").press()  # a real server on 127.0.0.1: its URL is shown
         await press(pilot, "end")  # the body has focus: down to the outline
         save("graph")

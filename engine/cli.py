@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature", help="SavedModel signature (default: serving_default)")
     p.add_argument("--checkpoint", help="checkpoint prefix for a graph with variables (default: found beside it)")
     p.add_argument("--json", action="store_true", help="print JSON (schema tfwizard.inspect/1, see README)")
+    p.add_argument("--deep", action="store_true",
+                   help="freeze the model with TensorFlow as convert would and report the frozen graph: ops, "
+                        "each target's verdict, output shapes, weight sizes (JSON schema tfwizard.deep/1; cached)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="with --deep: load a model that runs code when loaded (as convert --trust-model)")
 
     from .backends import TARGETS, all_backends, get
 
@@ -149,6 +154,10 @@ def _inspect(args) -> int:
     from .detect import detect
     from .inspect import inspect
 
+    if args.deep:
+        return _inspect_deep(args)
+    if args.trust_model:
+        raise UserError("--trust-model goes with --deep (plain inspect loads nothing); add --deep or drop it")
     info = inspect(detect(args.model, checkpoint=args.checkpoint), tag=args.tag, signature=args.signature)
     if args.json:
         json.dump({**info.to_json(), **targets_json()}, sys.stdout, indent=2)
@@ -156,6 +165,23 @@ def _inspect(args) -> int:
     else:
         print(printable_lines(format_info(info)))
         print(format_targets())
+    return 0
+
+
+def _inspect_deep(args) -> int:
+    from .availability import unavailable
+    from .deep import deep_inspect, deep_options, format_deep
+    from .signals import interruptible
+
+    options = deep_options(args.model, tag=args.tag, signature=args.signature, checkpoint=args.checkpoint,
+                           trust_model=args.trust_model)
+    with interruptible():  # SIGTERM (the wizard going back) kills the worker and removes its files
+        result = deep_inspect(options, _text_emitter if not args.json else lambda event, **fields: None)
+    if args.json:
+        json.dump({**result, **targets_json()}, sys.stdout, indent=2)
+        print()
+    else:
+        print(printable_lines(format_deep(result, unavailable())))
     return 0
 
 

@@ -44,6 +44,7 @@ class Request:
     upstream_commands: dict
     events_fd: int
     parent: int = 0  # our parent's pid: the worker exits if it is already gone
+    task: str = "convert"  # or "deep": freeze and describe the model (engine.frozen), convert nothing
 
 
 def _portable(detection):
@@ -55,12 +56,24 @@ def _portable(detection):
 
 def run_worker(detection, info, options, tmp: Path, commands: dict, emit) -> list[TargetResult]:
     """Run the conversion into `tmp` in a worker; relay its events to `emit`; return its TargetResults."""
+    event = _run(Request(options, _portable(detection), info, str(tmp), commands, -1, os.getpid()), tmp, emit)
+    return [TargetResult(**t) for t in event["targets"]]
+
+
+def run_deep(detection, info, options, tmp: Path, emit) -> dict:
+    """engine.deep.analyse() of the model in a worker (sandboxed as a conversion); its result."""
+    return _run(Request(options, _portable(detection), info, str(tmp), {}, -1, os.getpid(), task="deep"),
+                tmp, emit)["deep"]
+
+
+def _run(request: Request, tmp: Path, emit) -> dict:
+    """Start the worker on `request`, relay its events to `emit`, return its "result" event's fields."""
     worker_tmp = tmp / WORKER_TMP
     worker_tmp.mkdir()
     debug = bool(os.environ.get("TFWIZARD_DEBUG"))
     log = None if debug else open(worker_tmp / "worker.log", "wb")
     read_fd, write_fd = os.pipe()
-    request = Request(options, _portable(detection), info, str(tmp), commands, write_fd, os.getpid())
+    request = replace(request, events_fd=write_fd)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=log, stderr=log,
@@ -95,7 +108,7 @@ def run_worker(detection, info, options, tmp: Path, commands: dict, emit) -> lis
         if event["user"]:
             raise UserError(event["message"])
         raise WorkerFailed(event["message"])
-    return [TargetResult(**t) for t in event["targets"]]
+    return event
 
 
 CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL)
@@ -151,6 +164,12 @@ def main() -> int:
     from .pipeline import convert_targets
 
     try:
+        if request.task == "deep":
+            from .frozen import analyse
+
+            emit("result", deep=analyse(request.detection, request.info, request.options,
+                                        Path(request.tmp), emit))
+            return 0
         targets = convert_targets(request.detection, request.info, request.options, Path(request.tmp),
                                   request.upstream_commands, emit)
     except UserError as e:

@@ -13,6 +13,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_models"
 MANIFEST = json.loads((SAMPLES / "manifest.json").read_text())["models"]
+# tfwizard's caches that follow XDG (inspect --deep's answers) go to a directory of this run, never
+# the user's ~/.cache; the wizard tests that pick a model start that analysis in the background.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tfwizard-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 @functools.cache

@@ -27,3 +27,14 @@ async def press(pilot, *keys) -> None:
     for key in keys:
         await pilot.press(key)
         await settle(pilot)
+
+
+async def analysed(pilot, timeout: float = 240) -> None:
+    """Wait until the background analysis (wizard.analysis) of the picked model has answered, if one runs."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (a := pilot.app.analysis) is not None and not a.done and not a.cancelled:
+        assert time.monotonic() < deadline, "the background analysis did not answer"
+        await pilot.pause(0.1)
+    await pilot.pause()

@@ -67,6 +67,9 @@ class WizardApp(App[object]):
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
         self.teaching = False  # the guided demo is on
         self.netron: dict[str, str | None] = {}  # model path → URL of its Netron server, None while starting
+        from .analysis import Background
+
+        self.background = Background()  # `inspect --deep` of the picked model (wizard.analysis)
 
     def get_default_screen(self) -> Screen:
         # The first step is the app's first screen, not one pushed over Textual's blank default:
@@ -89,7 +92,43 @@ class WizardApp(App[object]):
             if view.path == message.path:
                 view.show(message)
 
+    @property
+    def analysis(self):
+        """The wizard.analysis.Analysis of the answers' model, once one was picked."""
+        return self.background.current
+
+    def analyse(self) -> None:
+        """Start `inspect --deep` of the answers' model in the background, unless it runs or answered
+        already for this model, tag, signature and trust. Never waits for it."""
+        analysis = self.background.start(self.answers, done=self._answered)
+        if analysis is not None and analysis.result is not None:  # answered before (the model was read again)
+            self.answers.deep = analysis.result
+
+    def cancel_analysis(self) -> None:
+        self.background.cancel()
+
+    def _answered(self, analysis) -> None:  # in the analysis thread
+        if analysis.cancelled or not self.is_running:
+            return  # nobody to tell
+        try:
+            self.call_from_thread(self._analysed, analysis)
+        except RuntimeError:
+            pass  # the app has ended meanwhile
+
+    def _analysed(self, analysis) -> None:
+        if analysis is not self.analysis or analysis.cancelled:
+            return  # an answer for another model, or one the user went back from
+        if analysis.result is not None:
+            self.answers.deep = analysis.result
+        from .screens import Verdicts
+
+        for verdicts in self.screen.query(Verdicts):
+            verdicts.update_verdicts()
+        if hasattr(self.screen, "analysed"):
+            self.screen.analysed()
+
     def on_unmount(self) -> None:
+        self.cancel_analysis()  # never leave a TensorFlow child behind
         if self.netron:  # the Netron servers end with the app (imported only if one was started)
             from .view import stop
 
@@ -116,6 +155,7 @@ def run_app(model: str | None, *, dryrun: bool) -> int:
     try:
         result = app.run()
     finally:  # however the app ended, a conversion it started must not go on writing
+        app.cancel_analysis()
         if app.conversion is not None:
             app.conversion.cancel()
     if isinstance(result, str):  # Print: the command, alone on stdout

@@ -72,17 +72,33 @@ def _prompt_session():
 
 
 def _walk(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", teach: bool) -> int:
+    from .analysis import Background
+
+    background = Background()  # `inspect --deep` of the model, while the questions go on
+    try:
+        return _steps(answers, model, dryrun, ui, teach, background)
+    finally:
+        background.cancel()
+
+
+def _steps(answers: Answers, model: str | None, dryrun: bool, ui: "Prompter", teach: bool, background) -> int:
     given = bool(model)
     index = 0
     while True:
         step = STEPS[index]
         _enter(step.key, ui, teach)
         if step.key == "model":
+            background.cancel()
             if not (given and _take_given(model, answers, ui)):
                 _ask_step(step, answers, ui)
             given = False  # coming back here asks again
+            background.start(answers, cache_first=True)
         elif step.key == "graph":
             _show_graph(answers, ui)
+            _ask_step(step, answers, ui)
+            background.start(answers, cache_first=True)  # another tag or signature, or trusted now
+        elif step.key == "targets":
+            _show_analysis(answers, background.current, ui)
             _ask_step(step, answers, ui)
         elif step.key == "review":
             _ask_step(step, answers, ui)
@@ -164,6 +180,22 @@ def _show_graph(answers: Answers, ui: "Prompter") -> None:
     ui.say("  outline")
     ui.say(textwrap.indent(answers.outline, "    "))
     for title, _, text in preflight_verdicts(info):
+        ui.say(f"  {title:<14} {text}")
+
+
+def _show_analysis(answers: Answers, analysis, ui: "Prompter") -> None:
+    """The frozen graph's verdicts if the background analysis has answered; else how long it has run."""
+    from .analysis import status
+
+    deep, waiting = status(analysis, answers.info, answers.trust_model)
+    if deep is not None:
+        answers.deep = deep  # the targets' notes below say the same
+        ui.say("  with TensorFlow, on the frozen graph:" + (" (cached)" if deep.get("cached") else ""))
+        for o in deep["outputs"]:
+            ui.say(f"  output {o['name']}: {o['dtype']} {o['shape'] if o['shape'] is not None else '[?]'}")
+    else:
+        ui.say(f"  {waiting}; not ready yet, so these are the verdicts without TensorFlow:")
+    for title, _, text in preflight_verdicts(answers.info, deep):
         ui.say(f"  {title:<14} {text}")
 
 

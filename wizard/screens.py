@@ -198,15 +198,16 @@ class GraphScreen(QuestionScreen):
         for title, tensors in (("Inputs", info.inputs), ("Outputs", info.outputs)):
             yield Label(title, classes="section")
             table = DataTable(show_cursor=False, zebra_stripes=True, id=title.lower())
-            table.add_columns("name", "dtype", "shape", "note")
+            table.add_column("name")
+            table.add_column("dtype", key="dtype")
+            table.add_column("shape", key="shape")
+            table.add_column("note")
             for t in tensors:
-                table.add_row(shown_cell(t.name), t.dtype or "?", _shape(t.shape), shown_cell(t.note))
+                table.add_row(shown_cell(t.name), t.dtype or "?", _shape(t.shape), shown_cell(t.note), key=t.name)
             table.styles.height = len(tensors) + 1
             yield table
         yield Label("Can each target take it?", classes="section")
-        for title, verdict, text in steps.preflight_verdicts(info):
-            mark, style = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}[verdict]
-            yield Static(shown(f"{mark} {title}: {text}"), classes=style, markup=False)
+        yield Verdicts()
         # Before the op inventory, which can run to many lines for a big graph.
         yield Label("Outline: inputs → main blocks → outputs", classes="section")
         yield Static(shown(self.answers.outline), id="outline", markup=False)
@@ -221,11 +222,59 @@ class GraphScreen(QuestionScreen):
     def on_mount(self) -> None:
         if self.focused is None:  # arrows scroll the body; focusing a table would scroll it past its title
             self.query_one("#body").focus()
+        self.app.analyse()  # back from the Model step, which cancelled it: again (or the cached answer)
+        self.analysed()
+
+    def analysed(self) -> None:
+        """The frozen graph's output dtypes and shapes, once the analysis has them (static inspect may not)."""
+        from textual.widgets import DataTable
+
+        deep = self.answers.deep
+        if deep is None:
+            return
+        table = self.query_one("#outputs", DataTable)
+        for o in deep["outputs"]:
+            if o["name"] in table.rows:
+                table.update_cell(o["name"], "dtype", o["dtype"])
+                table.update_cell(o["name"], "shape", _shape(o["shape"]))
 
     @on(QuestionForm.Answered)
     async def _reselect(self, event: QuestionForm.Answered) -> None:
+        if event.key in ("tag", "signature", "trust_model"):
+            self.app.analyse()  # another graph, or now allowed to load it
         if event.key in ("tag", "signature"):  # other inputs and outputs: show them
             await self.recompose()
+        else:
+            self.query_one(Verdicts).update_verdicts()
+
+
+class Verdicts(Vertical):
+    """Can each target take it? The static verdicts, then the frozen graph's when the background
+    analysis (wizard.analysis) answers; meanwhile it counts the seconds. Updated in place."""
+
+    DEFAULT_CSS = "Verdicts { height: auto; }"
+    MARKS = {"ok": ("✔", "ok"), "blocked": ("✘", "bad"), "later": ("?", "")}
+
+    def compose(self) -> ComposeResult:
+        for n, _ in enumerate(self._verdicts()):
+            yield Static("", id=f"verdict-{n}", markup=False)
+
+    def on_mount(self) -> None:
+        self.update_verdicts()
+        self.set_interval(1, self.update_verdicts)
+
+    def _verdicts(self):
+        from .analysis import status
+
+        a = self.app.answers
+        return steps.preflight_verdicts(a.info, *status(self.app.analysis, a.info, a.trust_model))
+
+    def update_verdicts(self) -> None:
+        for n, (title, verdict, text) in enumerate(self._verdicts()):
+            mark, style = self.MARKS[verdict]
+            line = self.query_one(f"#verdict-{n}", Static)
+            line.update(shown(f"{mark} {title}: {text}"))
+            line.set_classes(style)
 
 
 # --- 3.–5. Shapes, Preprocessing, Targets -----------------------------------------------------------------
@@ -250,6 +299,17 @@ class PreprocessScreen(QuestionScreen):
 
 class TargetsScreen(QuestionScreen):
     STEP = "targets"
+
+    def body(self) -> ComposeResult:
+        yield from super().body()
+        yield Label("Can each target take it?", classes="section")
+        yield Verdicts()
+
+    def on_mount(self) -> None:
+        self.app.analyse()
+
+    def analysed(self) -> None:  # the Verdicts below say it; the targets' notes do when the step is shown again
+        pass
 
 
 # --- 6. Review ----------------------------------------------------------------------------------------

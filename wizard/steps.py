@@ -137,6 +137,7 @@ class Answers:
     benchmark: bool = False  # --benchmark
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
     outline: str = ""  # engine.outline's picture of the model as text, made when it was read
+    deep: dict | None = None  # `inspect --deep` of this model, tag, signature (wizard.analysis), once it answered
 
     def load(self, path: str, *, tag: str | None = None, signature: str | None = None) -> None:
         """Detect and inspect `path` (no TensorFlow); raises UserError with the message to show in place.
@@ -156,7 +157,7 @@ class Answers:
             self.__dict__.update(fresh.__dict__)
             self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
         self.info, self.tag, self.signature = info, _tag_text(info.tag), info.signature
-        self.outline = outline
+        self.outline, self.deep = outline, None
 
     def apply(self, key: str, value: Any) -> None:
         """Record one answer the way both front ends must: a model path is loaded, and a new tag or
@@ -315,7 +316,7 @@ def _target_questions(a: Answers) -> list[Question]:
     from engine.backends import all_backends
     from engine.options import parse_targets
 
-    blocked, missing = preflight(a.info), unavailable()
+    blocked, missing = preflight(a.info, a.deep), unavailable()
 
     def note(b) -> str:
         if b.name in missing:  # an extra that is not installed: its reason and fix, in place of the note
@@ -332,7 +333,7 @@ def _target_questions(a: Answers) -> list[Question]:
         if b.name not in a.targets:
             continue
         if b.quantizations:
-            modes = (("", NO_QUANTIZATION),) + tuple((m, q.note) for m, q in b.quantizations.items())
+            modes = (("", NO_QUANTIZATION + _weights_note(a.deep, b.name, "")),) + tuple((m, q.note + _weights_note(a.deep, b.name, m)) for m, q in b.quantizations.items())
             result.append(Question(f"quantize:{b.name}", "select", f"{b.title} quantization", "", choices=modes,
                                    default=a.get(f"quantize:{b.name}")))
         if b.name == "onnx":
@@ -343,6 +344,15 @@ def _target_questions(a: Answers) -> list[Question]:
             result.append(Question("tfjs_format", "select", "TF.js model type", "", choices=tuple(b.formats.items()),
                                    default=a.tfjs_format))
     return result
+
+
+def _weights_note(deep: dict | None, target: str, mode: str) -> str:
+    """The frozen graph's weight bytes with this quantization (`inspect --deep`), once known."""
+    if deep is None:
+        return ""
+    from engine.options import human_size
+
+    return f" · weights {human_size(deep['weight_bytes']['by_quantization'][target][mode or 'none'])}"
 
 
 def _review_questions(a: Answers) -> list[Question]:
@@ -425,28 +435,37 @@ def checked_options(a: Answers) -> ConversionOptions:
     return options
 
 
-def preflight(info) -> dict[str, dict[str, str] | None]:
+def preflight(info, deep: dict | None = None) -> dict[str, dict[str, str] | None]:
     """target → {op: why it blocks} from the op inventory, or None where that can't be known before
-    converting (Keras layers become TF ops only when frozen; TFLite has no op list to check)."""
+    converting (Keras layers become TF ops only when frozen; TFLite has no op list to check).
+    `deep`: `inspect --deep`'s answer, whose verdicts on the frozen graph win."""
     from engine.backends import TARGETS, get
 
+    if deep is not None:
+        return {t: None if deep["targets"][t]["verdict"] == "unknown" else deep["targets"][t]["blocked"] for t in TARGETS}
     return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
             for t in TARGETS}
 
 
-def preflight_verdicts(info) -> list[tuple[str, str, str]]:
+def preflight_verdicts(info, deep: dict | None = None, waiting: str = "") -> list[tuple[str, str, str]]:
     """(target title, "ok" | "blocked" | "later", one line) per target, for both front ends; a target
-    whose extra is not installed is "blocked" with the reason and its fix."""
+    whose extra is not installed is "blocked" with the reason and its fix. `deep`: the frozen graph's
+    verdicts (`inspect --deep`); `waiting`: what to say meanwhile where only that can tell."""
     from engine.availability import unavailable
 
     result, missing = [], unavailable()
-    for target, ops in preflight(info).items():
+    for target, ops in preflight(info, deep).items():
         title = target_title(target)
         if target in missing:  # not installed here: say so, with the command that installs it
             result.append((title, "blocked", missing[target].removeprefix(f"{title}: ")))
+        elif deep is not None:
+            from engine.deep import verdict_line
+
+            verdict = deep["targets"][target]["verdict"]
+            result.append((title, {"unknown": "later"}.get(verdict, verdict), verdict_line(deep["targets"][target])))
         elif ops is None:
             when = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
-            result.append((title, "later", f"checked {when}"))
+            result.append((title, "later", waiting or f"checked {when}"))
         elif ops:
             why = "; ".join(f"{op} ({reason})" for op, reason in sorted(ops.items()))
             result.append((title, "blocked", f"blocked by {why}"))

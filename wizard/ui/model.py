@@ -87,6 +87,7 @@ class ModelScreen(StepScreen):
         self.app.go("model")
 
     def on_mount(self) -> None:
+        self.app.cancel_analysis()  # back at the Model step: the analysis of the model left is stopped
         self.query_one("#path", Input).focus()
         # After the first paint: the file tree must not delay the screen. (The model is read in a
         # worker, started by the path Input's Changed event for its first value.)
@@ -142,6 +143,7 @@ class ModelScreen(StepScreen):
             detection.set_classes("bad")
             return
         self.answers.adopt(message.path, message.info, message.outline)
+        self.call_after_refresh(self.app.analyse)  # TensorFlow's view of it, in the background, after a frame
         detection.set_classes("ok")
         detection.update(shown(f"✔ {_model_summary(message.info)}"))
         self.show_error("")
