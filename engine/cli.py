@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .report import format_info, format_report
+from .user_code import parse_custom_objects
 from .text import printable, printable_lines
 from .options import (DEFAULT_SHARD_BYTES, PRESETS, ConversionOptions, parse_floats, parse_freeze, parse_input,
                       parse_quantize, parse_targets, strip_port)
@@ -67,7 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--use-structured-outputs-names", action="store_true", help="TF.js: outputs keyed by name")
     c.add_argument("--metadata", action="append", default=[], metavar="KEY:FILE.json", help="TF.js user metadata")
     c.add_argument("--trust-model", action="store_true",
-                   help="load Keras models with Lambda layers or custom objects, which run code (see inspect)")
+                   help="load Keras models with Lambda layers or custom objects, which run code (see inspect); "
+                        "needed for --custom-objects and --load-op-library")
+    c.add_argument("--custom-objects", action="append", default=[], metavar="PATH.py|MODULE:ATTR",
+                   help="Keras custom classes and functions: a .py file (its public classes and functions) or an "
+                        "import path; runs that code, so only with --trust-model (repeatable)")
+    c.add_argument("--load-op-library", action="append", default=[], metavar="PATH.so",
+                   help="a TensorFlow custom op library, loaded with tf.load_op_library before the model; native "
+                        "code, so only with --trust-model (repeatable)")
     c.add_argument("--no-verify", action="store_true", help="skip the numeric check against TensorFlow")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--dryrun", action="store_true", help="print this command and the upstream commands; write nothing")
@@ -108,7 +116,9 @@ def options_from_args(args) -> ConversionOptions:
         tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
-        metadata=tuple(args.metadata), trust_model=args.trust_model, verify=not args.no_verify, force=args.force,
+        metadata=tuple(args.metadata), trust_model=args.trust_model,
+        custom_objects=tuple(parse_custom_objects(c) for c in args.custom_objects),
+        op_libraries=tuple(lib.strip() for lib in args.load_op_library), verify=not args.no_verify, force=args.force,
         report=args.report, progress=args.progress or "text",
     )
 

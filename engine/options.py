@@ -56,6 +56,8 @@ class ConversionOptions:
     use_structured_outputs_names: bool = False
     metadata: tuple[str, ...] = ()  # tfjs "key:path.json"
     trust_model: bool = False  # load Keras Lambda layers / custom objects, which run code from the file
+    custom_objects: tuple[str, ...] = ()  # Keras custom classes: PATH.py or module[:attr] (engine.user_code)
+    op_libraries: tuple[str, ...] = ()  # TensorFlow custom op libraries (.so), loaded before the model
     verify: bool = True
     force: bool = False
     report: str | None = None
@@ -129,6 +131,10 @@ class ConversionOptions:
                 out.append(flag)
         for m in self.metadata:
             out += ["--metadata", m]
+        for spec in self.custom_objects:
+            out += ["--custom-objects", spec]
+        for lib in self.op_libraries:
+            out += ["--load-op-library", lib]
         if self.report:
             out += ["--report", self.report]
         if self.progress != "text":

@@ -83,6 +83,9 @@ class Backend(Protocol):
     # Optional: False if the upstream tool fails on a missing OUTDIR/<name>/ (the printed command
     # then starts with mkdir -p).
     upstream_creates_output_dir: bool = True
+    # Why a custom op (one TensorFlow itself does not register: --load-op-library) blocks this
+    # target, and what would map it; preflight names every custom op with it (blocking_ops()).
+    custom_op: str
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         """Ops (from the op inventory) this target cannot convert → why. Must not import TensorFlow."""
@@ -108,6 +111,11 @@ class Backend(Protocol):
 
     def tolerance(self, options) -> Tolerance:
         """What verification accepts for these options (FLOAT32_TOLERANCE or quantized_tolerance())."""
+
+
+def blocking_ops(backend: Backend, ops: dict[str, int], custom_ops=()) -> dict[str, str]:
+    """The ops (op type → why) that keep `backend` from converting: its own preflight, and every custom op."""
+    return {**backend.preflight(ops), **{op: backend.custom_op for op in custom_ops}}
 
 
 def get(name: str) -> Backend:

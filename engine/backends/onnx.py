@@ -73,6 +73,8 @@ class OnnxBackend:
     title = "ONNX"
     main_file = "model.onnx"
     preflight_knows_ops = True
+    custom_op = ("a custom op: tf2onnx has no conversion for it; map it with a tf2onnx custom op handler and run the "
+                 "result with an onnxruntime custom op library")
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         table, blocked = _ops_table(), {}
@@ -143,6 +145,8 @@ class OnnxBackend:
             kept = {i.name for i in inputs}
             defaults = [i.name for i in info.inputs if i.name not in kept and "default" in (i.note or "")]
             argv += ["--use_default", ",".join(defaults)] if defaults else []
+        if options.op_libraries:  # tf2onnx loads them itself before reading the model
+            argv += ["--load_op_libraries", ",".join(options.op_libraries)]
         argv += ["--opset", str(options.opset or DEFAULT_OPSET)]
         if options.inputs_as_nchw:
             argv += ["--inputs-as-nchw", ",".join(tensor.get(strip_port(n), f"{strip_port(n)}:0") for n in options.inputs_as_nchw)]

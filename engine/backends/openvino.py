@@ -145,6 +145,7 @@ class OpenVINOBackend:
     title = "OpenVINO IR"
     main_file = "model.xml"
     preflight_knows_ops = True
+    custom_op = "a custom op: OpenVINO's TensorFlow frontend has no conversion rule for it; map it with a frontend extension (ovc --extension)"
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         # Only TF ops known to lack a rule: op names the table doesn't know (custom ops, Keras layer

@@ -57,6 +57,7 @@ class TfjsBackend:
     title = "TensorFlow.js"
     main_file = "model.json"
     preflight_knows_ops = True
+    custom_op = "a custom op: TensorFlow.js has no kernel for it; one would have to be registered in JavaScript (tf.registerOp)"
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         if "InputLayer" in ops:  # a Keras layer inventory, not TF ops: nothing to check against
@@ -73,6 +74,8 @@ class TfjsBackend:
         fmt, layers = info.format, options.tfjs_format == "layers"
         if options.has_preprocessing or (options.outputs and fmt != "graphdef"):
             return None  # no mean/scale flags; only frozen graphs take output names
+        if options.op_libraries:
+            return None  # no flag to load a custom op library, and TensorFlow cannot read the graph without it
         if fmt == "keras_h5" and not layers and not (info.producer or "").startswith("Keras 2"):
             return None  # --input_format=keras loads with tf_keras: a Keras 3 .h5 fails ("batch_shape")
         out = os.path.join(options.output_dir, "tfjs")
@@ -158,6 +161,9 @@ class TfjsBackend:
         if options.has_preprocessing or options.outputs:
             raise UserError("--tfjs-format layers converts the Keras model as it is and cannot add "
                             "mean/scale/reverse-channels or cut outputs; use --tfjs-format graph")
+        if info.custom_classes:  # tf.loadLayersModel rebuilds each layer from its JavaScript class
+            raise UserError(f"--tfjs-format layers: TF.js would need {', '.join(info.custom_classes)} written in "
+                            "JavaScript (tf.serialization.registerClass) to load the model; use --tfjs-format graph")
 
     def _convert_layers(self, prepared, options, outdir, log, qmap, metadata):
         if options.inputs or options.batch:
