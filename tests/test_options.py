@@ -25,7 +25,8 @@ def roundtrip(options: ConversionOptions) -> ConversionOptions:
         preset="resnet", quantize=("tfjs:uint8:conv*,dense*", "onnx:int8", "tflite:float16", "openvino:fp16"),
         opset=17, inputs_as_nchw=("input",), weight_shard_size_bytes=1024, split_weights_by_layer=True,
         strip_debug_ops=False, control_flow_v2=True, use_structured_outputs_names=True, metadata=("k:v.json",),
-        trust_model=True, verify=False, force=True, report="r.json", progress="json",
+        trust_model=True, custom_objects=("my layers/l.py", "pkg.mod:OBJECTS"), op_libraries=("ops dir/z.so",),
+        verify=False, force=True, report="r.json", progress="json",
     ),
 ])
 def test_command_parses_back_to_the_same_options(options):
