@@ -115,7 +115,7 @@ class Backend(Protocol):
 
 def blocking_ops(backend: Backend, ops: dict[str, int], custom_ops=()) -> dict[str, str]:
     """The ops (op type → why) that keep `backend` from converting: its own preflight, and every custom op."""
-    return {**backend.preflight(ops), **{op: backend.custom_op for op in custom_ops}}
+    return {**backend.preflight(ops), **{op: f"{backend.custom_op}; or cut it off with --output" for op in custom_ops}}
 
 
 def get(name: str) -> Backend:
