@@ -104,7 +104,7 @@ def keras2_custom_objects(detection, options) -> bool:
 def before_tensorflow(detection, options) -> None:
     """Keras 2 model with custom objects: `tf.keras` and `import tensorflow.keras` must mean tf_keras,
     which TensorFlow decides when it is imported (the worker imports it after this)."""
-    if keras2_custom_objects(detection, options):
+    if keras2_custom_objects(detection, options) and "tensorflow" not in sys.modules:  # the worker, not a library user
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 

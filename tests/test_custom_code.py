@@ -429,3 +429,21 @@ def test_a_library_that_does_not_define_the_op_is_one_line(custom_op, tmp_path):
     assert proc.returncode == 2 and report is None
     error = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(error) == 1 and f"no library registers {OP}" in error[0], proc.stderr
+
+
+@pytest.mark.timeout(300)
+def test_the_user_s_code_runs_inside_the_sandbox(tmp_path):
+    from engine import sandbox
+
+    if sandbox.abi_version() == 0:
+        pytest.skip("no Landlock on this kernel: the worker runs unconfined")
+    model, code = sample(by_path("custom_objects/keras2_scale.h5"))
+    escaped = tmp_path / "escaped.txt"
+    hostile = tmp_path / "code" / "hostile_layers.py"
+    hostile.parent.mkdir()
+    hostile.write_text(code.read_text() + f"\nopen({str(escaped)!r}, 'w').write('out')\n")
+    proc, report = convert(tmp_path, model, "--custom-objects", hostile, to="onnx")
+    assert proc.returncode == 2 and report is None, proc.stderr
+    error = [ln for ln in proc.stderr.splitlines() if "error" in ln]
+    assert len(error) == 1 and "PermissionError" in error[0] and "hostile_layers.py" in error[0], proc.stderr
+    assert not escaped.exists()
