@@ -80,6 +80,9 @@ def test_custom_objects_need_trust_model_and_a_file_that_is_there(tmp_path):
         _plan(SAMPLES / "frozen_graph.pb", custom_objects=(str(code),), trust_model=True)
     _plan(model, custom_objects=(str(code),), trust_model=True)
     _plan(model, custom_objects=("json:JSONDecoder",), trust_model=True)  # an import path that exists
+    with pytest.raises(UserError, match="registerClass"):  # a TF.js layers model would need the class in JavaScript
+        plan(ConversionOptions(model=str(model), targets=("tfjs",), output_dir="unused", tfjs_format="layers",
+                               custom_objects=(str(code),), trust_model=True))
 
 
 def test_convert_refuses_in_one_line_and_dryrun_prints_the_flags(tmp_path):
