@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .report import format_info, format_report
+from .user_code import parse_custom_objects
 from .text import printable, printable_lines
 from .options import (DEFAULT_BENCHMARK_RUNS, PRESETS, ConversionOptions, parse_batch, parse_floats, parse_freeze,
                       parse_input, parse_quantize, parse_sample_input, parse_targets, strip_port)
@@ -76,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--use-structured-outputs-names", action="store_true", help="TF.js: outputs keyed by name")
     c.add_argument("--metadata", action="append", default=[], metavar="KEY:FILE.json", help="TF.js user metadata")
     c.add_argument("--trust-model", action="store_true",
-                   help="load Keras models with Lambda layers or custom objects, which run code (see inspect)")
+                   help="load Keras models with Lambda layers or custom objects, which run code (see inspect); "
+                        "needed for --custom-objects and --load-op-library")
+    c.add_argument("--custom-objects", action="append", default=[], metavar="PATH.py|MODULE:ATTR",
+                   help="Keras custom classes and functions: a .py file (its public classes and functions) or an "
+                        "import path; runs that code, so only with --trust-model (repeatable)")
+    c.add_argument("--load-op-library", action="append", default=[], metavar="PATH.so",
+                   help="a TensorFlow custom op library, loaded with tf.load_op_library before the model; native "
+                        "code, so only with --trust-model (repeatable)")
     c.add_argument("--sample-input", action="append", default=[], metavar="[NAME=]FILE",
                    help="verify on this input: .npy/.npz as they are, .png/.jpg resized to the input (repeatable)")
     c.add_argument("--benchmark", action="store_true",
@@ -111,6 +119,8 @@ def options_from_args(args) -> ConversionOptions:
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
         metadata=tuple(args.metadata), trust_model=args.trust_model,
+        custom_objects=tuple(parse_custom_objects(c) for c in args.custom_objects),
+        op_libraries=tuple(lib.strip() for lib in args.load_op_library),
         sample_inputs=tuple(parse_sample_input(t) for t in args.sample_input), benchmark=args.benchmark,
         benchmark_runs=args.benchmark_runs, verify=not args.no_verify, force=args.force,
         report=args.report, progress=args.progress or "text",

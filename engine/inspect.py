@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 from .detect import VARIABLE_OPS, Detection, Format
 from .errors import UserError
-from .keras_safety import code_risks
-from .safety import function_calls, graph_risks, saved_model_risks
+from .keras_safety import code_risks, custom_classes
+from .safety import custom_ops, function_calls, graph_risks, saved_model_risks
 from .protos import dtype_name
 
 SCHEMA = "tfwizard.inspect/1"
@@ -74,6 +74,10 @@ class ModelInfo:
     # What runs code or touches files when the model loads or runs: Keras Lambda layers and custom
     # objects (see keras_safety), graph ops with side effects and custom ops (see safety).
     code_risks: list[str] = field(default_factory=list)
+    # What the model needs from the user to load: Keras custom classes and functions (--custom-objects)
+    # and op types TensorFlow does not have (custom ops: --load-op-library).
+    custom_classes: list[str] = field(default_factory=list)
+    custom_ops: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, **asdict(self)}
@@ -119,7 +123,7 @@ def inspect(detection: Detection, *, tag: str | None = None, signature: str | No
     tensors = [o.tensor or o.name for o in outputs]
     risks = saved_model_risks(message, tensors) if fmt is Format.METAGRAPH else graph_risks(graph, outputs=tensors)
     return ModelInfo(**base, producer=producer, inputs=inputs, outputs=outputs, ops=ops, op_kind="tf_op",
-                     checkpoint=detection.checkpoint, warnings=warnings, code_risks=risks)
+                     checkpoint=detection.checkpoint, warnings=warnings, code_risks=risks, custom_ops=custom_ops(graph))
 
 
 # --- graphs ------------------------------------------------------------------------------------
@@ -276,7 +280,7 @@ def _inspect_saved_model(detection: Detection, base: dict, tag: str | None, sign
         **base, producer=f"TensorFlow {version}" if version else None, inputs=inputs, outputs=outputs,
         ops=dict(ops.most_common()), op_kind="tf_op", tags=tag_sets, tag=list(meta.meta_info_def.tags),
         signatures=sorted(signatures), signature=chosen,
-        code_risks=saved_model_risks(meta, [t.tensor for t in outputs if t.tensor]),
+        code_risks=saved_model_risks(meta, [t.tensor for t in outputs if t.tensor]), custom_ops=custom_ops(graph),
     )
 
 
@@ -346,6 +350,7 @@ def _inspect_keras(detection: Detection, base: dict) -> ModelInfo:
     return ModelInfo(
         **base, producer=f"Keras {version}" if version else None, inputs=inputs, outputs=outputs,
         ops=dict(counts.most_common()), op_kind="keras_layer", code_risks=code_risks(config),
+        custom_classes=custom_classes(config),
     )
 
 

@@ -14,6 +14,7 @@ in engine.safety with the graph rules. keras_builtins.txt lists the built-in cla
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from . import safety
@@ -24,6 +25,7 @@ LAMBDA_CLASSES = {"Lambda"}
 DATA_CLASSES = {"__tuple__", "__keras_tensor__", "__numpy__", "__tensor__", "__typespec__", "__ellipsis__",
                 "__slice__", "__bytes__", "__tensorshape__", "__dtype__"}
 MAX_REPORTED = 20
+REGISTERED_NAME = re.compile(r"^[A-Za-z_][\w.]*>[A-Za-z_]\w*$")  # "package>Name", as register_keras_serializable makes
 
 
 @functools.cache
@@ -53,6 +55,40 @@ def code_risks(config) -> list[str]:
     return risks
 
 
+def custom_classes(config) -> list[str]:
+    """The custom classes and functions a Keras config names, once each, in order: what Keras needs
+    the code of (--custom-objects) to rebuild the model. A registered one is named as registered
+    ("package>Name"), as Keras looks it up."""
+    found: dict[str, None] = {}
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+        elif isinstance(node, dict):
+            name = _custom_name(node)
+            if name:
+                found[name] = None
+            stack.extend(reversed(list(node.values())))
+    return list(found)
+
+
+def _custom_name(node: dict) -> str | None:
+    cls, module, registered = node.get("class_name"), node.get("module"), node.get("registered_name")
+    if not isinstance(cls, str) or cls in LAMBDA_CLASSES | DATA_CLASSES | {"__lambda__"} \
+            or cls in safety.TFOP_LAMBDA_CLASSES | set(safety.RISKY_KERAS_CLASSES):
+        return None
+    registered = registered if isinstance(registered, str) and registered else None
+    if cls == "function":
+        function = node.get("config")  # its registered name ("package>name"); registered_name is "function"
+        return function if isinstance(function, str) and not _keras_module(module) else None
+    if registered and ">" in registered and registered.split(">")[0] != "keras":
+        return registered
+    if isinstance(module, str):
+        return None if _keras_module(module) else cls
+    return None if cls in builtin_classes() else cls
+
+
 def _risk(node: dict, where: str) -> str | None:
     cls = node.get("class_name")
     if not isinstance(cls, str):
@@ -66,6 +102,8 @@ def _risk(node: dict, where: str) -> str | None:
         return f"Python lambda{inside}: code stored in the file"
     if cls in DATA_CLASSES:
         return None
+    if REGISTERED_NAME.match(cls) and not cls.startswith("keras>"):  # Keras 3 .h5 files name registered classes so
+        return f"custom object {cls}{inside}: its package's code runs when it is loaded"
     if not safety.KERAS_NAME.match(cls):
         return f"class name {cls!r}{inside} is not a Python name: a disguised custom object"
     inner = node.get("config") if isinstance(node.get("config"), dict) else {}

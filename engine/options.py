@@ -59,6 +59,8 @@ class ConversionOptions:
     sample_inputs: tuple[tuple[str, str], ...] = ()  # (input name or "", file): real inputs for verification
     benchmark: bool = False  # time each converted model in its runtime against TensorFlow (engine.benchmark)
     benchmark_runs: int = DEFAULT_BENCHMARK_RUNS
+    custom_objects: tuple[str, ...] = ()  # Keras custom classes: PATH.py or module[:attr] (engine.user_code)
+    op_libraries: tuple[str, ...] = ()  # TensorFlow custom op libraries (.so), loaded before the model
     verify: bool = True
     force: bool = False
     report: str | None = None
@@ -164,6 +166,10 @@ class ConversionOptions:
             out.append("--benchmark")
         if self.benchmark_runs != DEFAULT_BENCHMARK_RUNS:
             out += ["--benchmark-runs", str(self.benchmark_runs)]
+        for spec in self.custom_objects:
+            out += ["--custom-objects", spec]
+        for lib in self.op_libraries:
+            out += ["--load-op-library", lib]
         if self.report:
             out += ["--report", self.report]
         if self.progress != "text":

@@ -21,20 +21,27 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     from .inspect import graph_op_inventory
     from .ladder import climb
     from .prepare import import_tensorflow, prepare, run_reference
+    from .safety import custom_ops
     from .tables import string_constants
     from .interface import preprocessed_inputs
+    from .user_code import before_tensorflow, load_op_libraries
     from .verify import compare, index_limits, reference_feeds, reference_run
 
     emit("stage", stage="import", message="importing TensorFlow")
     work = tmp / ".work"
     work.mkdir()
+    before_tensorflow(detection, options)
     tf = import_tensorflow()
+    if options.op_libraries:
+        emit("stage", stage="op_libraries", message="loading the op libraries")
+        load_op_libraries(tf, options, info.custom_ops)
     emit("stage", stage="load", message="loading and freezing the model")
     prepared = prepare(detection, info, options, work)
     # Preflight on what will really be converted: the frozen graph (training branches, variables
     # and Keras layers are gone; their TF ops are what the targets see).
     main_ops = Counter(n.op for n in prepared.graph_def.node)
     body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
+    custom = custom_ops(prepared.graph_def)  # --load-op-library ops: no target has a conversion for them
     feeds, reference, unverifiable = {}, {}, None
     if options.verify:
         # The converted models get the feeds raw; TensorFlow gets them preprocessed apart from the graph.
@@ -57,7 +64,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         backend = backends.get(target)
         result = TargetResult(target, "ok", upstream_command=commands[target])
         results.append(result)
-        blocked = backend.preflight(dict(main_ops))
+        blocked = backends.blocking_ops(backend, dict(main_ops), custom)
         # Ops only inside control-flow bodies are often pruned when a converter lowers the
         # control flow (cond_v2 leaves gradient plumbing there); let the converter decide.
         maybe = backend.preflight(body_ops)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import backends
+from . import backends, user_code
 from .detect import Detection, Format, detect
 from .errors import UserError
 from .inspect import ModelInfo, inspect
@@ -29,6 +29,7 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
         more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
         raise UserError(f"{info.path}: loading or running this model runs code or touches files it names ({info.code_risks[0]}{more}); "
                         "if you trust its source, pass --trust-model")
+    user_code.check(options, info)  # --custom-objects, --load-op-library: trusted, present, needed
     check_graph(detection, info)
     preprocessed_inputs(final_inputs(info, options), options)
     if options.sample_inputs:
@@ -68,8 +69,9 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
     result = {}
     for target in options.targets:
         backend = backends.get(target)
-        # No upstream CLI can set a placeholder to a value (ovc refuses mo's 'name->value').
-        argv = None if options.freeze else backend.upstream_command(options, info)
+        # No upstream CLI can set a placeholder to a value (ovc refuses mo's 'name->value'), nor take
+        # Keras custom objects (tf2onnx --keras, tensorflowjs_converter, tflite_convert load without them).
+        argv = None if options.freeze or options.custom_objects else backend.upstream_command(options, info)
         line = shell_join(argv) if argv else None
         if line and not backend.upstream_creates_output_dir:
             line = f"mkdir -p {shell_quote(str(Path(options.output_dir, target)))} && {line}"

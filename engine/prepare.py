@@ -11,6 +11,7 @@ outputs with Identity nodes and prunes everything else away.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from contextlib import contextmanager
@@ -106,7 +107,7 @@ def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lowe
         return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs)
     if fmt is Format.SAVED_MODEL:
         return _freeze_saved_model(tf, detection, info, lower=lower)
-    return _freeze_keras(tf, detection, info, trust=options.trust_model, lower=lower)
+    return _freeze_keras(tf, detection, info, options, lower=lower)
 
 
 def _graph_names(graph_def, info, outputs) -> dict[str, str]:
@@ -251,42 +252,67 @@ def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: boo
     return _freeze_function(tf, fn, info, lower=lower)
 
 
-def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False, lower: bool = True):
+def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: bool = True):
     """Load with Keras' safe mode on unless the user trusts the model (plan() refused it otherwise).
 
     tf_keras ignores safe_mode for legacy .h5 files and would run a Lambda's bytecode, so its
-    safe-mode scope is entered around the load as well.
+    safe-mode scope is entered around the load as well. --custom-objects (trusted: plan() checked)
+    are imported here; for a Keras 2 file `keras` means tf_keras while they load and run.
     """
-    if detection.parsed["keras_major"] == "2":
+    from . import user_code
+
+    trust = options.trust_model
+    keras2 = detection.parsed["keras_major"] == "2"
+    if keras2:
         import tf_keras as keras  # Keras 2 files load faithfully only with Keras 2
         from tf_keras.src.saving.serialization_lib import SafeModeScope
     else:
         import keras
         from keras.src.saving.serialization_lib import SafeModeScope
-    try:
-        with SafeModeScope(not trust):
-            model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust)
-    except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        written = detection.parsed.get("keras_version") or ""
-        if written and written != keras.__version__ and "custom" not in msg.lower():
-            # Mostly a file from another Keras release whose config this one rebuilds differently
-            # (Keras 3.4+ on nested models saved by 3.0-3.3: keras-team/keras#19959, #20084).
-            raise UserError(f"{detection.path}: written by Keras {written}; this Keras ({keras.__version__}) cannot "
-                            f"rebuild it ({msg}); load it with Keras {written} (pip install keras=={written}) and "
-                            "export a SavedModel there with model.export(DIR), then convert DIR") from None
-        raise UserError(f"{detection.path}: Keras could not load the model ({msg}); copy it again if it is damaged, "
-                        "or export a SavedModel from the training code if it uses custom layers") from None
-    specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,
-                           i.dtype, name=i.name) for i in info.inputs]
+    objects = user_code.custom_objects(options, keras2=keras2) if options.custom_objects else {}
+    with user_code.keras_as_tf_keras() if keras2 and objects else contextlib.nullcontext():
+        try:
+            with SafeModeScope(not trust):
+                model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust,
+                                                custom_objects=objects or None)
+        except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
+            raise _keras_load_error(keras, detection, info, options, e) from None
+        specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,
+                               i.dtype, name=i.name) for i in info.inputs]
 
-    @tf.function(input_signature=specs)
-    def serve(*args):
-        result = model(list(args) if len(args) > 1 else args[0], training=False)
-        result = result if isinstance(result, (list, tuple)) else [result]
-        return {o.name: r for o, r in zip(info.outputs, result)}
+        @tf.function(input_signature=specs)
+        def serve(*args):
+            result = model(list(args) if len(args) > 1 else args[0], training=False)
+            result = result if isinstance(result, (list, tuple)) else [result]
+            return {o.name: r for o, r in zip(info.outputs, result)}
 
-    return _freeze_function(tf, serve.get_concrete_function(), info, lower=lower)
+        return _freeze_function(tf, serve.get_concrete_function(), info, lower=lower)
+
+
+def _keras_load_error(keras, detection, info, options, e) -> UserError:
+    """Why Keras could not load the model, in one line with the fix."""
+    from .sandbox import blocked
+
+    if blocked(e):  # a custom layer reading a file outside the model
+        return UserError(blocked(e))
+    msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    if info.custom_classes and not options.custom_objects:
+        return UserError(f"{detection.path}: Keras could not load the model ({msg}): it needs the code of "
+                         f"{', '.join(info.custom_classes)}; pass --custom-objects FILE.py, the file that defines "
+                         "them (with --trust-model)")
+    if options.custom_objects and info.custom_classes:
+        return UserError(f"{detection.path}: Keras could not load the model with --custom-objects "
+                         f"{', '.join(options.custom_objects)} ({msg}); those must define {', '.join(info.custom_classes)} "
+                         "as the model was saved with them")
+    written = detection.parsed.get("keras_version") or ""
+    if written and written != keras.__version__ and "custom" not in msg.lower():
+        # Mostly a file from another Keras release whose config this one rebuilds differently
+        # (Keras 3.4+ on nested models saved by 3.0-3.3: keras-team/keras#19959, #20084).
+        return UserError(f"{detection.path}: written by Keras {written}; this Keras ({keras.__version__}) cannot "
+                         f"rebuild it ({msg}); load it with Keras {written} (pip install keras=={written}) and "
+                         "export a SavedModel there with model.export(DIR), then convert DIR")
+    return UserError(f"{detection.path}: Keras could not load the model ({msg}); copy it again if it is damaged, "
+                     "or export a SavedModel from the training code if it uses custom layers")
 
 
 def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):

@@ -137,4 +137,11 @@ def format_info(info) -> str:
         lines.append("code       runs code or touches files when loaded or run; convert refuses it without --trust-model "
                      "(only for models you trust):")
         lines += [f"  ! {risk}" for risk in info.code_risks]
+    if info.custom_classes:
+        lines.append(f"custom     classes {', '.join(info.custom_classes)}: Keras needs their code to load the model; "
+                     "convert with --custom-objects FILE.py (the file that defines them) and --trust-model")
+    if info.custom_ops:
+        lines.append(f"custom     ops {', '.join(info.custom_ops)}: not in TensorFlow; convert with --load-op-library "
+                     "LIB.so (the library that registers them) and --trust-model; no target converts them (--output can "
+                     "cut them off)")
     return "\n".join(lines)

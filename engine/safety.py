@@ -106,6 +106,14 @@ def registered_ops() -> frozenset[str]:
 # --- graphs ------------------------------------------------------------------------------------
 
 
+def custom_ops(graph) -> list[str]:
+    """Op types in `graph` (GraphDef, functions included) that TensorFlow does not register: custom ops,
+    which need --load-op-library to load and which no target has a conversion for."""
+    functions = {f.signature.name for f in graph.library.function}
+    ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    return sorted(op for op in ops if op not in registered_ops() and op not in functions)
+
+
 def graph_risks(graph, *, outputs=(), saver=None, init_roots=(), asset_tensors=()) -> list[str]:
     """One line per node of `graph` (GraphDef, with its library) that would act outside the graph.
 

@@ -4,9 +4,10 @@ untrusted models: defence in depth behind engine.safety's static refusal, kept w
 Once confined (the rules hold for the worker and everything it starts: converters, Node.js, npm):
 - writes only to the temporary output (tmp, the worker's TMPDIR too), tfwizard's cache
   (~/.cache/tfwizard: TF.js verification installs npm packages there and runs Node), /dev/null;
-- reads only to the model's folder, the checkpoint's, ~/.keras and ~/.npmrc (settings), the Python
-  installation (prefixes, sys.path, this package), Node.js, and the system: /usr, /lib*, /bin, /sbin,
-  /etc, /proc, /sys, /dev, /run;
+- reads only to the model's folder, the checkpoint's, the folders of --custom-objects files, the
+  --load-op-library files, ~/.keras and ~/.npmrc (settings), the Python installation (prefixes,
+  sys.path, this package), Node.js, and the system: /usr, /lib*, /bin, /sbin, /etc, /proc, /sys,
+  /dev, /run;
 - no TCP bind or connect (Landlock ABI ≥ 4), except connect to port 443 while TF.js verification
   must first install @tensorflow/tfjs into an empty cache (npm fetches it from the registry).
 Without Landlock (another OS, an old kernel, a seccomp filter that hides it) the worker says so
@@ -88,6 +89,9 @@ def plan_access(options, tmp) -> tuple[list[Path], list[Path], bool]:
     if options.checkpoint:
         reads.append(Path(options.checkpoint).resolve().parent)
     reads += [Path(path).resolve() for _, path in getattr(options, "sample_inputs", ())]  # the files only
+    from .user_code import sandbox_reads
+
+    reads += sandbox_reads(options)  # --custom-objects files' folders, --load-op-library files
     node = shutil.which("node")
     if node:
         reads.append(Path(node).resolve().parent.parent)  # its prefix: bin/node and lib/node_modules

@@ -121,6 +121,11 @@ def death(returncode: int, stage: dict) -> Exception:
     if returncode == -signal.SIGKILL:  # the kernel's OOM killer sends SIGKILL
         return UserError(f"the conversion process was killed (SIGKILL) while {doing}, most likely because the "
                          "machine ran out of memory for this model; close other programs or use a machine with more memory")
+    if -returncode in CRASH_SIGNALS and stage.get("stage") == "op_libraries":
+        name = signal.Signals(-returncode).name
+        return UserError(f"TensorFlow crashed ({name}) while loading the --load-op-library libraries: a library built "
+                         "for another TensorFlow, or a broken one; build it against this TensorFlow with "
+                         "tf.sysconfig.get_compile_flags() and get_link_flags()")
     if -returncode in CRASH_SIGNALS and stage.get("stage") == "load":
         name = signal.Signals(-returncode).name
         return UserError(f"TensorFlow crashed ({name}) while loading the model: the model is malformed; "

@@ -22,9 +22,18 @@ def original_outputs(tf, entry, info, feeds):
         import keras
         import tf_keras
 
-        loader = tf_keras if info.producer.startswith("Keras 2") else keras
+        keras2 = info.producer.startswith("Keras 2")
+        loader = tf_keras if keras2 else keras
+        objects = None
+        if entry.get("custom_objects"):  # the custom-layer samples' code, imported as tfwizard imports it
+            from engine.user_code import custom_objects
+
+            objects = custom_objects(ConversionOptions(model=str(path), targets=("onnx",), output_dir="unused",
+                                                       custom_objects=(str(SAMPLES / entry["custom_objects"]),)),
+                                     keras2=keras2)
         # the Lambda samples run their stored code when loaded: that is what they are for
-        model = loader.models.load_model(str(path), compile=False, safe_mode=not entry.get("trust_required"))
+        model = loader.models.load_model(str(path), compile=False, safe_mode=not entry.get("trust_required"),
+                                         custom_objects=objects)
         result = model([feeds[i.name] for i in info.inputs] if len(info.inputs) > 1 else feeds[info.inputs[0].name])
         result = result if isinstance(result, (list, tuple)) else [result]
         return {o.name: np.asarray(r) for o, r in zip(info.outputs, result)}
@@ -63,7 +72,8 @@ def test_prepared_graph_matches_the_original_model(entry, tmp_path):
     detection = detect(SAMPLES / entry["path"])
     info = inspect(detection)
     options = ConversionOptions(model=entry["path"], targets=("onnx",), output_dir=str(tmp_path / "o"),
-                                trust_model=bool(entry.get("trust_required")))
+                                trust_model=bool(entry.get("trust_required")),
+                                custom_objects=(str(SAMPLES / entry["custom_objects"]),) if entry.get("custom_objects") else ())
     prepared = prepare(detection, info, options, tmp_path)
     feeds = make_feeds(prepared.inputs)
     expected = original_outputs(tf, entry, info, feeds)

@@ -10,8 +10,9 @@ from engine.detect import detect
 from engine.errors import UserError
 from engine.inspect import inspect
 from engine.keras_safety import code_risks
+from engine.options import ConversionOptions
 
-UNTRUSTED = [m for m in MANIFEST if m.get("trust_required")]
+UNTRUSTED = [m for m in MANIFEST if m.get("trust_required") and not m.get("custom_objects")]  # those: test_custom_code
 
 
 def test_the_samples_include_lambda_models_in_both_keras_formats():
@@ -75,10 +76,11 @@ def test_lambda_code_never_runs_without_consent(tmp_path):
     assert_clean_error(proc, "Lambda layer 'evil'", "--trust-model")
     assert not marker.exists()
     detection = detect(tmp_path / "evil.h5")
+    options = ConversionOptions(model=str(tmp_path / "evil.h5"), targets=("onnx",), output_dir="unused")
     with pytest.raises(UserError, match="Keras could not load"):
-        _freeze_keras(tf, detection, inspect(detection), trust=False)
+        _freeze_keras(tf, detection, inspect(detection), options)
     assert not marker.exists()
-    _freeze_keras(tf, detection, inspect(detection), trust=True)
+    _freeze_keras(tf, detection, inspect(detection), options.replace(trust_model=True))
     assert marker.exists()  # with consent it does run: the flag is what stands between
 
 

@@ -135,6 +135,8 @@ class Answers:
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
     sample_input: str = ""  # the Review's "check with my own input file": --sample-input
     benchmark: bool = False  # --benchmark
+    custom_objects: str = ""  # --custom-objects, comma-separated; asked when the model names custom classes
+    op_libraries: str = ""  # --load-op-library, comma-separated; asked when the graph has custom ops
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
     outline: str = ""  # engine.outline's picture of the model as text, made when it was read
     deep: dict | None = None  # `inspect --deep` of this model, tag, signature (wizard.analysis), once it answered
@@ -236,6 +238,8 @@ class Answers:
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
             sample_inputs=(parse_sample_input(normal_path(self.sample_input)),) if self.sample_input.strip() else (),
             benchmark=self.benchmark,
+            custom_objects=tuple(_entries(self.custom_objects)) if info.custom_classes else (),
+            op_libraries=tuple(_entries(self.op_libraries)) if info.custom_ops else (),
         )
 
 
@@ -257,6 +261,16 @@ def _graph_questions(a: Answers) -> list[Question]:
                                "; ".join(info.code_risks), default=a.trust_model,
                                validate=lambda v: None if v else "converting it runs that code: tick only for a "
                                                                  "model from a source you trust, or quit"))
+    if info.custom_classes:  # Keras needs their code to rebuild the model
+        result.append(Question("custom_objects", "text", f"Python file defining {', '.join(info.custom_classes)}",
+                               "--custom-objects: its public classes and functions are given to Keras (a module:attr "
+                               "import path works too; comma-separate several); without it Keras cannot load the model",
+                               default=a.custom_objects, validate=_check_custom_objects, completion="path"))
+    if info.custom_ops:  # TensorFlow must load the kernels before it can read the graph
+        result.append(Question("op_libraries", "text", f"Op library (.so) defining {', '.join(info.custom_ops)}",
+                               "--load-op-library: native code TensorFlow loads before the model (comma-separate "
+                               "several); no target converts these ops, so cut them off at Shapes",
+                               default=a.op_libraries, validate=_check_op_libraries, completion="path"))
     if len(info.tags) > 1:
         result.append(Question("tag", "select", "Tag set", "SavedModels keep one graph per tag set; 'serve' is for inference",
                                choices=tuple((",".join(t), ",".join(t)) for t in info.tags), default=",".join(info.tag)))
@@ -439,12 +453,19 @@ def preflight(info, deep: dict | None = None) -> dict[str, dict[str, str] | None
     """target → {op: why it blocks} from the op inventory, or None where that can't be known before
     converting (Keras layers become TF ops only when frozen; TFLite has no op list to check).
     `deep`: `inspect --deep`'s answer, whose verdicts on the frozen graph win."""
-    from engine.backends import TARGETS, get
+    from engine.backends import TARGETS, blocking_ops, get
 
     if deep is not None:
         return {t: None if deep["targets"][t]["verdict"] == "unknown" else deep["targets"][t]["blocked"] for t in TARGETS}
-    return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
-            for t in TARGETS}
+    custom = [op for op in info.custom_ops if op in info.ops]  # no target converts these (--load-op-library)
+    result = {}
+    for t in TARGETS:
+        backend = get(t)
+        if info.op_kind == "tf_op" and backend.preflight_knows_ops:
+            result[t] = blocking_ops(backend, dict(info.ops), custom)
+        else:
+            result[t] = blocking_ops(backend, {}, custom) or None
+    return result
 
 
 def preflight_verdicts(info, deep: dict | None = None, waiting: str = "") -> list[tuple[str, str, str]]:
@@ -626,6 +647,30 @@ def _error_of(check: Callable[[], object]) -> str | None:
     except UserError as e:
         return str(e)
     return None
+
+
+def _entries(text: str) -> list[str]:
+    """'a.py, b.py' → ['a.py', 'b.py'] (paths with '~' expanded: the command gets no shell)."""
+    return [normal_path(part) for part in str(text).split(",") if part.strip()]
+
+
+def _check_custom_objects(text: str) -> str | None:
+    from engine.user_code import is_file, parse_custom_objects
+
+    for entry in _entries(text):
+        if error := _error_of(lambda: parse_custom_objects(entry)):
+            return error
+        if is_file(entry) and not Path(entry).is_file():
+            return f"{entry}: no such file; give the .py file that defines the custom classes"
+    return None
+
+
+def _check_op_libraries(text: str) -> str | None:
+    entries = _entries(text)
+    if not entries:
+        return "give the .so file that defines the custom ops; TensorFlow cannot read the graph without it"
+    missing = [e for e in entries if not Path(e).is_file()]
+    return f"{missing[0]}: no such file; give the .so built with the custom ops" if missing else None
 
 
 def _check_floats(a: Answers, text: str, flag: str) -> str | None:

@@ -113,6 +113,10 @@ class Backend:
     upstream_creates_output_dir = True  # False: the upstream tool fails on a missing OUTDIR/<name>/
     # (the printed command then starts with mkdir -p)
 
+    # Why a custom op (one TensorFlow itself does not register: --load-op-library) blocks this
+    # target, and what would map it; preflight names every custom op with it (blocking_ops()).
+    custom_op: str = ""
+
     @property
     def label(self) -> str:
         return self.short_title or self.title
@@ -196,6 +200,11 @@ def quoted(text: str) -> str:
     import json
 
     return json.dumps(str(text))
+
+
+def blocking_ops(backend: Backend, ops: dict[str, int], custom_ops=()) -> dict[str, str]:
+    """The ops (op type → why) that keep `backend` from converting: its own preflight, and every custom op."""
+    return {**backend.preflight(ops), **{op: f"{backend.custom_op}; or cut it off with --output" for op in custom_ops}}
 
 
 def get(name: str) -> Backend:

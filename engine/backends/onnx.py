@@ -80,6 +80,9 @@ class OnnxBackend(Backend):
         "int8": Quantization(8, "int8 (dynamic): ~a quarter of the size, some accuracy loss"),
     }
     preflight_knows_ops = True
+    custom_op = ("a custom op: tf2onnx has no conversion for it; map it with a tf2onnx custom op handler and run the "
+                 "result with an onnxruntime custom op library")
+
     default_opset = 15  # tf2onnx 1.17's default (constants.PREFERRED_OPSET)
     min_opset = 7  # onnxruntime's oldest
     max_opset = 18  # the newest opset tf2onnx 1.17 knows (constants.OPSET_TO_IR_VERSION); 19: "not supported yet"
@@ -165,6 +168,8 @@ class OnnxBackend(Backend):
             kept = {i.name for i in inputs}
             defaults = [i.name for i in info.inputs if i.name not in kept and "default" in (i.note or "")]
             argv += ["--use_default", ",".join(defaults)] if defaults else []
+        if options.op_libraries:  # tf2onnx loads them itself before reading the model
+            argv += ["--load_op_libraries", ",".join(options.op_libraries)]
         argv += ["--opset", str(options.opset or self.default_opset)]
         if options.inputs_as_nchw:
             argv += ["--inputs-as-nchw", ",".join(tensor.get(n, f"{n}:0") for n in options.inputs_as_nchw)]

@@ -152,6 +152,7 @@ class OpenVINOBackend(Backend):
     # carry ~5e-4 relative rounding each (decompressed to f32 at run time).
     quantizations = {"fp16": Quantization(16, "fp16 weight compression: half the size, tiny accuracy loss")}
     preflight_knows_ops = True
+    custom_op = "a custom op: OpenVINO's TensorFlow frontend has no conversion rule for it; map it with a frontend extension (ovc --extension)"
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
         # Only TF ops known to lack a rule: op names the table doesn't know (custom ops, Keras layer

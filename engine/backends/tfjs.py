@@ -71,6 +71,8 @@ class TfjsBackend(Backend):
     }
     quantize_nodes = True  # tensorflowjs_converter's --quantize_float16=conv*,dense*
     preflight_knows_ops = True
+    custom_op = "a custom op: TensorFlow.js has no kernel for it; one would have to be registered in JavaScript (tf.registerOp)"
+
     formats = {"graph": "graph model: fastest inference", "layers": "layers model: can be trained further in the browser"}
     default_shard_bytes = 4 * 1024 * 1024  # tensorflowjs_converter's --weight_shard_size_bytes default
 
@@ -96,6 +98,8 @@ class TfjsBackend(Backend):
         fmt, layers = info.format, options.tfjs_format == "layers"
         if options.has_preprocessing or (options.outputs and fmt != "graphdef"):
             return None  # no mean/scale flags; only frozen graphs take output names
+        if options.op_libraries:
+            return None  # no flag to load a custom op library, and TensorFlow cannot read the graph without it
         if fmt == "keras_h5" and not layers and not (info.producer or "").startswith("Keras 2"):
             return None  # --input_format=keras loads with tf_keras: a Keras 3 .h5 fails ("batch_shape")
         out = os.path.join(options.output_dir, "tfjs")
@@ -176,6 +180,9 @@ class TfjsBackend(Backend):
     def check(self, options, info) -> None:
         if options.tfjs_format == "layers" and info.op_kind != "keras_layer":
             raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras); use the default graph format")
+        if options.tfjs_format == "layers" and info.custom_classes:  # tf.loadLayersModel rebuilds each layer from its JavaScript class
+            raise UserError(f"--tfjs-format layers: TF.js would need {', '.join(info.custom_classes)} written in "
+                            "JavaScript (tf.serialization.registerClass) to load the model; use --tfjs-format graph")
 
     def _convert_layers(self, prepared, options, outdir, log, qmap, metadata):
         if options.inputs or options.batch:

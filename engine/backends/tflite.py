@@ -45,6 +45,12 @@ class TFLiteBackend(Backend):
         "float16": Quantization(16, "float16: half the size, tiny accuracy loss (~1e-3)"),
     }
     preflight_knows_ops = False  # see preflight()
+    # Measured (TF 2.19): builtins and SELECT_TF_OPS both fail with "'tf.X' op is neither a custom op nor a
+    # flex op" (the Flex delegate holds TensorFlow's own kernels only); allow_custom_ops converts, and LiteRT
+    # then stops with "Encountered unresolved custom op".
+    custom_op = ("a custom op: not a TFLite builtin, and Select TF ops (Flex) carry TensorFlow's own kernels only; it "
+                 "needs a TFLite kernel registered in the app's interpreter (allow_custom_ops) or a Flex delegate "
+                 "built with the op")
     upstream_creates_output_dir = False  # tflite_convert: "NotFoundError: .../model.tflite" otherwise
 
     def preflight(self, ops: dict[str, int]) -> dict[str, str]:
@@ -72,6 +78,8 @@ class TFLiteBackend(Backend):
         keras2 = fmt == "keras_h5" and (info.producer or "").startswith("Keras 2")
         if options.has_preprocessing or (fmt not in ("saved_model", "graphdef", "graphdef_text") and not keras2):
             return None
+        if options.op_libraries:
+            return None  # no flag to load a custom op library, and TensorFlow cannot read the graph without it
         quant = options.quantization(self.name)
         overrides = dict(options.inputs)
         reshaped = bool(overrides) or options.batch is not None
