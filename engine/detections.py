@@ -79,7 +79,9 @@ def input_size(config_text: str) -> tuple[int, int] | None:
 
 
 def image_shape(model_path, shape) -> tuple[list[int], str] | None:
-    """A [1, H, W, C] shape for the image input from pipeline.config, and a note saying where it came from."""
+    """A [-1, H, W, C] shape for the image input from pipeline.config, and a note saying where it came from.
+
+    The batch stays dynamic: tf2onnx's loops over a batch fixed at 1 leave a Loop onnxruntime refuses."""
     config = pipeline_config(model_path)
     if config is None or shape is None or len(shape) != 4:
         return None
@@ -90,7 +92,7 @@ def image_shape(model_path, shape) -> tuple[list[int], str] | None:
     if size is None:
         return None
     channels = shape[3] if shape[3] > 0 else 3
-    return [1, *size, channels], f"shape from {config.name}'s image_resizer ({size[0]}x{size[1]}); change it with --input"
+    return [-1, *size, channels], f"shape from {config.name}'s image_resizer ({size[0]}x{size[1]}); change it with --input"
 
 
 # --- comparison --------------------------------------------------------------------------------

@@ -164,13 +164,13 @@ def ssd_tiny(out):
     loaded = tf.saved_model.load(os.path.join(d, "saved_model")).signatures["serving_default"]
     np.testing.assert_array_equal(loaded(input_tensor=tf.constant(feed))["num_detections"].numpy(), counts)
     # What inspect reports: the graph says [-1,-1,-1,3]; pipeline.config's resizer gives 32x32.
-    graph_inputs = [_io("image_tensor", [1, IMAGE_SIZE, IMAGE_SIZE, 3], "uint8")]
+    graph_inputs = [_io("image_tensor", [None, IMAGE_SIZE, IMAGE_SIZE, 3], "uint8")]
     return [_entry("ssd_tiny/frozen_inference_graph.pb", "graphdef", graph_inputs, DETECTION_OUTPUTS,
                    "TF Object Detection API-style SSD, frozen TF1 graph: uint8 image_tensor -> map_fn resize to 32x32 "
                    "(while loop) -> 2 convs -> 64 anchors -> NonMaxSuppressionV5 per image in a map_fn -> "
                    "detection_boxes [-1,10,4], detection_scores/classes [-1,10], num_detections [-1]. "
                    "pipeline.config beside it: fixed_shape_resizer 32x32.", tested_in=TESTS),
-            _entry("ssd_tiny/saved_model", "saved_model", [_io("input_tensor", [1, IMAGE_SIZE, IMAGE_SIZE, 3], "uint8")],
+            _entry("ssd_tiny/saved_model", "saved_model", [_io("input_tensor", [None, IMAGE_SIZE, IMAGE_SIZE, 3], "uint8")],
                    sorted(DETECTION_OUTPUTS), "The same SSD as a TF2 OD API SavedModel (functional While loops).",
                    tags=["serve"], signatures=["serving_default"], tested_in=TESTS)]
 
