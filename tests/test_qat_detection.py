@@ -155,6 +155,17 @@ def test_detector_dryrun_gives_ovc_the_config_size():
     assert "image_tensor:0[?,32,32,3]" in proc.stdout
 
 
+@pytest.mark.timeout(600)
+def test_detector_on_tfjs_fails_in_one_line_saying_what_to_do(converted):
+    results, _ = converted("ssd_tiny/frozen_inference_graph.pb")
+    result = results["tfjs"]
+    if "skipped" in (result.verification or {}):
+        pytest.skip(result.verification["skipped"])
+    assert result.status == "mismatch"
+    error = result.verification["error"]
+    assert "\n" not in error and "control flow" in error and "ONNX or OpenVINO" in error, error
+
+
 # --- the detection comparison itself (engine.detections) -----------------------------------------
 
 def _detections(boxes, scores, classes, slots=4):
