@@ -196,3 +196,16 @@ def test_a_wrong_class_count_or_box_fails():
     v = compare(REF, moved, FLOAT32_TOLERANCE)
     assert not v["passed"] and "detection_boxes" in v["error"]
     assert compare(REF, moved, Tolerance(0.02, 0))["passed"]  # within a looser tolerance
+
+
+def test_pipeline_config_resizers():
+    from engine.detections import input_size
+
+    fixed = "model { ssd { image_resizer { fixed_shape_resizer { height: 300 width: 320 } } } }"
+    padded = ("model { faster_rcnn { image_resizer { keep_aspect_ratio_resizer { min_dimension: 600\n"
+              "  max_dimension: 1024 pad_to_max_dimension: true } } } }")
+    unpadded = "model { faster_rcnn { image_resizer { keep_aspect_ratio_resizer { min_dimension: 600 max_dimension: 1024 } } } }"
+    assert input_size(fixed) == (300, 320)
+    assert input_size(padded) == (1024, 1024)
+    assert input_size(unpadded) is None  # the size depends on each image: the input stays dynamic
+    assert input_size("model { ssd { num_classes: 3 } }") is None
