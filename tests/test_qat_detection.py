@@ -82,6 +82,44 @@ def test_qat_tfjs_fails_in_one_line_naming_the_op(converted):
     assert "FakeQuantWithMinMaxVarsPerChannel" in results["tfjs"].message and "\n" not in results["tfjs"].message
 
 
+@pytest.fixture(scope="module")
+def per_channel_graph(tmp_path_factory):
+    """Per-channel fake quantization of an activation (narrow range): TensorFlow's optimiser cannot
+    fold it away as it does for constant weights, so the ONNX handler itself is what converts it."""
+    from engine.prepare import import_tensorflow
+
+    tf = import_tensorflow()
+    path = tmp_path_factory.mktemp("perchannel") / "per_channel.pb"
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        y = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+            x * 3.0 - 1.0, tf.constant([-1.0, -2.0, 0.1, -0.5]), tf.constant([1.0, 2.0, 3.0, 0.5]), narrow_range=True)
+        tf.identity(y, name="out")
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_per_channel_fake_quant_becomes_qdq_with_an_axis(per_channel_graph, tmp_path):
+    import onnx
+
+    out = tmp_path / "out"
+    report = convert(ConversionOptions(model=str(per_channel_graph), targets=("onnx",), output_dir=str(out), opset=13),
+                     emit=lambda *a, **k: None)
+    [result] = report.targets
+    assert result.status == "ok" and result.verification["passed"], (result.message, result.verification)
+    assert result.verification["max_abs_diff"] <= 1e-6  # TensorFlow's nudged levels, clipped to the narrow range
+    quantize = [n for n in onnx.load(out / "onnx" / "model.onnx").graph.node if n.op_type == "QuantizeLinear"]
+    assert [a.i for n in quantize for a in n.attribute if a.name == "axis"] == [1]
+
+
+def test_per_channel_fake_quant_below_opset_13_is_refused(per_channel_graph, tmp_path):
+    from conftest import assert_clean_error
+
+    proc = run_cli("convert", per_channel_graph, "--to", "onnx", "--opset", "11", "-o", tmp_path / "o", "--dryrun")
+    assert_clean_error(proc, "FakeQuantWithMinMaxVarsPerChannel", "--opset 13")
+
+
 def test_qat_tolerance_is_two_output_levels():
     from engine.fake_quant import output_step, tolerance
 

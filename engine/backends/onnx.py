@@ -163,6 +163,9 @@ class OnnxBackend:
         if not 7 <= opset <= MAX_OPSET:  # tf2onnx: "Opset 19 is not supported yet"; onnxruntime: opset 7+
             raise UserError(f"--opset {opset}: choose 7 to {MAX_OPSET} ({MAX_OPSET} is tf2onnx's newest, 7 onnxruntime's"
                             f" oldest); the default is {DEFAULT_OPSET}")
+        if opset < PER_CHANNEL_OPSET and "FakeQuantWithMinMaxVarsPerChannel" in info.ops:
+            raise UserError(f"--opset {opset}: the model's FakeQuantWithMinMaxVarsPerChannel (per-channel quantization) "
+                            f"needs --opset {PER_CHANNEL_OPSET} or newer in ONNX (QuantizeLinear's axis)")
         names = [i.name for i in final_inputs(info, options)]
         wrong = [n for n in map(strip_port, options.inputs_as_nchw) if n not in names]
         if wrong:
