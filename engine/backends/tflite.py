@@ -159,7 +159,8 @@ class TFLiteBackend:
             if i.shape is None:  # TFLite records unknown rank as shape [] and resizes at run time
                 log(f"input '{i.name}' has unknown rank; model.tflite lists it as shape [] — call "
                     f"resize_tensor_input before allocate_tensors, or fix it, e.g. --input '{i.name}[1,16]'")
-        log("converting" + (f" ({quant} quantization)" if quant else " to int8 (FakeQuant ranges)" if qat else "") + (" with Select TF ops" if select_tf_ops else ""))
+        mode = f" ({quant} quantization)" if quant else " to int8 (FakeQuant ranges)" if qat else ""
+        log("converting" + mode + (" with Select TF ops" if select_tf_ops else ""))
         try:
             data = run()
         except ConverterError as e:
