@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from . import detections
 from .detect import VARIABLE_OPS, Detection, Format
 from .errors import UserError
 from .keras_safety import code_risks, custom_classes
@@ -120,10 +121,24 @@ def inspect(detection: Detection, *, tag: str | None = None, signature: str | No
                         "these outputs are not the model's (graphs built by hand lack it too)")
     if sig_outputs:  # a MetaGraph exported with a serving signature says what its outputs are
         outputs = [o for o in outputs if o.name in sig_outputs] or outputs
+    inputs = _detector_inputs(detection.path, inputs, outputs, ops, warnings)
     tensors = [o.tensor or o.name for o in outputs]
     risks = saved_model_risks(message, tensors) if fmt is Format.METAGRAPH else graph_risks(graph, outputs=tensors)
     return ModelInfo(**base, producer=producer, inputs=inputs, outputs=outputs, ops=ops, op_kind="tf_op",
                      checkpoint=detection.checkpoint, warnings=warnings, code_risks=risks, custom_ops=custom_ops(graph))
+
+
+def _detector_inputs(path, inputs, outputs, ops, warnings) -> list[TensorInfo]:
+    """For a TF Object Detection API model, the image input gets pipeline.config's size, if one lies beside it."""
+    if not detections.looks_like_detector([o.name for o in outputs], ops):
+        return inputs
+    warnings.append("TF Object Detection API model (NMS inside while loops): outputs " + ", ".join(
+        o.name for o in outputs) + "; verification compares matched detections")
+    fixed = []
+    for i in inputs:
+        sized = detections.image_shape(path, i.shape) if i.dtype == "uint8" and i.name in detections.IMAGE_INPUTS else None
+        fixed.append(TensorInfo(i.name, i.dtype, sized[0], i.tensor, note=sized[1]) if sized else i)
+    return fixed
 
 
 # --- graphs ------------------------------------------------------------------------------------
@@ -158,6 +173,14 @@ def summarize_graph(graph) -> tuple[list[TensorInfo], list[TensorInfo], dict[str
     differentiated = {m.group(1) for n in noise if (m := GRADIENT_OF.search(n))}
     fed = [c for c in fed if c not in differentiated] or fed
     outputs = [_node_tensor(nodes[c]) for c in (fed or candidates)]
+    # A TF Object Detection API export: its named outputs, not the rule's (its loops and asserts dangle).
+    named = detections.detection_outputs([n.name for n in live if "/" not in n.name])
+    if named:
+        named_ops = Counter(nodes[a].op for a in ancestors(named, nodes))
+        _count_function_ops(graph, named_ops)
+        if detections.looks_like_detector(named, named_ops):
+            outputs = [_node_tensor(nodes[n]) for n in named]
+            fed = fed or [o.name for o in outputs]
     # Inputs are the placeholders the outputs need (a labels placeholder feeds only the loss).
     needed = ancestors([o.name for o in outputs], nodes, data_only=True)
     inputs = [_placeholder(n) for n in placeholders if n.name in needed or not fed]
@@ -276,9 +299,11 @@ def _inspect_saved_model(detection: Detection, base: dict, tag: str | None, sign
     ops = Counter(nodes[name].op for name in reachable)
     _count_function_ops(_SubGraph(graph, [nodes[n] for n in reachable]), ops)
     version = meta.meta_info_def.tensorflow_version
+    warnings = []
+    inputs = _detector_inputs(detection.path, inputs, outputs, ops, warnings)
     return ModelInfo(
         **base, producer=f"TensorFlow {version}" if version else None, inputs=inputs, outputs=outputs,
-        ops=dict(ops.most_common()), op_kind="tf_op", tags=tag_sets, tag=list(meta.meta_info_def.tags),
+        ops=dict(ops.most_common()), op_kind="tf_op", tags=tag_sets, warnings=warnings, tag=list(meta.meta_info_def.tags),
         signatures=sorted(signatures), signature=chosen,
         code_risks=saved_model_risks(meta, [t.tensor for t in outputs if t.tensor]), custom_ops=custom_ops(graph),
     )

@@ -25,8 +25,8 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, dynamic_di
     """Random inputs matching each input's dtype and shape, in ranges the model can take.
 
     Floats are uniform in [0, 1), or [0, 255] when the model takes raw pixels (preprocessing
-    baked in); integers in [0, 10) so they stay valid as indices, or below the table size when
-    they index an embedding (`index_limits`, from index_limits()); booleans False/True; strings
+    baked in); uint8 images ([B,H,W,1|3|4], a detector's image_tensor) in [0, 255]; integers in
+    [0, 10) so they stay valid as indices, or below the table size when they index an embedding (`index_limits`, from index_limits()); booleans False/True; strings
     three-letter lowercase words (bytes objects, as TensorFlow returns them), every other one from
     `vocabulary` when given (the model's string constants: a lookup table's keys).
     Dynamic dims become 2 for the batch and `dynamic_dim` elsewhere.
@@ -52,6 +52,8 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, dynamic_di
                             f"{MAX_FEED_BYTES >> 30} GiB; give smaller dims with --input {i.name}[...], or pass --no-verify")
         if dtype.kind == "f":
             value = rng.uniform(0, 255 if raw_pixels else 1, shape)
+        elif dtype == np.uint8 and len(shape) == 4 and shape[-1] in (1, 3, 4):  # an image: all of [0, 255]
+            value = rng.integers(0, 256, shape)
         elif dtype.kind in "iu":
             value = rng.integers(0, max(1, min(10, limits.get(i.name, 10))), shape)
         elif dtype.kind == "b":
@@ -217,7 +219,18 @@ def compare(reference: dict, actual: dict, tolerance: Tolerance) -> dict:
 
     Integer and boolean outputs (class ids, counts, masks) must match exactly on every target: a
     class id off by 4 of 1000 is wrong, though only 4e-3 relative. An empty output never passes.
+
+    Object detection outputs (detection_boxes/scores/classes, num_detections) are compared as
+    detections, matched per image (engine.detections), not as tensors.
     """
+    from . import detections
+
+    if detections.detection_outputs(list(reference)):
+        return detections.compare(reference, actual, tolerance, _compare_tensors)
+    return _compare_tensors(reference, actual, tolerance)
+
+
+def _compare_tensors(reference: dict, actual: dict, tolerance: Tolerance) -> dict:
     per_output, passed = {}, True
     for name, ref in reference.items():
         if name not in actual:

@@ -18,7 +18,7 @@ from engine.options import ConversionOptions
 # Models that run code when loaded are converted (with --trust-model) in test_untrusted_models.py.
 # Samples of real-world failure classes need their own flags: tests/test_realworld.py converts them.
 MODELS = [m for m in MANIFEST if m["format"] != "keras_weights_only" and not m.get("trust_required")
-          and not m.get("failure_class")]
+          and not m.get("failure_class") and not m.get("tested_in")]
 
 
 def fixed_shapes(entry):

@@ -28,6 +28,7 @@ from ..text import human_size
 from . import Backend, ConversionFailed, Quantization
 
 OPS_FILE = Path(__file__).with_name("onnx_ops.txt")
+PER_CHANNEL_OPSET = 13  # QuantizeLinear's axis (per-channel scales) came in opset 13
 NCHW_KEY = "tfwizard.inputs_as_nchw"
 # Ops preflight never blocks on: graph plumbing; what prepare's freezing removes or rewrites
 # (variables, function calls; ResourceGather becomes GatherV2); and gradient-only ops (TF2 control
@@ -41,6 +42,9 @@ REWRITTEN = {"Switch": 1, "Merge": 1, "Enter": 7, "Exit": 7, "NextIteration": 7,
              "TensorArrayV3": 7, "TensorArrayReadV3": 7, "TensorArrayWriteV3": 7, "TensorArrayScatterV3": 7,
              "TensorArrayGatherV3": 7, "TensorArraySizeV3": 7, "_FusedConv2D": 1, "_FusedMatMul": 1,
              "_FusedDepthwiseConv2dNative": 1, "Rank": 1}  # Rank: our handler, _rank_as_size_of_shape
+# Ops our own handlers convert (convert()'s custom_op_handlers), with the opset they need: the FakeQuant
+# ones are _fake_quant_as_qdq (tf2onnx's refuses narrow_range and has no per-channel one).
+OUR_HANDLERS = {"Rank": 1, "FakeQuantWithMinMaxVars": 10, "FakeQuantWithMinMaxVarsPerChannel": PER_CHANNEL_OPSET}
 GC_MIN_GRAPH_BYTES = 8 * 2**20  # smaller graphs: the gc runs (~0.3 s) cost more than they save
 FLOAT16_MIN_ELEMENTS = 16  # smaller float tensors stay float32: nothing to gain, one more Cast each
 
@@ -64,7 +68,7 @@ def write_ops_file(path: Path = OPS_FILE) -> int:
 @functools.cache
 def _ops_table() -> dict[str, int]:
     rows = (ln.split() for ln in OPS_FILE.read_text().splitlines() if ln.strip() and not ln.startswith("#"))
-    return {op: int(opset) for op, opset in rows}
+    return {**{op: int(opset) for op, opset in rows}, **OUR_HANDLERS}
 
 
 class OnnxBackend(Backend):
@@ -179,6 +183,10 @@ class OnnxBackend(Backend):
     def check(self, options, info) -> None:
         from ..interface import final_inputs  # no TensorFlow
 
+        opset = options.opset or self.default_opset
+        if opset < PER_CHANNEL_OPSET and "FakeQuantWithMinMaxVarsPerChannel" in info.ops:
+            raise UserError(f"--opset {opset}: the model's FakeQuantWithMinMaxVarsPerChannel (per-channel quantization) "
+                            f"needs --opset {PER_CHANNEL_OPSET} or newer in ONNX (QuantizeLinear's axis)")
         names = [i.name for i in final_inputs(info, options)]
         wrong = [n for n in options.inputs_as_nchw if n not in names]
         if wrong:
@@ -207,7 +215,9 @@ class OnnxBackend(Backend):
                 optimized, name="unknown", continue_on_error=True, opset=opset,
                 input_names=input_names, output_names=output_names,
                 inputs_as_nchw=[f"{n}:0" for n in nchw] or None, tensors_to_rename=rename,
-                custom_op_handlers={"Rank": (_rank_as_size_of_shape, [])})
+                custom_op_handlers={"Rank": (_rank_as_size_of_shape, []),
+                                    "FakeQuantWithMinMaxVars": (_fake_quant_as_qdq, []),
+                                    "FakeQuantWithMinMaxVarsPerChannel": (_fake_quant_as_qdq, [])})
             del optimized
         _check_converted(model, errors)
         unranked = {i.name for i in prepared.inputs if i.shape is None}
@@ -284,6 +294,47 @@ def _check_converted(model, errors: list[str]) -> None:
     failed = [e.split(" (fct=")[0] for e in errors if e.startswith("Failed to convert node")]
     if failed:
         raise ConversionFailed(f"tf2onnx failed on {len(failed)} node(s): {'; '.join(failed[:5])}")
+
+
+def _fake_quant_as_qdq(ctx, node, name, args):
+    """FakeQuantWithMinMaxVars[PerChannel] (quantization-aware training) as Clip, QuantizeLinear,
+    DequantizeLinear: the model stays quantized, and onnxruntime can fold the pairs into int8 kernels.
+
+    TensorFlow nudges min/max so that 0.0 is a level exactly; scale and zero point here are the nudged
+    ones, and the Clip holds a narrow range (weights: levels 1..255) that uint8 saturation would not.
+    tf2onnx's own handler uses the unnudged zero point, refuses narrow_range and has no per-channel form.
+    """
+    import numpy as np
+    from onnx import TensorProto
+    from tf2onnx.utils import make_name, make_sure
+
+    per_channel = node.type.endswith("PerChannel")
+    make_sure(node.inputs[1].is_const() and node.inputs[2].is_const(),
+              "%s: its min and max must be constants (freeze the graph)", node.name)
+    make_sure(not per_channel or ctx.opset >= PER_CHANNEL_OPSET,
+              "%s: per-channel quantization needs --opset %d or newer", node.name, PER_CHANNEL_OPSET)
+    bits, narrow = node.get_attr_value("num_bits", 8), bool(node.get_attr_value("narrow_range", 0))
+    make_sure(bits == 8, "%s: num_bits=%d; ONNX QuantizeLinear is 8-bit", node.name, bits)
+    lo = np.asarray(node.inputs[1].get_tensor_value(as_list=False), np.float32)
+    hi = np.asarray(node.inputs[2].get_tensor_value(as_list=False), np.float32)
+    qmin, qmax = (1 if narrow else 0), 255
+    scale = ((hi - lo) / (qmax - qmin)).astype(np.float32)
+    zero = np.clip(np.round(qmin - lo / scale), qmin, qmax)  # TF's nudged zero point
+    nudged_min, nudged_max = ((qmin - zero) * scale).astype(np.float32), ((qmax - zero) * scale).astype(np.float32)
+    x, dtype, shape = node.input[0], ctx.get_dtype(node.input[0]), ctx.get_shape(node.input[0])
+    rank = len(shape) if shape is not None else None
+    make_sure(not per_channel or rank, "%s: per-channel quantization needs a known rank", node.name)
+    axis = {"axis": rank - 1} if per_channel else {}
+    const = lambda what, value: ctx.make_const(make_name(f"{node.name}/{what}"), value).output[0]
+    lo_clip = ctx.make_node("Max", [x, const("nudged_min", nudged_min)], op_name_scope=node.name)
+    clipped = ctx.make_node("Min", [lo_clip.output[0], const("nudged_max", nudged_max)], op_name_scope=node.name)
+    scale_name, zero_name = const("scale", scale), const("zero_point", zero.astype(np.uint8))
+    q = ctx.make_node("QuantizeLinear", [clipped.output[0], scale_name, zero_name], attr=axis,
+                      op_name_scope=node.name, shapes=[shape], dtypes=[TensorProto.UINT8])
+    dq = ctx.make_node("DequantizeLinear", [q.output[0], scale_name, zero_name], attr=axis,
+                       op_name_scope=node.name, shapes=[shape], dtypes=[dtype])
+    ctx.replace_all_inputs(node.output[0], dq.output[0])
+    ctx.remove_node(node.name)
 
 
 def _rank_as_size_of_shape(ctx, node, name, args):

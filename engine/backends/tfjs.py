@@ -237,6 +237,9 @@ class TfjsBackend(Backend):
                 if proc.returncode != 0:
                     lines = proc.stderr.strip().splitlines() or ["(no output)"]
                     why = next((ln.split(": ", 1)[1] for ln in lines if ln.startswith("tfjs_runner error: ")), lines[-1])
+                    if why.startswith("Cannot compute the outputs"):  # seen on NMS inside while loops (OD API models)
+                        why = (why.split(". ")[0] + ": TF.js' graph executor does not follow this graph's control "
+                               "flow; convert it to ONNX or OpenVINO instead")
                     raise ConversionFailed(f"TF.js could not run the converted model: {why}")
                 result = json.loads(out.read_text())
                 timings = json.loads(Path(f"{out}.timings").read_text()) if timing else None

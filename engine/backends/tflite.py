@@ -147,6 +147,8 @@ class TFLiteBackend(Backend):
         import tensorflow as tf
         from tensorflow.lite.python.convert_phase import ConverterError
 
+        from engine.fake_quant import is_quantization_aware
+
         quant = options.quantization(self.name)
 
         def converter():
@@ -156,9 +158,12 @@ class TFLiteBackend(Backend):
             func, holder = _signature_function(prepared)
             return tf.lite.TFLiteConverter.from_concrete_functions([func], holder)
 
+        # A quantization-aware graph (FakeQuant ops) becomes an int8 model: its ranges are the quantization.
+        qat = not quant and is_quantization_aware(prepared.graph_def)
+
         def run() -> bytes:
             conv = converter()
-            if quant:  # "dynamic": int8 weights, float activations; "float16": fp16 weights
+            if quant or qat:  # "dynamic": int8 weights, float activations; "float16": fp16 weights
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if quant == "float16":
                     conv.target_spec.supported_types = [tf.float16]
@@ -170,7 +175,8 @@ class TFLiteBackend(Backend):
             if i.shape is None:  # TFLite records unknown rank as shape [] and resizes at run time
                 log(f"input '{i.name}' has unknown rank; model.tflite lists it as shape [] — call "
                     f"resize_tensor_input before allocate_tensors, or fix it, e.g. --input '{i.name}[1,16]'")
-        log("converting" + (f" ({quant} quantization)" if quant else "") + (" with Select TF ops" if select_tf_ops else ""))
+        mode = f" ({quant} quantization)" if quant else " to int8 (FakeQuant ranges)" if qat else ""
+        log("converting" + mode + (" with Select TF ops" if select_tf_ops else ""))
         try:
             data = run()
         except ConverterError as e:
