@@ -17,8 +17,9 @@ OUTPUTS = [  # everything this script writes; removed before each rebuild
     "saved_model_tf2", "image_classifier", "image_classifier.keras", "dynamic_shapes", "keras_lambda.keras",
     "keras2_lambda.h5", "realworld", "manifest.json"]
 import recurrent  # issue 13's recurrent, text and odd-file samples (sample_models/recurrent.py)
+import formats  # issue 15's TF Hub module and TF.js layers model (sample_models/formats.py)
 
-OUTPUTS += recurrent.OUTPUTS
+OUTPUTS += recurrent.OUTPUTS + formats.OUTPUTS
 OTHER_MACHINE = "/home/alice/train"  # absolute paths baked into `checkpoint` state files
 
 
@@ -539,7 +540,8 @@ def realworld_training_metagraph(out):
 
 BUILDERS = [keras3_functional, keras3_sequential, keras2_models, frozen_graph, slim_checkpoint, tf1_checkpoint_v2,
             metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes, lambda_models,
-            realworld_verification, realworld_keras_embedding, realworld_training_metagraph, *recurrent.BUILDERS]
+            realworld_verification, realworld_keras_embedding, realworld_training_metagraph, *recurrent.BUILDERS,
+            *formats.BUILDERS]
 
 
 def main():
