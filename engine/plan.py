@@ -44,7 +44,7 @@ def check_graph(detection, info: ModelInfo) -> None:
     from .graph_checks import malformed
 
     graph = _parsed_graph(detection)
-    if detection.format is Format.SAVED_MODEL:
+    if detection.format in (Format.SAVED_MODEL, Format.TF_HUB):
         graph = next((m.graph_def for m in detection.parsed.meta_graphs
                       if list(m.meta_info_def.tags) == list(info.tag)), None)
     why = malformed(graph) if graph is not None else None

@@ -69,7 +69,7 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
     graph_path.write_bytes(graph_def.SerializeToString())
     prepared = Prepared(
         graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
-        keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
+        keras_path=_keras_file(detection, workdir, options.trust_model),
         has_preprocessing=options.has_preprocessing,
         strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else "frozen graph",
     )
@@ -79,7 +79,21 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
 
 
 # What the report calls the original model in a strategy's name ("saved model, control flow v2").
-SOURCE_NAMES = {"saved_model": "saved model", "keras_h5": "Keras model", "keras_v3": "Keras model"}
+SOURCE_NAMES = {"saved_model": "saved model", "tf_hub": "Hub module", "keras_h5": "Keras model",
+                "keras_v3": "Keras model", "tfjs_layers": "Keras model"}
+
+
+def _keras_file(detection: Detection, workdir: Path, trust: bool) -> Path | None:
+    """The Keras file the layers-model targets load: the input itself, or for a TF.js layers model the
+    model as tensorflowjs' loader rebuilt it, saved as a Keras 2 .h5 in the work directory."""
+    if detection.format in (Format.KERAS_H5, Format.KERAS_V3):
+        return detection.path
+    if detection.format is Format.TFJS_LAYERS:
+        path = workdir / "tfjs_layers_model.h5"
+        if not path.exists():
+            _load_keras(detection, trust=trust).save(str(path))
+        return path
+    return None
 
 
 def _once(make):
@@ -104,7 +118,7 @@ def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lowe
         return graph_def, _graph_names(graph_def, info, outputs)
     if fmt in (Format.CHECKPOINT, Format.METAGRAPH):
         return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs)
-    if fmt is Format.SAVED_MODEL:
+    if fmt in (Format.SAVED_MODEL, Format.TF_HUB):
         return _freeze_saved_model(tf, detection, info, lower=lower)
     return _freeze_keras(tf, detection, info, trust=options.trust_model, lower=lower)
 
@@ -251,12 +265,19 @@ def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: boo
     return _freeze_function(tf, fn, info, lower=lower)
 
 
-def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False, lower: bool = True):
+_LOADED: dict = {}  # (path, trust) -> the Keras model: the freeze and the layers-model targets share one load
+
+
+def _load_keras(detection: Detection, *, trust: bool = False):
     """Load with Keras' safe mode on unless the user trusts the model (plan() refused it otherwise).
 
     tf_keras ignores safe_mode for legacy .h5 files and would run a Lambda's bytecode, so its
-    safe-mode scope is entered around the load as well.
+    safe-mode scope is entered around the load as well. A TF.js layers model is rebuilt by
+    tensorflowjs' own Keras loader (tf_keras), in the same scope.
     """
+    key = (str(detection.path), trust)
+    if key in _LOADED:
+        return _LOADED[key]
     if detection.parsed["keras_major"] == "2":
         import tf_keras as keras  # Keras 2 files load faithfully only with Keras 2
         from tf_keras.src.saving.serialization_lib import SafeModeScope
@@ -265,9 +286,17 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
         from keras.src.saving.serialization_lib import SafeModeScope
     try:
         with SafeModeScope(not trust):
-            model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust)
+            if detection.format is Format.TFJS_LAYERS:
+                from tensorflowjs.converters import keras_tfjs_loader
+
+                model = keras_tfjs_loader.load_keras_model(str(detection.path))
+            else:
+                model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust)
     except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        if detection.format is Format.TFJS_LAYERS:
+            raise UserError(f"{detection.path}: tensorflowjs' Keras loader could not rebuild the layers model ({msg}); "
+                            "convert it from the Keras model it was made from, or save it again from TF.js") from None
         written = detection.parsed.get("keras_version") or ""
         if written and written != keras.__version__ and "custom" not in msg.lower():
             # Mostly a file from another Keras release whose config this one rebuilds differently
@@ -277,6 +306,12 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
                             "export a SavedModel there with model.export(DIR), then convert DIR") from None
         raise UserError(f"{detection.path}: Keras could not load the model ({msg}); copy it again if it is damaged, "
                         "or export a SavedModel from the training code if it uses custom layers") from None
+    _LOADED[key] = model
+    return model
+
+
+def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False, lower: bool = True):
+    model = _load_keras(detection, trust=trust)
     specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,
                            i.dtype, name=i.name) for i in info.inputs]
 
