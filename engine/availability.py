@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from importlib.util import find_spec
 
-TITLES = {"onnx": "ONNX", "tfjs": "TF.js", "openvino": "OpenVINO", "tflite": "TFLite"}
+TITLES = {"onnx": "ONNX", "tfjs": "TF.js", "openvino": "OpenVINO", "tflite": "TFLite", "keras": "Keras"}
 
 # target → the top-level modules it imports (what its extra in pyproject.toml installs)
 MODULES = {
@@ -19,6 +19,7 @@ MODULES = {
     "tfjs": ("tensorflowjs",),
     "openvino": ("openvino",),
     "tflite": ("ai_edge_litert",),  # verification; the converter is TensorFlow's own tf.lite
+    "keras": ("keras", "tf_keras"),  # in the base install: Keras files are saved with what loaded them
 }
 
 # target → (first Python it cannot install on, why): pyproject's extra carries the same marker.

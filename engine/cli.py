@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="convert to onnx, tfjs, openvino and/or tflite, then verify against TensorFlow")
     c.add_argument("model", help="model file or SavedModel directory")
-    c.add_argument("--to", required=True, help="targets, comma-separated: onnx,tfjs,openvino,tflite")
+    c.add_argument("--to", required=True, help="targets, comma-separated: onnx,tfjs,openvino,tflite,keras "
+                   "(keras: Keras and TF.js layers model inputs only)")
     c.add_argument("-o", "--output-dir", required=True, help="output directory (OUTDIR/<target>/..., OUTDIR/report.json)")
     c.add_argument("--input", action="append", default=[], metavar="NAME[d1,d2,...]",
                    help="input shape override; -1 or ? keeps a dim dynamic (repeatable)")
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--opset", type=int, help="ONNX opset (default 15)")
     c.add_argument("--inputs-as-nchw", default="", help="ONNX: these inputs take NCHW (comma-separated)")
     c.add_argument("--tfjs-format", choices=["graph", "layers"], default="graph", help="TF.js model type")
+    c.add_argument("--keras-format", choices=["h5", "keras"], default="h5",
+                   help="keras target: model.h5 (HDF5, default) or model.keras (Keras v3)")
     c.add_argument("--weight-shard-size-bytes", type=int, default=DEFAULT_SHARD_BYTES, help="TF.js weight shard size")
     c.add_argument("--split-weights-by-layer", action="store_true", help="TF.js: one weight group per layer")
     c.add_argument("--keep-debug-ops", action="store_true", help="TF.js: keep Print/Assert ops (stripped by default)")
@@ -105,7 +108,7 @@ def options_from_args(args) -> ConversionOptions:
         reverse_input_channels=args.reverse_input_channels, preset=args.preset,
         quantize=quantize, opset=args.opset,
         inputs_as_nchw=tuple(strip_port(n) for n in args.inputs_as_nchw.split(",") if n.strip()),
-        tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
+        tfjs_format=args.tfjs_format, keras_format=args.keras_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
         metadata=tuple(args.metadata), trust_model=args.trust_model, verify=not args.no_verify, force=args.force,

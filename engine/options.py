@@ -49,6 +49,7 @@ class ConversionOptions:
     opset: int | None = None
     inputs_as_nchw: tuple[str, ...] = ()  # ONNX
     tfjs_format: str = "graph"  # "graph" or "layers" (Keras inputs only)
+    keras_format: str = "h5"  # the keras target's file: "h5" (model.h5) or "keras" (model.keras)
     weight_shard_size_bytes: int = DEFAULT_SHARD_BYTES
     split_weights_by_layer: bool = False
     strip_debug_ops: bool = True
@@ -118,6 +119,8 @@ class ConversionOptions:
             out += ["--inputs-as-nchw", ",".join(self.inputs_as_nchw)]
         if self.tfjs_format != "graph":
             out += ["--tfjs-format", self.tfjs_format]
+        if self.keras_format != "h5":
+            out += ["--keras-format", self.keras_format]
         if self.weight_shard_size_bytes != DEFAULT_SHARD_BYTES:
             out += ["--weight-shard-size-bytes", str(self.weight_shard_size_bytes)]
         for flag, on in (("--split-weights-by-layer", self.split_weights_by_layer),

@@ -25,6 +25,9 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
         raise UserError(f"--to {','.join(options.targets)}: " + "; ".join(missing.values()))
     detection = detect(options.model, checkpoint=options.checkpoint)
     info = inspect(detection, tag=options.tag, signature=options.signature)
+    if detection.format is Format.TFJS_LAYERS and (why := unavailable(("tfjs",))):
+        raise UserError(f"{info.path}: a TF.js layers model is read with tensorflowjs' Keras loader, and here "
+                        f"{why['tfjs']}")
     if info.code_risks and not options.trust_model:
         more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
         raise UserError(f"{info.path}: loading or running this model runs code or touches files it names ({info.code_risks[0]}{more}); "

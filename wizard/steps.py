@@ -20,12 +20,13 @@ from engine.errors import UserError
 if TYPE_CHECKING:
     from engine.options import ConversionOptions
 
-TARGET_TITLES = {"onnx": "ONNX", "tfjs": "TensorFlow.js", "openvino": "OpenVINO IR", "tflite": "TFLite"}
+TARGET_TITLES = {"onnx": "ONNX", "tfjs": "TensorFlow.js", "openvino": "OpenVINO IR", "tflite": "TFLite", "keras": "Keras"}
 TARGET_NOTES = {
     "onnx": "runs in onnxruntime, TensorRT, DirectML, ...",
     "tfjs": "runs in the browser or Node.js",
     "openvino": "Intel CPUs, GPUs and NPUs",
     "tflite": "Android, iOS and microcontrollers",
+    "keras": "the Keras model again, as .h5 (from a TF.js layers model, or .keras to .h5)",
 }
 # One line each on what a quantization mode trades (size vs accuracy).
 QUANTIZATION_NOTES = {
@@ -146,6 +147,7 @@ class Answers:
     quantize: dict[str, str] = field(default_factory=dict)  # target → mode ("" = none)
     opset: str = ""
     tfjs_format: str = "graph"
+    keras_format: str = "h5"
     output_dir: str = ""
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
@@ -243,6 +245,7 @@ class Answers:
             quantize=tuple(f"{t}:{self.quantize[t]}" for t in TARGETS if t in self.targets and self.quantize.get(t)),
             opset=int(self.opset) if self.opset.strip() and int(self.opset) != DEFAULT_OPSET else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
+            keras_format=self.keras_format if "keras" in self.targets else "h5",
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
         )
 
@@ -319,7 +322,6 @@ def _preprocess_questions(a: Answers) -> list[Question]:
 
 
 def _target_questions(a: Answers) -> list[Question]:
-    from engine.backends import TARGETS
     from engine.options import QUANTIZATIONS
 
     from engine.availability import unavailable
@@ -336,15 +338,22 @@ def _target_questions(a: Answers) -> list[Question]:
             return "choose at least one target"
         return "; ".join(missing[t] for t in chosen if t in missing) or None
 
-    titles = tuple((t, note(t)) for t in TARGETS)
-    result = [Question("targets", "multi", "Convert to", "one or more", choices=titles, default=a.targets,
-                       validate=check)]
-    for t in TARGETS:
+    offered = offered_targets(a.info)
+    titles = tuple((t, note(t)) for t in offered)
+    result = [Question("targets", "multi", "Convert to", "one or more", choices=titles,
+                       default=[t for t in a.targets if t in offered], validate=check)]
+    for t in offered:
         if t not in a.targets:
             continue
-        modes = ("",) + QUANTIZATIONS[t]
-        result.append(Question(f"quantize:{t}", "select", f"{TARGET_TITLES[t]} quantization", "",
-                               choices=tuple((m, QUANTIZATION_NOTES[m]) for m in modes), default=a.get(f"quantize:{t}")))
+        if t in QUANTIZATIONS:
+            modes = ("",) + QUANTIZATIONS[t]
+            result.append(Question(f"quantize:{t}", "select", f"{TARGET_TITLES[t]} quantization", "",
+                                   choices=tuple((m, QUANTIZATION_NOTES[m]) for m in modes), default=a.get(f"quantize:{t}")))
+        if t == "keras":
+            result.append(Question("keras_format", "select", "Keras file", "",
+                                   choices=(("h5", "model.h5: HDF5, loads in Keras 2 and 3"),
+                                            ("keras", "model.keras: the Keras v3 format")),
+                                   default=a.keras_format))
         if t == "onnx":
             result.append(Question("opset", "text", "ONNX opset", f"blank for {DEFAULT_OPSET}; newer runtimes take up to 18",
                                    default=a.opset, validate=_check_opset))
@@ -425,10 +434,17 @@ def checked_options(a: Answers) -> ConversionOptions:
 def preflight(info) -> dict[str, dict[str, str] | None]:
     """target → {op: why it blocks} from the op inventory, or None where that can't be known before
     converting (Keras layers become TF ops only when frozen; TFLite has no op list to check)."""
-    from engine.backends import TARGETS, get
+    from engine.backends import get
 
     return {t: get(t).preflight(dict(info.ops)) if info.op_kind == "tf_op" and get(t).preflight_knows_ops else None
-            for t in TARGETS}
+            for t in offered_targets(info)}
+
+
+def offered_targets(info) -> tuple[str, ...]:
+    """The targets to offer for this model: keras only where there are Keras layers to save."""
+    from engine.backends import TARGETS
+
+    return tuple(t for t in TARGETS if t != "keras" or (info is not None and info.op_kind == "keras_layer"))
 
 
 def preflight_verdicts(info) -> list[tuple[str, str, str]]:
@@ -517,6 +533,8 @@ LOADING_SNIPPETS = {
                 'model = ov.Core().compile_model({path}, "CPU")  # model({{input_name: array}})',
     "tflite": 'from ai_edge_litert.interpreter import Interpreter  # LiteRT: pip install ai-edge-litert\n'
               'interpreter = Interpreter(model_path={path}); interpreter.allocate_tensors()',
+    "keras": 'import tf_keras  # Keras 2; a Keras 3 model: import keras\n'
+             'model = tf_keras.models.load_model({path}, compile=False)  # model.predict(array)',
 }
 
 
@@ -563,7 +581,9 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
 
     result = []
     for t in report.get("targets", []):
-        model_file = str(Path(options.output_dir) / t["target"] / get(t["target"]).main_file)
+        backend = get(t["target"])
+        name = backend.main_file_for(options) if hasattr(backend, "main_file_for") else backend.main_file
+        model_file = str(Path(options.output_dir) / t["target"] / name)
         has_model = t["status"] in ("ok", "mismatch")
         check, passed = verification_text(t.get("verification"))
         if has_model and t.get("strategy") and t["strategy"] != "frozen graph":

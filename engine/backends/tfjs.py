@@ -93,6 +93,8 @@ class TfjsBackend:
             argv += ["--input_format=keras", f"--output_format=tfjs_{'layers' if layers else 'graph'}_model"]
         elif fmt == "keras_v3" and layers:
             argv += ["--input_format=keras_keras", "--output_format=tfjs_layers_model"]
+        elif fmt == "tfjs_layers":  # re-sharded, quantized or as a graph model; it takes model.json itself
+            argv += ["--input_format=tfjs_layers_model", f"--output_format=tfjs_{'layers' if layers else 'graph'}_model"]
         else:  # .pbtxt, checkpoints, MetaGraphs, .keras → graph model: no upstream input format takes them
             return None
         if options.weight_shard_size_bytes != DEFAULT_SHARD_BYTES:
@@ -109,7 +111,7 @@ class TfjsBackend:
                 argv.append("--use_structured_outputs_names=True")
         if options.metadata:
             argv.append("--metadata=" + ",".join(options.metadata))
-        return argv + [str(options.model), out]
+        return argv + [info.path if fmt == "tfjs_layers" else str(options.model), out]
 
     def convert(self, prepared, options, outdir: Path, log) -> None:
         quant, patterns = options.quantization("tfjs"), options.quantize_nodes("tfjs")
@@ -154,7 +156,8 @@ class TfjsBackend:
         if options.tfjs_format != "layers":
             return
         if info.op_kind != "keras_layer":
-            raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras); use the default graph format")
+            raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras) or a TF.js layers model; use the "
+                            "default graph format")
         if options.has_preprocessing or options.outputs:
             raise UserError("--tfjs-format layers converts the Keras model as it is and cannot add "
                             "mean/scale/reverse-channels or cut outputs; use --tfjs-format graph")
