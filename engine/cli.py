@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--control-flow-v2", action="store_true", help="TF.js: keep control flow v2 ops")
     c.add_argument("--use-structured-outputs-names", action="store_true", help="TF.js: outputs keyed by name")
     c.add_argument("--metadata", action="append", default=[], metavar="KEY:FILE.json", help="TF.js user metadata")
+    c.add_argument("--tensorboard-logdir", metavar="DIR",
+                   help="also write the original graph and the prepared frozen graph the targets convert from as "
+                        "TensorBoard graph events in DIR/original and DIR/prepared (tensorboard --logdir DIR)")
     c.add_argument("--trust-model", action="store_true",
                    help="load Keras models with Lambda layers or custom objects, which run code (see inspect)")
     c.add_argument("--no-verify", action="store_true", help="skip the numeric check against TensorFlow")
@@ -111,7 +114,7 @@ def options_from_args(args) -> ConversionOptions:
         tfjs_format=args.tfjs_format, keras_format=args.keras_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
-        metadata=tuple(args.metadata), trust_model=args.trust_model, verify=not args.no_verify, force=args.force,
+        metadata=tuple(args.metadata), tensorboard_logdir=args.tensorboard_logdir, trust_model=args.trust_model, verify=not args.no_verify, force=args.force,
         report=args.report, progress=args.progress or "text",
     )
 

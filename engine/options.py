@@ -56,6 +56,7 @@ class ConversionOptions:
     control_flow_v2: bool = False
     use_structured_outputs_names: bool = False
     metadata: tuple[str, ...] = ()  # tfjs "key:path.json"
+    tensorboard_logdir: str | None = None  # write the original and the prepared graph there (engine.tensorboard)
     trust_model: bool = False  # load Keras Lambda layers / custom objects, which run code from the file
     verify: bool = True
     force: bool = False
@@ -132,6 +133,8 @@ class ConversionOptions:
                 out.append(flag)
         for m in self.metadata:
             out += ["--metadata", m]
+        if self.tensorboard_logdir:
+            out += ["--tensorboard-logdir", self.tensorboard_logdir]
         if self.report:
             out += ["--report", self.report]
         if self.progress != "text":

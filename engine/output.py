@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .report import REPORT_SCHEMA  # an earlier output is recognised by its report
 OWNER_MARKER = ".tfwizard-owner"  # in a temporary sibling: the pid of the run that made it
-TARGET_NAMES = ("onnx", "tfjs", "openvino", "tflite")  # the only subdirectories an earlier report can claim
+from .backends import TARGETS as TARGET_NAMES  # the only subdirectories an earlier report can claim
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
         raise UserError(f"{info.path}: loading or running this model runs code or touches files it names ({info.code_risks[0]}{more}); "
                         "if you trust its source, pass --trust-model")
     check_graph(detection, info)
+    from .tensorboard import check_logdir
+
+    check_logdir(options)
     preprocessed_inputs(final_inputs(info, options), options)
     final_outputs(info, options, graph=_parsed_graph(detection))
     for target in options.targets:

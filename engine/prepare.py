@@ -321,7 +321,17 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
         result = result if isinstance(result, (list, tuple)) else [result]
         return {o.name: r for o, r in zip(info.outputs, result)}
 
-    return _freeze_function(tf, serve.get_concrete_function(), info, lower=lower)
+    fn = serve.get_concrete_function()
+    _TRACED[str(detection.path)] = fn
+    return _freeze_function(tf, fn, info, lower=lower)
+
+
+_TRACED: dict = {}  # model path -> the Keras model's traced call, before freezing (engine.tensorboard)
+
+
+def traced_keras_graph(detection: Detection):
+    """The GraphDef of the Keras model's call as traced for freezing: variables, not yet constants."""
+    return _TRACED[str(detection.path)].graph.as_graph_def()
 
 
 def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
