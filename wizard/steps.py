@@ -149,6 +149,7 @@ class Answers:
     tfjs_format: str = "graph"
     keras_format: str = "h5"
     output_dir: str = ""
+    tensorboard_logdir: str = ""  # blank: no TensorBoard dump
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
@@ -246,6 +247,7 @@ class Answers:
             opset=int(self.opset) if self.opset.strip() and int(self.opset) != DEFAULT_OPSET else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
             keras_format=self.keras_format if "keras" in self.targets else "h5",
+            tensorboard_logdir=self.tensorboard_logdir.strip() or None,
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
         )
 
@@ -368,7 +370,10 @@ def _target_questions(a: Answers) -> list[Question]:
 def _review_questions(a: Answers) -> list[Question]:
     result = [Question("output_dir", "text", "Output directory", "each target goes into a subdirectory of it",
                        default=a.output_dir or default_output_dir(a.model),
-                       validate=lambda text: _check_output_dir(text, a.model), completion="path")]
+                       validate=lambda text: _check_output_dir(text, a.model), completion="path"),
+              Question("tensorboard_logdir", "text", "TensorBoard log directory",
+                       "blank for none; the original and the prepared graph, for tensorboard --logdir",
+                       default=a.tensorboard_logdir, validate=lambda text: _check_logdir(text, a), completion="path")]
     from engine.output import needs_consent, replace_note
 
     out = Path(a.output_dir or default_output_dir(a.model))
@@ -633,6 +638,17 @@ def _check_floats(text: str, flag: str, channels: int | None) -> str | None:
     if channels and len(values) not in (1, channels):
         return f"{flag}: {len(values)} values for {channels} channels; give 1 or {channels}"
     return None
+
+
+def _check_logdir(text: str, a: Answers) -> str | None:
+    from engine.options import ConversionOptions
+    from engine.tensorboard import check_logdir
+
+    if not str(text).strip():
+        return None
+    options = ConversionOptions(model=a.model, targets=(), output_dir=a.output_dir or default_output_dir(a.model),
+                                tensorboard_logdir=str(text).strip())
+    return _error_of(lambda: check_logdir(options))
 
 
 def _check_output_dir(text: str, model: str | None = None) -> str | None:
