@@ -462,6 +462,8 @@ def preflight_verdicts(info) -> list[tuple[str, str, str]]:
         title = TARGET_TITLES[target]
         if target in missing:  # not installed here: say so, with the command that installs it
             result.append((title, "blocked", missing[target].removeprefix(f"{title}: ")))
+        elif target == "keras":  # offered for Keras-shaped models only (offered_targets): saved, not converted
+            result.append((title, "ok", "the Keras model is saved again as it is"))
         elif ops is None:
             when = "once the Keras model is frozen to TF ops" if info.op_kind != "tf_op" else "while converting"
             result.append((TARGET_TITLES[target], "later", f"checked {when}"))
