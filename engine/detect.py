@@ -385,7 +385,7 @@ def _tfjs_layers(path: Path, doc: dict) -> Detection:
             try:
                 target = shard.resolve(strict=True)
                 regular = target.is_relative_to(root) and target.is_file()
-            except (OSError, RuntimeError):
+            except (OSError, RuntimeError, ValueError):  # ValueError: a NUL in the name
                 raise bad(f"weight file {name!r} is missing") from None
             if not regular:
                 raise bad(f"weight file {name!r} is not a regular file inside the model's directory")
