@@ -271,8 +271,10 @@ def _graph_questions(a: Answers) -> list[Question]:
                                validate=lambda v: None if v else "converting it runs that code: tick only for a "
                                                                  "model from a source you trust, or quit"))
     if len(info.tags) > 1:
-        result.append(Question("tag", "select", "Tag set", "SavedModels keep one graph per tag set; 'serve' is for inference",
-                               choices=tuple((",".join(t), ",".join(t)) for t in info.tags), default=",".join(info.tag)))
+        result.append(Question("tag", "select", "Tag set", "SavedModels keep one graph per tag set; 'serve' is for "
+                               "inference (a Hub module's: none)",
+                               choices=tuple((",".join(t), ",".join(t) or "(none)") for t in info.tags),
+                               default=",".join(info.tag)))
     if len(info.signatures) > 1:
         result.append(Question("signature", "select", "Signature", "the entry point to convert",
                                choices=tuple((s, s) for s in info.signatures), default=info.signature))
