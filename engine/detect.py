@@ -82,7 +82,7 @@ MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras", ".tflite",
 MAX_CONFIG_BYTES = 64 << 20  # a .keras config.json/metadata.json beyond this is refused, not inflated
 _OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_>]*$")
 # A URL (pathlib folds "https://" to "https:/") or a tfhub.dev / Kaggle address without a scheme.
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/|^(www\.)?(tfhub\.dev|kaggle\.com)/")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/|^(www\.)?(tfhub\.dev|kaggle\.com)/")
 
 
 def detect(path: str | Path, *, checkpoint: str | Path | None = None) -> Detection:

@@ -281,3 +281,13 @@ def test_wizard_review_asks_for_the_tensorboard_logdir(tmp_path):
     assert question.validate("") is None and "inside -o" in question.validate(str(tmp_path / "o" / "tb"))
     answers.tensorboard_logdir = str(tmp_path / "tb")
     assert shlex.split(answers.options().command())[-2:] == ["--tensorboard-logdir", str(tmp_path / "tb")]
+
+
+def test_wizard_drops_keras_when_the_next_model_cannot_take_it():
+    from wizard.steps import Answers
+
+    answers = Answers()
+    answers.apply("model", str(TFJS_LAYERS))
+    answers.targets = ["tflite", "keras"]
+    answers.apply("model", str(SAMPLES / "frozen_graph.pb"))
+    assert answers.targets == ["tflite"]

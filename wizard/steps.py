@@ -169,7 +169,8 @@ class Answers:
         """Take a model read elsewhere (the app reads it in a worker: load_model) as load() would."""
         path = normal_path(path)
         if path != self.model or self.info is None:
-            fresh = Answers(targets=self.targets)
+            offered = offered_targets(info)  # keras is kept only for a model it can take
+            fresh = Answers(targets=[t for t in self.targets if t in offered] or ["onnx"])
             self.__dict__.update(fresh.__dict__)
             self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
         self.info, self.tag, self.signature = info, _tag_text(info.tag), info.signature
