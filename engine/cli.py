@@ -70,12 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--opset", type=int, help=f"ONNX opset, {onnx.min_opset} to {onnx.max_opset} (default {onnx.default_opset})")
     c.add_argument("--inputs-as-nchw", default="", help="ONNX: these inputs take NCHW (comma-separated)")
     c.add_argument("--tfjs-format", choices=list(tfjs.formats), default="graph", help="TF.js model type")
+    c.add_argument("--keras-format", choices=["h5", "keras"], default="h5",
+                   help="keras target: model.h5 (HDF5, default) or model.keras (Keras v3)")
     c.add_argument("--weight-shard-size-bytes", type=int, help=f"TF.js weight shard size (default {tfjs.default_shard_bytes})")
     c.add_argument("--split-weights-by-layer", action="store_true", help="TF.js: one weight group per layer")
     c.add_argument("--keep-debug-ops", action="store_true", help="TF.js: keep Print/Assert ops (stripped by default)")
     c.add_argument("--control-flow-v2", action="store_true", help="TF.js: keep control flow v2 ops")
     c.add_argument("--use-structured-outputs-names", action="store_true", help="TF.js: outputs keyed by name")
     c.add_argument("--metadata", action="append", default=[], metavar="KEY:FILE.json", help="TF.js user metadata")
+    c.add_argument("--tensorboard-logdir", metavar="DIR",
+                   help="also write the original graph and the prepared frozen graph the targets convert from as "
+                        "TensorBoard graph events in DIR/original and DIR/prepared (tensorboard --logdir DIR)")
     c.add_argument("--trust-model", action="store_true",
                    help="load Keras models with Lambda layers or custom objects, which run code (see inspect); "
                         "needed for --custom-objects and --load-op-library")
@@ -115,10 +120,10 @@ def options_from_args(args) -> ConversionOptions:
         reverse_input_channels=args.reverse_input_channels, preset=args.preset,
         quantize=parse_quantize(args.quantize), opset=args.opset,
         inputs_as_nchw=tuple(strip_port(n) for n in args.inputs_as_nchw.split(",") if n.strip()),
-        tfjs_format=args.tfjs_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
+        tfjs_format=args.tfjs_format, keras_format=args.keras_format, weight_shard_size_bytes=args.weight_shard_size_bytes,
         split_weights_by_layer=args.split_weights_by_layer, strip_debug_ops=not args.keep_debug_ops,
         control_flow_v2=args.control_flow_v2, use_structured_outputs_names=args.use_structured_outputs_names,
-        metadata=tuple(args.metadata), trust_model=args.trust_model,
+        metadata=tuple(args.metadata), tensorboard_logdir=args.tensorboard_logdir, trust_model=args.trust_model,
         custom_objects=tuple(parse_custom_objects(c) for c in args.custom_objects),
         op_libraries=tuple(lib.strip() for lib in args.load_op_library),
         sample_inputs=tuple(parse_sample_input(t) for t in args.sample_input), benchmark=args.benchmark,

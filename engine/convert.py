@@ -17,6 +17,7 @@ from . import output
 from .options import ConversionOptions
 from .plan import check_output_dir, plan, upstream_commands
 from .report import Report
+from .text import shell_quote
 from .resources import check_resources
 from .signals import Emit, checking_interrupts, raise_if_interrupted, signals_held
 from .worker import WORKER_TMP
@@ -76,6 +77,13 @@ def _convert_into(out: Path, earlier, detection, info, options, emit: Emit, isol
             from .benchmark import block, model_bytes
 
             report.benchmark = block(report.targets, model_bytes(info.path, info.checkpoint))
+        if options.tensorboard_logdir:
+            from .tensorboard import STAGING, publish
+
+            if publish(tmp, options.tensorboard_logdir):
+                emit("log", message=f"TensorBoard graphs in {options.tensorboard_logdir}/original and /prepared: "
+                     f"tensorboard --logdir {shell_quote(options.tensorboard_logdir)}")
+            shutil.rmtree(tmp / STAGING, ignore_errors=True)
         report.seconds = round(time.perf_counter() - started, 2)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         shutil.rmtree(tmp / WORKER_TMP, ignore_errors=True)  # the worker's TMPDIR (engine.worker)

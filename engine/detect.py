@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
-from .skim import Truncated, skim_graphdef, wire_fields
+from .skim import Truncated, _read_varint, skim_graphdef, wire_fields
 
 
 class Format(str, enum.Enum):
@@ -31,6 +31,8 @@ class Format(str, enum.Enum):
     SAVED_MODEL = "saved_model"
     KERAS_H5 = "keras_h5"
     KERAS_V3 = "keras_v3"
+    TF_HUB = "tf_hub"  # a TF1 Hub module: tfhub_module.pb beside a SavedModel with Hub tag sets
+    TFJS_LAYERS = "tfjs_layers"  # TF.js layers model: model.json (a Keras config) + weight shards
     # Recognised so we can say so, but not inputs we convert from.
     TFJS = "tfjs"
     TFLITE = "tflite"
@@ -53,7 +55,9 @@ _TITLES = {
     Format.SAVED_MODEL: "SavedModel",
     Format.KERAS_H5: "Keras HDF5",
     Format.KERAS_V3: "Keras v3 (.keras)",
-    Format.TFJS: "TensorFlow.js model",
+    Format.TF_HUB: "TF1 Hub module",
+    Format.TFJS_LAYERS: "TensorFlow.js layers model",
+    Format.TFJS: "TensorFlow.js graph model",
     Format.TFLITE: "TFLite flatbuffer",
     Format.ONNX: "ONNX model",
 }
@@ -77,10 +81,14 @@ VARIABLE_OPS = {"VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable"}
 MODEL_SUFFIXES = {".pb", ".pbtxt", ".meta", ".h5", ".hdf5", ".keras", ".tflite", ".onnx", ".json"}
 MAX_CONFIG_BYTES = 64 << 20  # a .keras config.json/metadata.json beyond this is refused, not inflated
 _OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_>]*$")
+# A URL (pathlib folds "https://" to "https:/") or a tfhub.dev / Kaggle address without a scheme.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/|^(www\.)?(tfhub\.dev|kaggle\.com)/")
 
 
 def detect(path: str | Path, *, checkpoint: str | Path | None = None) -> Detection:
     """Detect the model at `path`. `checkpoint` overrides the checkpoint found beside a graph."""
+    if _URL.match(str(path)) and not Path(path).exists():
+        raise UserError(_download_first(str(path)))
     path = Path(path)
     try:
         is_dir = path.is_dir()
@@ -99,6 +107,15 @@ def detect(path: str | Path, *, checkpoint: str | Path | None = None) -> Detecti
     return _detect_file(path, checkpoint)
 
 
+def _download_first(url: str) -> str:
+    url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", url)  # what pathlib folded
+    if "://" not in url:
+        url = "https://" + url
+    return (f"{url}: a URL or TF Hub handle; tfwizard converts local models only: download it first, e.g. "
+            f"mkdir model && curl -L '{url}?tf-hub-format=compressed' | tar -xz -C model "
+            "(tfhub.dev and Kaggle model pages serve the model as a .tar.gz that way), then convert model/")
+
+
 def _is_symlink_loop(path: Path) -> bool:
     try:
         os.stat(path)
@@ -111,6 +128,8 @@ def _is_symlink_loop(path: Path) -> bool:
 
 
 def _detect_dir(path: Path, checkpoint) -> Detection:
+    if (path / "tfhub_module.pb").is_file():
+        return _hub_module(path)
     for name in ("saved_model.pb", "saved_model.pbtxt"):
         if (path / name).is_file():
             return _saved_model(path, path / name)
@@ -157,6 +176,35 @@ def _saved_model(directory: Path, pb: Path) -> Detection:
     return Detection(Format.SAVED_MODEL, directory, reason, graph=pb, parsed=message)
 
 
+MAX_MODULE_DEF_BYTES = 4096  # a ModuleDef is a format number and a few feature names
+
+
+def _hub_module(directory: Path) -> Detection:
+    """A TF1 Hub module: tfhub_module.pb (ModuleDef: format FORMAT_V3 = 1) beside a SavedModel whose
+    meta graphs carry the Hub tag sets (the default is the empty set)."""
+    marker = directory / "tfhub_module.pb"
+    bad = UserError(f"{marker}: not a TF Hub ModuleDef (expected format FORMAT_V3); the module is damaged or "
+                    "not a TF1 Hub module, download it again")
+    try:
+        data = marker.read_bytes()[:MAX_MODULE_DEF_BYTES + 1]
+    except OSError as e:
+        raise UserError(f"{marker}: cannot be read ({e.strerror}); check its permissions") from None
+    if len(data) > MAX_MODULE_DEF_BYTES:
+        raise bad
+    try:
+        fields = list(wire_fields(data, 0, len(data)))
+    except Truncated:
+        raise bad from None
+    formats = [_read_varint(data, start, stop)[0] for number, wire, start, stop, _ in fields if number == 1 and wire == 0]
+    if formats != [1] or any(number not in (1, 2) for number, *_ in fields):
+        raise bad
+    if not (directory / "saved_model.pb").is_file():
+        raise UserError(f"{directory}: TF Hub module without saved_model.pb; download the whole module again")
+    saved = _saved_model(directory, directory / "saved_model.pb")
+    reason = "tfhub_module.pb (ModuleDef FORMAT_V3) + " + saved.reason
+    return Detection(Format.TF_HUB, directory, reason, graph=saved.graph, parsed=saved.parsed)
+
+
 def _check_assets(directory: Path) -> None:
     """Assets are read whole on load: a FIFO would hang it, /dev/zero fill the memory. Only regular files
     inside the SavedModel (directly or by a symlink that stays inside) are accepted."""
@@ -188,6 +236,8 @@ def _has_variables(meta_graphs) -> bool:
 
 
 def _detect_file(path: Path, checkpoint) -> Detection:
+    if path.name == "tfhub_module.pb" or (path.name == "saved_model.pb" and (path.parent / "tfhub_module.pb").is_file()):
+        return _hub_module(path.parent)
     if path.name in ("saved_model.pb", "saved_model.pbtxt"):
         return _saved_model(path.parent, path)
     try:
@@ -285,14 +335,93 @@ def _bounded_read(z: zipfile.ZipFile, name: str, path: Path) -> bytes:
 
 
 def _json_model(path: Path) -> Detection:
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: a JSON file over {MAX_CONFIG_BYTES >> 20} MiB, far beyond any model.json; "
+                        "pass a TensorFlow model")
     try:
         doc = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise UserError(f"{path}: starts like JSON but does not parse, so it is not a model file; pass a TensorFlow model") from None
     if isinstance(doc, dict) and ("modelTopology" in doc or "weightsManifest" in doc):
+        topology = doc.get("modelTopology")
+        if doc.get("format") == "layers-model" or (isinstance(topology, dict) and (
+                "model_config" in topology or "class_name" in topology)):
+            return _tfjs_layers(path, doc)
         kind = doc.get("format", "graph-model")
-        return Detection(Format.TFJS, path, f"JSON with modelTopology/weightsManifest: TensorFlow.js {kind}")
+        return Detection(Format.TFJS, path, f"JSON with modelTopology/weightsManifest: TensorFlow.js {_text(kind)[:40]}")
     raise UserError(f"{path}: a JSON file that is not a TensorFlow.js model.json; pass a TensorFlow model")
+
+
+# Bytes per element of each dtype a weights manifest may store (a quantized weight: its quantization dtype).
+TFJS_DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "complex64": 8, "uint8": 1, "uint16": 2, "float16": 2}
+
+
+def _tfjs_layers(path: Path, doc: dict) -> Detection:
+    """A TF.js layers model: modelTopology is a Keras config (maybe under model_config), and the
+    weights manifest names shard files that must lie in model.json's directory and hold exactly
+    the bytes its weights need (checked here: the file is hostile input like any other)."""
+    def bad(why: str):
+        return UserError(f"{path}: a TF.js layers model.json whose {why}; convert the model again or "
+                         "copy the whole model directory")
+
+    topology = doc.get("modelTopology")
+    if not isinstance(topology, dict):
+        raise bad("modelTopology is not an object")
+    config = topology.get("model_config", topology)
+    if not isinstance(config, dict):
+        raise bad("model_config is not an object")
+    config = _keras_config(config, path, "modelTopology")
+    manifest = doc.get("weightsManifest", [])
+    if not isinstance(manifest, list):
+        raise bad("weightsManifest is not a list")
+    root, needed, stored = path.parent.resolve(), 0, 0
+    for group in manifest:
+        if not isinstance(group, dict) or not isinstance(group.get("paths"), list) or not isinstance(group.get("weights"), list):
+            raise bad("weightsManifest holds a group without paths and weights lists")
+        for name in group["paths"]:
+            if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+                raise bad(f"weight file {name!r} is not a plain file name inside the model's directory")
+            shard = path.parent / name
+            try:
+                target = shard.resolve(strict=True)
+                regular = target.is_relative_to(root) and target.is_file()
+            except (OSError, RuntimeError, ValueError):  # ValueError: a NUL in the name
+                raise bad(f"weight file {name!r} is missing") from None
+            if not regular:
+                raise bad(f"weight file {name!r} is not a regular file inside the model's directory")
+            stored += target.stat().st_size
+        for weight in group["weights"]:
+            needed += _weight_bytes(weight, bad)
+    if needed != stored:
+        raise bad(f"weights need {needed:,} bytes but the shards hold {stored:,} (truncated or not this model's)")
+    keras_version = _text(topology.get("keras_version") or "")
+    producer = _text(doc.get("generatedBy") or "") or (f"Keras {keras_version}" if keras_version else "")
+    reason = (f"model.json with format layers-model and a Keras config: {config.get('class_name', '?')} model, "
+              f"{sum(len(g['paths']) for g in manifest)} weight shard(s), {stored:,} bytes"
+              + (f", generated by {producer[:60]}" if producer else ""))
+    return Detection(Format.TFJS_LAYERS, path, reason, parsed={
+        "config": config, "keras_version": keras_version, "keras_major": "2", "producer": producer[:80] or None})
+
+
+def _weight_bytes(weight, bad) -> int:
+    if not isinstance(weight, dict) or not isinstance(weight.get("name"), str):
+        raise bad("weightsManifest holds a weight without a name")
+    shape = weight.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise bad(f"weight {weight['name']!r} has no shape of non-negative integers")
+    quantization = weight.get("quantization")
+    dtype = quantization.get("dtype") if isinstance(quantization, dict) else weight.get("dtype")
+    if dtype not in TFJS_DTYPE_BYTES:
+        raise bad(f"weight {weight['name']!r} has dtype {dtype!r}, which a layers model does not store")
+    count = 1
+    for d in shape:
+        count *= d
+        if count > MAX_WEIGHT_ELEMENTS:
+            raise bad(f"weight {weight['name']!r} has an impossible shape {shape[:8]}")
+    return count * TFJS_DTYPE_BYTES[dtype]
+
+
+MAX_WEIGHT_ELEMENTS = 1 << 40
 
 
 def _protobuf(path: Path, checkpoint) -> Detection:

@@ -87,17 +87,21 @@ class ModelInfo:
 def inspect(detection: Detection, *, tag: str | None = None, signature: str | None = None) -> ModelInfo:
     """Describe `detection`. `tag` ("serve" or "serve,gpu") and `signature` choose within a SavedModel."""
     fmt = detection.format
+    if fmt is Format.TFJS:
+        raise UserError(f"{detection.path}: {detection.reason}; converting from a TF.js graph model is out of scope "
+                        "(its ops are TF.js's, not TensorFlow's): give the model it was converted from (SavedModel, "
+                        ".pb, Keras file); TF.js layers models are converted")
     if not fmt.convertible:
         raise UserError(
             f"{detection.path}: {detection.reason}; converting from a {fmt.title} is out of scope, "
             "give the original TensorFlow model (SavedModel, .pb, .meta, Keras file)"
         )
-    if (tag or signature) and fmt is not Format.SAVED_MODEL:
+    if (tag is not None or signature) and fmt not in (Format.SAVED_MODEL, Format.TF_HUB):
         raise UserError(f"--tag/--signature apply to SavedModels only, and {detection.path} is a {fmt.title}; drop them")
     base = dict(path=str(detection.path), format=fmt.value, format_title=fmt.title, reason=detection.reason)
-    if fmt in (Format.KERAS_H5, Format.KERAS_V3):
+    if fmt in (Format.KERAS_H5, Format.KERAS_V3, Format.TFJS_LAYERS):
         return _inspect_keras(detection, base)
-    if fmt is Format.SAVED_MODEL:
+    if fmt in (Format.SAVED_MODEL, Format.TF_HUB):
         return _inspect_saved_model(detection, base, tag, signature)
     message = detection.parsed
     if fmt is Format.METAGRAPH:
@@ -287,9 +291,10 @@ def _signature_tensors(meta) -> set[str]:
 def _inspect_saved_model(detection: Detection, base: dict, tag: str | None, signature: str | None) -> ModelInfo:
     graphs = list(detection.parsed.meta_graphs)
     tag_sets = [list(g.meta_info_def.tags) for g in graphs]
-    meta = _choose_meta_graph(detection, graphs, tag)
+    hub = detection.format is Format.TF_HUB  # Hub's defaults: the empty tag set, the `default` signature
+    meta = _choose_meta_graph(detection, graphs, tag, default=set() if hub else {"serve"})
     signatures = [k for k in meta.signature_def if k not in INIT_OP_SIGNATURES]
-    chosen = _choose_signature(detection, signatures, signature)
+    chosen = _choose_signature(detection, signatures, signature, default="default" if hub else "serving_default")
     sig = meta.signature_def[chosen]
     inputs = [_tensor_info(key, t) for key, t in sorted(sig.inputs.items())]
     outputs = [_tensor_info(key, t) for key, t in sorted(sig.outputs.items())]
@@ -316,8 +321,8 @@ class _SubGraph:
         self.node, self.library = nodes, graph.library
 
 
-def _choose_meta_graph(detection, graphs, tag: str | None):
-    available = " | ".join(",".join(g.meta_info_def.tags) for g in graphs)
+def _choose_meta_graph(detection, graphs, tag: str | None, default: set[str]):
+    available = " | ".join(",".join(g.meta_info_def.tags) or "(none)" for g in graphs)
     if tag is not None:
         wanted = {t.strip() for t in tag.split(",") if t.strip()}
         for g in graphs:
@@ -327,12 +332,12 @@ def _choose_meta_graph(detection, graphs, tag: str | None):
     if len(graphs) == 1:
         return graphs[0]
     for g in graphs:
-        if set(g.meta_info_def.tags) == {"serve"}:
+        if set(g.meta_info_def.tags) == default:
             return g
     raise UserError(f"{detection.path}: several meta graphs ({available}); choose one with --tag")
 
 
-def _choose_signature(detection, signatures: list[str], signature: str | None) -> str:
+def _choose_signature(detection, signatures: list[str], signature: str | None, default: str) -> str:
     if signature is not None:
         if signature in signatures:
             return signature
@@ -342,8 +347,8 @@ def _choose_signature(detection, signatures: list[str], signature: str | None) -
         )
     if not signatures:
         raise UserError(f"{detection.path}: the SavedModel has no serving signature; re-export it with signatures=...")
-    if "serving_default" in signatures or len(signatures) == 1:
-        return "serving_default" if "serving_default" in signatures else signatures[0]
+    if default in signatures or len(signatures) == 1:
+        return default if default in signatures else signatures[0]
     raise UserError(f"{detection.path}: several signatures ({', '.join(sorted(signatures))}); choose one with --signature")
 
 
@@ -373,8 +378,8 @@ def _inspect_keras(detection: Detection, base: dict) -> ModelInfo:
     counts = Counter()
     _count_layers(layers, counts)
     return ModelInfo(
-        **base, producer=f"Keras {version}" if version else None, inputs=inputs, outputs=outputs,
-        ops=dict(counts.most_common()), op_kind="keras_layer", code_risks=code_risks(config),
+        **base, producer=detection.parsed.get("producer") or (f"Keras {version}" if version else None),
+        inputs=inputs, outputs=outputs, ops=dict(counts.most_common()), op_kind="keras_layer", code_risks=code_risks(config),
         custom_classes=custom_classes(config),
     )
 

@@ -47,7 +47,7 @@ def final_outputs(info: ModelInfo, options, graph=None) -> list[str]:
                    else "name the node(s) to convert with --output NAME")
             raise UserError(f"{info.path}: the model has no outputs to convert; {fix}")
         return [o.name for o in info.outputs]
-    if info.format in ("saved_model", "keras_h5", "keras_v3"):
+    if info.format in ("saved_model", "tf_hub", "keras_h5", "keras_v3", "tfjs_layers"):
         known = {o.name for o in info.outputs}
         unknown = [o for o in options.outputs if o not in known]
         if unknown:

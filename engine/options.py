@@ -49,12 +49,14 @@ class ConversionOptions:
     opset: int | None = None
     inputs_as_nchw: tuple[str, ...] = ()  # ONNX
     tfjs_format: str = "graph"  # "graph" or "layers" (Keras inputs only)
+    keras_format: str = "h5"  # the keras target's file: "h5" (model.h5) or "keras" (model.keras)
     weight_shard_size_bytes: int | None = None  # TF.js; None: tensorflowjs' default (4 MiB)
     split_weights_by_layer: bool = False
     strip_debug_ops: bool = True
     control_flow_v2: bool = False
     use_structured_outputs_names: bool = False
     metadata: tuple[str, ...] = ()  # tfjs "key:path.json"
+    tensorboard_logdir: str | None = None  # write the original and the prepared graph there (engine.tensorboard)
     trust_model: bool = False  # load Keras Lambda layers / custom objects, which run code from the file
     sample_inputs: tuple[tuple[str, str], ...] = ()  # (input name or "", file): real inputs for verification
     benchmark: bool = False  # time each converted model in its runtime against TensorFlow (engine.benchmark)
@@ -149,6 +151,8 @@ class ConversionOptions:
             out += ["--inputs-as-nchw", ",".join(self.inputs_as_nchw)]
         if self.tfjs_format != "graph":
             out += ["--tfjs-format", self.tfjs_format]
+        if self.keras_format != "h5":
+            out += ["--keras-format", self.keras_format]
         if self.weight_shard_size_bytes is not None:
             out += ["--weight-shard-size-bytes", str(self.weight_shard_size_bytes)]
         for flag, on in (("--split-weights-by-layer", self.split_weights_by_layer),
@@ -170,6 +174,8 @@ class ConversionOptions:
             out += ["--custom-objects", spec]
         for lib in self.op_libraries:
             out += ["--load-op-library", lib]
+        if self.tensorboard_logdir:
+            out += ["--tensorboard-logdir", self.tensorboard_logdir]
         if self.report:
             out += ["--report", self.report]
         if self.progress != "text":

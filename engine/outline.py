@@ -104,7 +104,7 @@ def _graph_blocks(detection: Detection, info: ModelInfo) -> list[Block]:
 
 
 def _graph_of(detection: Detection, info: ModelInfo):
-    if detection.format is Format.SAVED_MODEL:
+    if detection.format in (Format.SAVED_MODEL, Format.TF_HUB):
         for meta in detection.parsed.meta_graphs:
             if list(meta.meta_info_def.tags) == list(info.tag or []):
                 return meta.graph_def

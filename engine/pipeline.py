@@ -37,6 +37,11 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         load_op_libraries(tf, options, info.custom_ops)
     emit("stage", stage="load", message="loading and freezing the model")
     prepared = prepare(detection, info, options, work)
+    if options.tensorboard_logdir:  # staged in tmp; the parent moves them into the logdir (engine.tensorboard)
+        from .tensorboard import original_graph, write_graphs
+
+        write_graphs(tf, tmp, original_graph(tf, detection, info), prepared.graph_def)
+        emit("log", message="wrote the original and the prepared graph as TensorBoard events")
     # Preflight on what will really be converted: the frozen graph (training branches, variables
     # and Keras layers are gone; their TF ops are what the targets see).
     main_ops = Counter(n.op for n in prepared.graph_def.node)

@@ -25,12 +25,18 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
         raise UserError(f"--to {','.join(options.targets)}: " + "; ".join(missing.values()))
     detection = detect(options.model, checkpoint=options.checkpoint)
     info = inspect(detection, tag=options.tag, signature=options.signature)
+    if detection.format is Format.TFJS_LAYERS and (why := unavailable(("tfjs",))):
+        raise UserError(f"{info.path}: a TF.js layers model is read with tensorflowjs' Keras loader, and here "
+                        f"{why['tfjs']}")
     if info.code_risks and not options.trust_model:
         more = f" and {len(info.code_risks) - 1} more" if len(info.code_risks) > 1 else ""
         raise UserError(f"{info.path}: loading or running this model runs code or touches files it names ({info.code_risks[0]}{more}); "
                         "if you trust its source, pass --trust-model")
     user_code.check(options, info)  # --custom-objects, --load-op-library: trusted, present, needed
     check_graph(detection, info)
+    from .tensorboard import check_logdir
+
+    check_logdir(options)
     preprocessed_inputs(final_inputs(info, options), options)
     if options.sample_inputs:
         from .sample_inputs import resolve
@@ -47,7 +53,7 @@ def check_graph(detection, info: ModelInfo) -> None:
     from .graph_checks import malformed
 
     graph = _parsed_graph(detection)
-    if detection.format is Format.SAVED_MODEL:
+    if detection.format in (Format.SAVED_MODEL, Format.TF_HUB):
         graph = next((m.graph_def for m in detection.parsed.meta_graphs
                       if list(m.meta_info_def.tags) == list(info.tag)), None)
     why = malformed(graph) if graph is not None else None

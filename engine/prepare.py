@@ -70,7 +70,7 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
     graph_path.write_bytes(graph_def.SerializeToString())
     prepared = Prepared(
         graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
-        keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
+        keras_path=_keras_file(detection, workdir, options),
         has_preprocessing=options.has_preprocessing,
         strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else "frozen graph",
     )
@@ -80,7 +80,21 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
 
 
 # What the report calls the original model in a strategy's name ("saved model, control flow v2").
-SOURCE_NAMES = {"saved_model": "saved model", "keras_h5": "Keras model", "keras_v3": "Keras model"}
+SOURCE_NAMES = {"saved_model": "saved model", "tf_hub": "Hub module", "keras_h5": "Keras model",
+                "keras_v3": "Keras model", "tfjs_layers": "Keras model"}
+
+
+def _keras_file(detection: Detection, workdir: Path, options) -> Path | None:
+    """The Keras file the layers-model targets load: the input itself, or for a TF.js layers model the
+    model as tensorflowjs' loader rebuilt it, saved as a Keras 2 .h5 in the work directory."""
+    if detection.format in (Format.KERAS_H5, Format.KERAS_V3):
+        return detection.path
+    if detection.format is Format.TFJS_LAYERS:
+        path = workdir / "tfjs_layers_model.h5"
+        if not path.exists():
+            _load_keras(detection, options).save(str(path))
+        return path
+    return None
 
 
 def _once(make):
@@ -105,7 +119,7 @@ def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lowe
         return graph_def, _graph_names(graph_def, info, outputs)
     if fmt in (Format.CHECKPOINT, Format.METAGRAPH):
         return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs)
-    if fmt is Format.SAVED_MODEL:
+    if fmt in (Format.SAVED_MODEL, Format.TF_HUB):
         return _freeze_saved_model(tf, detection, info, lower=lower)
     return _freeze_keras(tf, detection, info, options, lower=lower)
 
@@ -252,16 +266,23 @@ def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: boo
     return _freeze_function(tf, fn, info, lower=lower)
 
 
-def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: bool = True):
+_LOADED: dict = {}  # (path, trust) -> the Keras model: the freeze and the layers-model targets share one load
+
+
+def _load_keras(detection: Detection, options, info: ModelInfo | None = None):
     """Load with Keras' safe mode on unless the user trusts the model (plan() refused it otherwise).
 
     tf_keras ignores safe_mode for legacy .h5 files and would run a Lambda's bytecode, so its
-    safe-mode scope is entered around the load as well. --custom-objects (trusted: plan() checked)
-    are imported here; for a Keras 2 file `keras` means tf_keras while they load and run.
+    safe-mode scope is entered around the load as well. A TF.js layers model is rebuilt by
+    tensorflowjs' own Keras loader (tf_keras), in the same scope. --custom-objects (trusted: plan()
+    checked) are imported here; for a Keras 2 file `keras` means tf_keras while they load.
     """
     from . import user_code
 
     trust = options.trust_model
+    key = (str(detection.path), trust)
+    if key in _LOADED:
+        return _LOADED[key]
     keras2 = detection.parsed["keras_major"] == "2"
     if keras2:
         import tf_keras as keras  # Keras 2 files load faithfully only with Keras 2
@@ -273,10 +294,26 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: 
     with user_code.keras_as_tf_keras() if keras2 and objects else contextlib.nullcontext():
         try:
             with SafeModeScope(not trust):
-                model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust,
-                                                custom_objects=objects or None)
+                if detection.format is Format.TFJS_LAYERS:
+                    from tensorflowjs.converters import keras_tfjs_loader
+
+                    model = keras_tfjs_loader.load_keras_model(str(detection.path))
+                else:
+                    model = keras.models.load_model(str(detection.path), compile=False, safe_mode=not trust,
+                                                    custom_objects=objects or None)
         except Exception as e:  # Keras raises many types for custom layers, bad configs, ...
             raise _keras_load_error(keras, detection, info, options, e) from None
+    _LOADED[key] = model
+    return model
+
+
+def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: bool = True):
+    from . import user_code
+
+    model = _load_keras(detection, options, info)
+    keras2 = detection.parsed["keras_major"] == "2"
+    # The custom layers' code runs again while the call is traced: `keras` stays tf_keras for it.
+    with user_code.keras_as_tf_keras() if keras2 and options.custom_objects else contextlib.nullcontext():
         specs = [tf.TensorSpec([None if d == -1 else d for d in i.shape] if i.shape is not None else None,
                                i.dtype, name=i.name) for i in info.inputs]
 
@@ -286,7 +323,17 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: 
             result = result if isinstance(result, (list, tuple)) else [result]
             return {o.name: r for o, r in zip(info.outputs, result)}
 
-        return _freeze_function(tf, serve.get_concrete_function(), info, lower=lower)
+        fn = serve.get_concrete_function()
+        _TRACED[str(detection.path)] = fn
+        return _freeze_function(tf, fn, info, lower=lower)
+
+
+_TRACED: dict = {}  # model path -> the Keras model's traced call, before freezing (engine.tensorboard)
+
+
+def traced_keras_graph(detection: Detection):
+    """The GraphDef of the Keras model's call as traced for freezing: variables, not yet constants."""
+    return _TRACED[str(detection.path)].graph.as_graph_def()
 
 
 def _keras_load_error(keras, detection, info, options, e) -> UserError:
@@ -296,13 +343,17 @@ def _keras_load_error(keras, detection, info, options, e) -> UserError:
     if blocked(e):  # a custom layer reading a file outside the model
         return UserError(blocked(e))
     msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-    if info.custom_classes and not options.custom_objects:
+    if detection.format is Format.TFJS_LAYERS:
+        return UserError(f"{detection.path}: tensorflowjs' Keras loader could not rebuild the layers model ({msg}); "
+                         "convert it from the Keras model it was made from, or save it again from TF.js")
+    custom = info.custom_classes if info is not None else ()
+    if custom and not options.custom_objects:
         return UserError(f"{detection.path}: Keras could not load the model ({msg}): it needs the code of "
-                         f"{', '.join(info.custom_classes)}; pass --custom-objects FILE.py, the file that defines "
+                         f"{', '.join(custom)}; pass --custom-objects FILE.py, the file that defines "
                          "them (with --trust-model)")
-    if options.custom_objects and info.custom_classes:
+    if options.custom_objects and custom:
         return UserError(f"{detection.path}: Keras could not load the model with --custom-objects "
-                         f"{', '.join(options.custom_objects)} ({msg}); those must define {', '.join(info.custom_classes)} "
+                         f"{', '.join(options.custom_objects)} ({msg}); those must define {', '.join(custom)} "
                          "as the model was saved with them")
     written = detection.parsed.get("keras_version") or ""
     if written and written != keras.__version__ and "custom" not in msg.lower():

@@ -115,7 +115,7 @@ def format_info(info) -> str:
     if info.checkpoint:
         lines.append(f"checkpoint {info.checkpoint}")
     if info.tags:
-        lines.append(f"tags       {' | '.join(','.join(t) for t in info.tags)}  (using {','.join(info.tag)})")
+        lines.append(f"tags       {' | '.join(','.join(t) or '(none)' for t in info.tags)}  (using {','.join(info.tag) or '(none)'})")
     if info.signatures:
         lines.append(f"signatures {', '.join(info.signatures)}  (using {info.signature})")
     for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):

@@ -19,8 +19,9 @@ OUTPUTS = [  # everything this script writes; removed before each rebuild
 import recurrent  # issue 13's recurrent, text and odd-file samples (sample_models/recurrent.py)
 import custom  # issue 15's Keras custom layers and their code (sample_models/custom.py)
 import qat_detection  # issue 15's quantization-aware and object-detection samples (sample_models/qat_detection.py)
+import formats  # issue 15's TF Hub module and TF.js layers model (sample_models/formats.py)
 
-OUTPUTS += recurrent.OUTPUTS + custom.OUTPUTS + qat_detection.OUTPUTS
+OUTPUTS += recurrent.OUTPUTS + custom.OUTPUTS + qat_detection.OUTPUTS + formats.OUTPUTS
 OTHER_MACHINE = "/home/alice/train"  # absolute paths baked into `checkpoint` state files
 
 
@@ -542,7 +543,7 @@ def realworld_training_metagraph(out):
 BUILDERS = [keras3_functional, keras3_sequential, keras2_models, frozen_graph, slim_checkpoint, tf1_checkpoint_v2,
             metagraph, saved_model_tf1, saved_model_tf2, image_classifier, dynamic_shapes, lambda_models,
             realworld_verification, realworld_keras_embedding, realworld_training_metagraph, *recurrent.BUILDERS,
-            *custom.BUILDERS, *qat_detection.BUILDERS]
+            *custom.BUILDERS, *qat_detection.BUILDERS, *formats.BUILDERS]
 
 
 def main():

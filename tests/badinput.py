@@ -53,9 +53,11 @@ class Case:
 
 
 def main_file(entry: dict) -> str:
-    """The file of a sample that holds its structure (a SavedModel's saved_model.pb)."""
+    """The file of a sample that holds its structure (a SavedModel's saved_model.pb, a TF.js model.json)."""
     path = SAMPLES / entry["path"]
-    return entry["path"] + "/saved_model.pb" if path.is_dir() else entry["path"]
+    if not path.is_dir():
+        return entry["path"]
+    return entry["path"] + ("/model.json" if (path / "model.json").is_file() else "/saved_model.pb")
 
 
 def copy_sample(entry: dict, dest: Path) -> Path:
@@ -136,7 +138,7 @@ def build(root: Path) -> list[Case]:
         for damage in ("truncated", "bitflip"):
             cid = f"{damage}-{entry['path'].replace('/', '-')}"
             model = copy_sample(entry, models / cid)
-            target = model / "saved_model.pb" if model.is_dir() else model
+            target = model / Path(main_file(entry)).name if model.is_dir() else model
             if damage == "truncated":
                 truncate(target)
             else:  # the first byte: a field key, magic number or first token. A flip in weights goes

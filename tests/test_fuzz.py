@@ -42,7 +42,9 @@ TALLY = Counter()
 
 def main_file(entry) -> str:
     path = SAMPLES / entry["path"]
-    return entry["path"] + "/saved_model.pb" if path.is_dir() else entry["path"]
+    if not path.is_dir():
+        return entry["path"]
+    return entry["path"] + ("/model.json" if (path / "model.json").is_file() else "/saved_model.pb")
 
 
 FORMS = sorted({main_file(e) for e in MANIFEST})

@@ -27,7 +27,8 @@ from engine.signals import Interrupted, interruptible
 from engine.options import ConversionOptions
 
 MODEL = SAMPLES / "frozen_graph.pb"
-PHASES = [("import", None), ("load", None)] + [(stage, t) for t in TARGETS for stage in ("convert", "verify")]
+# keras takes Keras inputs only (not MODEL): its phases are no different from the others'.
+PHASES = [("import", None), ("load", None)] + [(stage, t) for t in TARGETS if t != "keras" for stage in ("convert", "verify")]
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 # TensorFlow's autograph writes its generated code to the temp dir and deletes it when the process
 # exits: a leftover only for the in-process runs (the child processes show that it goes).

@@ -69,6 +69,7 @@ def test_dry_run_prints_exactly_the_command_of_the_same_answers(tmp_path, capsys
         ENTER, ENTER,  # onnx quantization none, opset default
         DOWN * 2 + ENTER,  # tflite quantization: float16
         CLEAR_LINE + str(out) + ENTER,  # output directory
+        ENTER,  # TensorBoard log directory: none
         ENTER,  # print the command
     ])
     code = drive(SLIM, keys, dryrun=True)
@@ -123,7 +124,7 @@ def test_invalid_answers_are_asked_again_with_the_validators_message(tmp_path, c
         ("Shape of input", CLEAR_LINE + "1,-2" + ENTER),
         ("dimension '-2' is not a positive integer", CLEAR_LINE + "1,32,32" + ENTER),
         ("the input has 4 dimensions, not 3", CLEAR_LINE + "?,32,32,3" + ENTER),
-        ("Preprocessing", ENTER * 4 + CLEAR_LINE + str(tmp_path / "o") + ENTER + ENTER),
+        ("Preprocessing", ENTER * 4 + CLEAR_LINE + str(tmp_path / "o") + ENTER * 3),  # then no TensorBoard dir, print
     ]
     code = drive(None, "", dryrun=True, screen=screen, script=script)
     captured = capsys.readouterr()

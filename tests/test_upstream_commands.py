@@ -48,6 +48,9 @@ CASES = {
     "keras2_lstm": ("keras2_lstm.h5", [], "onnx,tfjs"),
     "tf1_gru_frozen": ("tf1_gru_frozen.pb", [], "onnx,tfjs,openvino"),
     "tf1_lstm_metagraph": ("tf1_lstm_metagraph/model.meta", [], "onnx,openvino"),
+    # A TF1 Hub module (issue 15): tensorflowjs_converter --input_format=tf_hub fails (tensorflow_hub 0.16
+    # has no hub.Module); tf2onnx takes it as a SavedModel with the empty tag set.
+    "tf1_hub_module": ("tf1_hub_module", [], "onnx"),
 }
 # Ours and the upstream's model come from the same TensorFlow graph through the same converter (or,
 # for TFLite and Keras, the same converter on an equivalent function): only op order and fusion differ.

@@ -130,7 +130,9 @@ class Answers:
     quantize: dict[str, str] = field(default_factory=dict)  # target → mode ("" = none)
     opset: str = ""
     tfjs_format: str = "graph"
+    keras_format: str = "h5"
     output_dir: str = ""
+    tensorboard_logdir: str = ""  # blank: no TensorBoard dump
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
     sample_input: str = ""  # the Review's "check with my own input file": --sample-input
@@ -155,7 +157,8 @@ class Answers:
         """Take a model read elsewhere (the app reads it in a worker: load_model) as load() would."""
         path = normal_path(path)
         if path != self.model or self.info is None:
-            fresh = Answers(targets=self.targets)
+            offered = offered_targets(info)  # keras is kept only for a model it can take
+            fresh = Answers(targets=[t for t in self.targets if t in offered] or ["onnx"])
             self.__dict__.update(fresh.__dict__)
             self.model, self.defaults = path, (_tag_text(info.tag), info.signature)
         self.info, self.tag, self.signature = info, _tag_text(info.tag), info.signature
@@ -235,6 +238,8 @@ class Answers:
             quantize={t: self.quantize[t] for t in TARGETS if t in self.targets and self.quantize.get(t)},
             opset=opset if opset != onnx.default_opset else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
+            keras_format=self.keras_format if "keras" in self.targets else "h5",
+            tensorboard_logdir=self.tensorboard_logdir.strip() or None,
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
             sample_inputs=(parse_sample_input(normal_path(self.sample_input)),) if self.sample_input.strip() else (),
             benchmark=self.benchmark,
@@ -272,8 +277,10 @@ def _graph_questions(a: Answers) -> list[Question]:
                                "several); no target converts these ops, so cut them off at Shapes",
                                default=a.op_libraries, validate=_check_op_libraries, completion="path"))
     if len(info.tags) > 1:
-        result.append(Question("tag", "select", "Tag set", "SavedModels keep one graph per tag set; 'serve' is for inference",
-                               choices=tuple((",".join(t), ",".join(t)) for t in info.tags), default=",".join(info.tag)))
+        result.append(Question("tag", "select", "Tag set", "SavedModels keep one graph per tag set; 'serve' is for "
+                               "inference (a Hub module's: none)",
+                               choices=tuple((",".join(t), ",".join(t) or "(none)") for t in info.tags),
+                               default=",".join(info.tag)))
     if len(info.signatures) > 1:
         result.append(Question("signature", "select", "Signature", "the entry point to convert",
                                choices=tuple((s, s) for s in info.signatures), default=info.signature))
@@ -340,9 +347,10 @@ def _target_questions(a: Answers) -> list[Question]:
     def check(chosen) -> str | None:
         return _error_of(lambda: parse_targets(chosen)) or "; ".join(missing[t] for t in chosen if t in missing) or None
 
-    backends = all_backends()
+    offered = offered_targets(a.info)
+    backends = [b for b in all_backends() if b.name in offered]
     result = [Question("targets", "multi", "Convert to", "one or more", choices=tuple((b.name, note(b)) for b in backends),
-                       default=a.targets, validate=check)]
+                       default=[t for t in a.targets if t in offered], validate=check)]
     for b in backends:
         if b.name not in a.targets:
             continue
@@ -350,6 +358,9 @@ def _target_questions(a: Answers) -> list[Question]:
             modes = (("", NO_QUANTIZATION + _weights_note(a.deep, b.name, "")),) + tuple((m, q.note + _weights_note(a.deep, b.name, m)) for m, q in b.quantizations.items())
             result.append(Question(f"quantize:{b.name}", "select", f"{b.title} quantization", "", choices=modes,
                                    default=a.get(f"quantize:{b.name}")))
+        if b.name == "keras":
+            result.append(Question("keras_format", "select", "Keras file", "", choices=tuple(b.formats.items()),
+                                   default=a.keras_format))
         if b.name == "onnx":
             result.append(Question("opset", "text", "ONNX opset",
                                    f"blank for {b.default_opset}; newer runtimes take up to {b.max_opset}",
@@ -372,7 +383,10 @@ def _weights_note(deep: dict | None, target: str, mode: str) -> str:
 def _review_questions(a: Answers) -> list[Question]:
     result = [Question("output_dir", "text", "Output directory", "each target goes into a subdirectory of it",
                        default=a.output_dir or default_output_dir(a.model),
-                       validate=lambda text: _check_output_dir(text, a.model), completion="path")]
+                       validate=lambda text: _check_output_dir(text, a.model), completion="path"),
+              Question("tensorboard_logdir", "text", "TensorBoard log directory",
+                       "blank for none; the original and the prepared graph, for tensorboard --logdir",
+                       default=a.tensorboard_logdir, validate=lambda text: _check_logdir(text, a), completion="path")]
     from engine.output import needs_consent, replace_note
 
     out = Path(a.output_dir or default_output_dir(a.model))
@@ -453,19 +467,27 @@ def preflight(info, deep: dict | None = None) -> dict[str, dict[str, str] | None
     """target → {op: why it blocks} from the op inventory, or None where that can't be known before
     converting (Keras layers become TF ops only when frozen; TFLite has no op list to check).
     `deep`: `inspect --deep`'s answer, whose verdicts on the frozen graph win."""
-    from engine.backends import TARGETS, blocking_ops, get
+    from engine.backends import blocking_ops, get
 
     if deep is not None:
-        return {t: None if deep["targets"][t]["verdict"] == "unknown" else deep["targets"][t]["blocked"] for t in TARGETS}
+        return {t: None if deep["targets"][t]["verdict"] == "unknown" else deep["targets"][t]["blocked"]
+                for t in offered_targets(info)}
     custom = [op for op in info.custom_ops if op in info.ops]  # no target converts these (--load-op-library)
     result = {}
-    for t in TARGETS:
+    for t in offered_targets(info):
         backend = get(t)
         if info.op_kind == "tf_op" and backend.preflight_knows_ops:
             result[t] = blocking_ops(backend, dict(info.ops), custom)
         else:
             result[t] = blocking_ops(backend, {}, custom) or None
     return result
+
+
+def offered_targets(info) -> tuple[str, ...]:
+    """The targets to offer for this model: keras only where there are Keras layers to save."""
+    from engine.backends import TARGETS
+
+    return tuple(t for t in TARGETS if t != "keras" or (info is not None and info.op_kind == "keras_layer"))
 
 
 def preflight_verdicts(info, deep: dict | None = None, waiting: str = "") -> list[tuple[str, str, str]]:
@@ -479,6 +501,8 @@ def preflight_verdicts(info, deep: dict | None = None, waiting: str = "") -> lis
         title = target_title(target)
         if target in missing:  # not installed here: say so, with the command that installs it
             result.append((title, "blocked", missing[target].removeprefix(f"{title}: ")))
+        elif target == "keras":  # offered for Keras-shaped models only (offered_targets): saved, not converted
+            result.append((title, "ok", "the Keras model is saved again as it is"))
         elif deep is not None:
             from engine.deep import verdict_line
 
@@ -603,7 +627,9 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
 
     result = []
     for t in report.get("targets", []):
-        model_file = str(Path(options.output_dir) / t["target"] / get(t["target"]).main_file)
+        backend = get(t["target"])
+        name = backend.main_file_for(options) if hasattr(backend, "main_file_for") else backend.main_file
+        model_file = str(Path(options.output_dir) / t["target"] / name)
         has_model = t["status"] in ("ok", "mismatch")
         check, passed = verification_text(t.get("verification"))
         if has_model and t.get("strategy") and t["strategy"] != "frozen graph":
@@ -700,6 +726,17 @@ def _check_sample_input(text: str) -> str | None:
     if not (is_image(path) or path.lower().endswith((".npy", ".npz"))):
         return f"{path}: give a .png/.jpg image or a .npy/.npz array"
     return None
+
+
+def _check_logdir(text: str, a: Answers) -> str | None:
+    from engine.options import ConversionOptions
+    from engine.tensorboard import check_logdir
+
+    if not str(text).strip():
+        return None
+    options = ConversionOptions(model=a.model, targets=(), output_dir=a.output_dir or default_output_dir(a.model),
+                                tensorboard_logdir=str(text).strip())
+    return _error_of(lambda: check_logdir(options))
 
 
 def _check_output_dir(text: str, model: str | None = None) -> str | None:

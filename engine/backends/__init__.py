@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # only for type names; never imported at run time here
     import numpy as np
 
-TARGETS = ("onnx", "tfjs", "openvino", "tflite")  # the order targets run in and are listed in
+TARGETS = ("onnx", "tfjs", "openvino", "tflite", "keras")  # the order targets run in and are listed in
 
 
 @dataclass

@@ -153,6 +153,8 @@ class OnnxBackend(Backend):
         elif fmt == "saved_model" and (not info.tag or len(info.tag) == 1):
             argv = ["--saved-model", model] + (["--tag", info.tag[0]] if info.tag else [])
             argv += ["--signature_def", info.signature] if info.signature else []
+        elif fmt == "tf_hub" and len(info.tag) <= 1:  # Hub's default tag set is empty: say so, or it reads "serve"
+            argv = ["--saved-model", model, "--tag", info.tag[0] if info.tag else "", "--signature_def", info.signature]
         elif fmt in ("keras_h5", "keras_v3"):
             # A Keras 2 file needs tf2onnx on tf_keras: with Keras 3 it fails on old configs and
             # optimizer keys (DESIGN §5), so the line sets TF_USE_LEGACY_KERAS=1 as tflite_convert's does.
@@ -162,7 +164,7 @@ class OnnxBackend(Backend):
         else:
             return None
         graph = fmt in ("graphdef", "metagraph")  # tf2onnx needs --inputs/--outputs for these
-        if graph or (fmt == "saved_model" and any(shape_of(i) for i in inputs)):
+        if graph or (fmt in ("saved_model", "tf_hub") and any(shape_of(i) for i in inputs)):
             argv += ["--inputs", ",".join(tensor[i.name] + shape_of(i) for i in inputs),
                      "--rename-inputs", ",".join(i.name for i in inputs)]
         if graph:

@@ -120,6 +120,8 @@ class TfjsBackend(Backend):
             argv += ["--input_format=keras", f"--output_format=tfjs_{'layers' if layers else 'graph'}_model"]
         elif fmt == "keras_v3" and layers:
             argv += ["--input_format=keras_keras", "--output_format=tfjs_layers_model"]
+        elif fmt == "tfjs_layers":  # re-sharded, quantized or as a graph model; it takes model.json itself
+            argv += ["--input_format=tfjs_layers_model", f"--output_format=tfjs_{'layers' if layers else 'graph'}_model"]
         else:  # .pbtxt, checkpoints, MetaGraphs, .keras → graph model: no upstream input format takes them
             return None
         if options.weight_shard_size_bytes:
@@ -136,7 +138,7 @@ class TfjsBackend(Backend):
                 argv.append("--use_structured_outputs_names=True")
         if options.metadata:
             argv.append("--metadata=" + ",".join(options.metadata))
-        return argv + [str(options.model), out]
+        return argv + [info.path if fmt == "tfjs_layers" else str(options.model), out]
 
     def convert(self, prepared, options, outdir: Path, log) -> None:
         quant, patterns = options.quantization("tfjs"), options.quantize_nodes("tfjs")
@@ -179,7 +181,7 @@ class TfjsBackend(Backend):
 
     def check(self, options, info) -> None:
         if options.tfjs_format == "layers" and info.op_kind != "keras_layer":
-            raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras); use the default graph format")
+            raise UserError("--tfjs-format layers needs a Keras model (.h5/.keras) or a TF.js layers model; use the default graph format")
         if options.tfjs_format == "layers" and info.custom_classes:  # tf.loadLayersModel rebuilds each layer from its JavaScript class
             raise UserError(f"--tfjs-format layers: TF.js would need {', '.join(info.custom_classes)} written in "
                             "JavaScript (tf.serialization.registerClass) to load the model; use --tfjs-format graph")
