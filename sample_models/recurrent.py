@@ -8,7 +8,7 @@ import os
 import shutil
 import zipfile
 
-OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "tf1_gru_frozen.pb", "tf1_lstm_metagraph",
+OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "keras3_gru_dropout.keras", "tf1_gru_frozen.pb", "tf1_lstm_metagraph",
            "metagraph_empty_stem", "keras2_dense.model", "keras2_dense.hdf5", "keras3_old_dense.keras",
            "text_lookup_tf1"]
 STEPS, FEATURES = 5, 3  # sequence length and features of every recurrent sample
@@ -100,6 +100,23 @@ def keras3_lstm(out):
     keras.Model(x, y).save(os.path.join(out, "keras3_lstm.keras"))
     return [_entry("keras3_lstm.keras", "keras_v3", [_io("sequence", [None, STEPS, FEATURES])], ["scores"],
                    "Keras 3 LSTM(4) -> Dense(2) 'scores' (.keras zip).")]
+
+
+def keras3_gru_dropout(out):
+    """Keras 3 GRU with dropout and recurrent_dropout, as in the zoo's ao-compensation-model GRUs.
+
+    Keras 3 RNNs draw their dropout masks on every call, training=False included (the masks go
+    unused), so the traced function advances the layer's SeedGenerator: a write to a variable that
+    freezing turns into a constant."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((STEPS, FEATURES), name="sequence")
+    h = keras.layers.GRU(4, dropout=0.2, recurrent_dropout=0.1, name="gru")(x)
+    keras.Model(x, keras.layers.Dense(2, name="scores")(h)).save(os.path.join(out, "keras3_gru_dropout.keras"))
+    return [_entry("keras3_gru_dropout.keras", "keras_v3", [_io("sequence", [None, STEPS, FEATURES])], ["scores"],
+                   "Keras 3 GRU(4, dropout=0.2, recurrent_dropout=0.1) -> Dense(2) 'scores' (.keras zip): its "
+                   "inference function still writes the dropout SeedGenerator's state.")]
 
 
 def tf1_gru_frozen(out):
@@ -249,5 +266,5 @@ def text_lookup_tf1(out):
                    fails_on={"onnx": "LookupTableImportV2", "openvino": "HashTableV2"})]
 
 
-BUILDERS = [keras2_recurrent, keras3_lstm, tf1_gru_frozen, tf1_lstm_metagraph, metagraph_empty_stem,
+BUILDERS = [keras2_recurrent, keras3_lstm, keras3_gru_dropout, tf1_gru_frozen, tf1_lstm_metagraph, metagraph_empty_stem,
             keras2_odd_suffixes, text_lookup_tf1]

@@ -65,3 +65,30 @@ def test_cond_plumbing_fed_only_by_a_boolean_switch_is_not_an_output(tf, tmp_pat
     info = inspect(detect(str(path)))
     assert [o.name for o in info.outputs] == ["y"]
     assert "x" in [i.name for i in info.inputs]
+
+
+@pytest.mark.timeout(300)
+def test_keras3_gru_with_dropout_freezes_without_its_seed_generator_write(tf, tmp_path):
+    """The zoo's ao-compensation-model GRUs: Keras 3 RNNs with dropout draw (unused) dropout masks at
+    inference too, writing their SeedGenerator's state variable. Freezing made that variable a constant,
+    and TensorFlow refused to import the graph ("... incompatible with expected resource"). The write is
+    dropped; what the model computes is Keras' own inference output."""
+    import keras
+    import numpy as np
+
+    from engine.options import ConversionOptions
+    from engine.plan import plan
+    from engine.prepare import prepare, run_reference
+
+    path = SAMPLES / "keras3_gru_dropout.keras"
+    model = keras.models.load_model(path)
+    traced = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec([None, 5, 3]))
+    assert "AssignVariableOp" in {op.type for op in traced.graph.get_operations()}  # the sample shows the cause
+
+    options = ConversionOptions(model=str(path), targets=("onnx",), output_dir=str(tmp_path / "out"))
+    detection, info = plan(options)
+    prepared = prepare(detection, info, options, tmp_path)
+    assert not {n.op for n in prepared.graph_def.node} & {"AssignVariableOp", "StatelessRandomUniformV2"}
+    x = np.random.default_rng(0).uniform(size=(2, 5, 3)).astype("float32")
+    got = run_reference(tf, prepared, {"sequence": x})["scores"]
+    np.testing.assert_allclose(got, model(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
