@@ -8,7 +8,7 @@ import os
 import shutil
 import zipfile
 
-OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "keras3_gru_dropout.keras", "tf1_gru_frozen.pb", "tf1_lstm_metagraph",
+OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "keras3_gru_dropout.keras", "tf1_gru_frozen.pb", "tf1_time_major_rnn.pb", "tf1_lstm_metagraph",
            "metagraph_empty_stem", "keras2_dense.model", "keras2_dense.hdf5", "keras3_old_dense.keras",
            "text_lookup_tf1"]
 STEPS, FEATURES = 5, 3  # sequence length and features of every recurrent sample
@@ -145,6 +145,52 @@ def tf1_gru_frozen(out):
                    "TensorArrayV3) -> dense 'scores'.")]
 
 
+def tf1_time_major_rnn(out):
+    """A TF1 frozen graph as dynamic_rnn(time_major=True) with dropout wrote it (the zoo's cutkum):
+    inputs [time, batch, features], a [batch] of sequence lengths, and a keep_prob placeholder
+    without a shape driving RandomUniform dropout. Random feeds of the usual [batch, ...] layout
+    don't fit it; cutkum's own code feeds keep_prob 1.0."""
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    v1 = tf.compat.v1
+    saved = control_flow_util.ENABLE_CONTROL_FLOW_V2
+    control_flow_util.ENABLE_CONTROL_FLOW_V2 = False
+    try:
+        with tf.Graph().as_default() as g, v1.Session() as sess:
+            v1.set_random_seed(0)
+            x = v1.placeholder(tf.float32, [None, None, FEATURES], name="inputs")
+            lengths = v1.placeholder(tf.int32, [None], name="seq_lengths")
+            keep_prob = v1.placeholder(tf.float32, None, name="keep_prob")
+            x = v1.nn.dropout(x, keep_prob=keep_prob)
+            steps = tf.shape(x)[0]
+            xs = v1.TensorArray(tf.float32, steps).unstack(x)
+            cell = _GRUCell(v1, tf, 4)
+
+            def step(t, h):  # past its length, a sequence keeps its state (Select on a [batch] condition)
+                (new,) = cell(xs.read(t), (h,))
+                return t + 1, v1.where(t < lengths, new, h)
+
+            _, h = v1.while_loop(lambda t, h: t < steps, step, (tf.constant(0), tf.zeros([tf.shape(x)[1], 4])),
+                                 name="rnn")
+            tf.identity(_dense(v1, tf, h, 2, "dense"), name="scores")
+            sess.run(v1.global_variables_initializer())
+            frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["scores"])
+    finally:
+        control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
+    ops = {n.op for n in frozen.node}
+    assert {"Enter", "RandomUniform", "Select"} <= ops, sorted(ops)
+    tf.io.write_graph(frozen, out, "tf1_time_major_rnn.pb", as_text=False)
+    return [_entry("tf1_time_major_rnn.pb", "graphdef",
+                   [_io("inputs", [None, None, FEATURES]), _io("seq_lengths", [None], "int32"),
+                    {"name": "keep_prob", "dtype": "float32", "shape": None}], ["scores"],
+                   "TF1 frozen graph, time-major as dynamic_rnn(time_major=True) writes it: inputs [time, batch, 3], "
+                   "seq_lengths [batch], a keep_prob placeholder without a shape driving RandomUniform dropout, a "
+                   "GRU(4) while loop -> dense 'scores'. Verified on ONNX and TFLite (tests/test_zoo_regressions.py); "
+                   "TF.js can't run TF1 Select on a [batch] condition and OpenVINO has no rule for a dynamic "
+                   "TensorArrayV3, as upstream.", failure_class=2)]
+
+
 def tf1_lstm_metagraph(out):
     """A TF1 MetaGraph + V2 checkpoint of a dynamic_rnn LSTM, TF1 while loop and all."""
     import tensorflow as tf
@@ -266,5 +312,5 @@ def text_lookup_tf1(out):
                    fails_on={"onnx": "LookupTableImportV2", "openvino": "HashTableV2"})]
 
 
-BUILDERS = [keras2_recurrent, keras3_lstm, keras3_gru_dropout, tf1_gru_frozen, tf1_lstm_metagraph, metagraph_empty_stem,
+BUILDERS = [keras2_recurrent, keras3_lstm, keras3_gru_dropout, tf1_gru_frozen, tf1_time_major_rnn, tf1_lstm_metagraph, metagraph_empty_stem,
             keras2_odd_suffixes, text_lookup_tf1]
