@@ -130,6 +130,19 @@ def test_training_metagraph_converts_what_the_outputs_need(tmp_path):
     assert all(t["verification"]["passed"] for t in targets.values())
 
 
+def test_dryrun_upstream_lines_name_only_the_inputs_the_outputs_need(tmp_path):
+    """--output probs cuts 'aux' away, and with it the only use of iterator_handle (and of 'scale's default)."""
+    proc = run_cli("convert", RW / "training" / "model.meta", "--to", "onnx,openvino", "-o", tmp_path / "o",
+                   "--output", "probs", "--dryrun")
+    assert proc.returncode == 0, proc.stderr
+    ours, onnx, openvino = proc.stdout.strip().splitlines()
+    assert "--inputs x:0 " in onnx and "'x:0[?,8]'" in openvino
+    assert "iterator_handle" not in onnx + openvino
+    proc = run_cli("convert", RW / "training" / "model.meta", "--to", "onnx", "-o", tmp_path / "o",
+                   "--output", "aux", "--dryrun")
+    assert "--inputs iterator_handle:0 --rename-inputs iterator_handle " in proc.stdout.splitlines()[1]
+
+
 # --- class 6: one line with TensorFlow's reason ---------------------------------------------------
 
 
