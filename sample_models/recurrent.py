@@ -3,14 +3,12 @@
 Each builder takes the output directory and returns manifest entries, like build.py's own.
 TensorFlow, Keras and tf_keras are imported inside, after build.py has set up logging.
 """
-import json
 import os
 import shutil
-import zipfile
 
-OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "keras3_gru_dropout.keras", "tf1_gru_frozen.pb", "tf1_time_major_rnn.pb", "tf1_lstm_metagraph",
-           "metagraph_empty_stem", "keras2_dense.model", "keras2_dense.hdf5", "keras3_old_dense.keras",
-           "text_lookup_tf1"]
+OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "keras3_gru_dropout.keras", "tf1_gru_frozen.pb",
+           "tf1_time_major_rnn.pb", "tf1_lstm_metagraph", "metagraph_empty_stem", "keras2_dense.model",
+           "keras2_dense.hdf5", "text_lookup_tf1"]
 STEPS, FEATURES = 5, 3  # sequence length and features of every recurrent sample
 
 
@@ -249,39 +247,6 @@ def keras2_odd_suffixes(out):
     notes = "Keras 2 (tf_keras) HDF5 Dense(2) 'out' on x (-1,4), saved under a {} suffix."
     return [_entry(f"keras2_dense{s}", "keras_h5", [_io("x", [None, 4])], ["out"], notes.format(s))
             for s in (".model", ".hdf5")]
-
-
-def keras3_old_dense(out):
-    """A .keras as Keras 3.0-3.3 wrote it: a Dense layer's inbound node passes its input as a list.
-
-    Keras 3.0 stored `"args": [[x]]` style calls for layers fed one tensor through a list in some
-    functional graphs; today's Keras rebuilds that as two inputs and refuses ("Layer dense expects 1
-    input(s), but it received 2"). We write the current format, then rewrite config.json the old way.
-    """
-    import keras
-
-    keras.utils.set_random_seed(0)
-    x = keras.Input((4,), name="x")
-    path = os.path.join(out, "keras3_old_dense.keras")
-    keras.Model(x, keras.layers.Dense(2, name="dense")(x)).save(path)
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    config = json.loads(files["config.json"])
-    files["config.json"] = json.dumps(old_keras3_config(config)).encode()
-    meta = json.loads(files["metadata.json"])
-    meta["keras_version"] = "3.0.5"
-    files["metadata.json"] = json.dumps(meta).encode()
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return [_entry("keras3_old_dense.keras", "keras_v3", [_io("x", [None, 4])], ["dense"],
-                   "A .keras as Keras 3.0 wrote it (metadata keras_version 3.0.5): Dense 'dense' on x (-1,4). "
-                   "Its config is in the 3.0 schema today's Keras fails to rebuild.")]
-
-
-def old_keras3_config(config):
-    """Placeholder, replaced once the real 3.0 difference is known (see the tests)."""
-    return config
 
 
 def text_lookup_tf1(out):
