@@ -4,6 +4,7 @@ wizard's Review and `tfwizard convert` (before its worker starts) all go through
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from . import backends, user_code
@@ -73,6 +74,7 @@ def _parsed_graph(detection):
 def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, str | None]:
     """Each target's upstream command as one shell line (None: no upstream tool does this directly)."""
     result = {}
+    info = needed_inputs(options, info)
     for target in options.targets:
         backend = backends.get(target)
         # No upstream CLI can set a placeholder to a value (ovc refuses mo's 'name->value'), nor take
@@ -83,6 +85,29 @@ def upstream_commands(options: ConversionOptions, info: ModelInfo) -> dict[str, 
             line = f"mkdir -p {shell_quote(str(Path(options.output_dir, target)))} && {line}"
         result[target] = line
     return result
+
+
+def needed_inputs(options: ConversionOptions, info: ModelInfo) -> ModelInfo:
+    """info with only the inputs the chosen --output nodes of a graph depend on (data or control edges).
+
+    An input only a cut-away output needs (a training graph's iterator handle) is pruned from the
+    converted model (engine.prepare); the upstream commands must not name it either. Inputs the user
+    named with --input or --freeze stay, so their checks still speak of them.
+    """
+    if not options.outputs or info.format not in ("graphdef", "graphdef_text", "checkpoint", "metagraph"):
+        return info
+    graph = _parsed_graph(detect(options.model, checkpoint=options.checkpoint))
+    if graph is None:
+        return info
+    inputs_of = {n.name: [i.lstrip("^").split(":")[0] for i in n.input] for n in graph.node}
+    seen, stack = set(), [o.split(":")[0] for o in options.outputs]
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack += inputs_of.get(name, [])
+    named = set(dict(options.inputs)) | set(dict(options.freeze))
+    return replace(info, inputs=[i for i in info.inputs if i.name in seen or i.name in named])
 
 
 def upstream_lines(options: ConversionOptions, info: ModelInfo) -> list[str]:

@@ -377,6 +377,7 @@ def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
 
     data = c2c._FunctionConverterDataInEager(func=fn, lower_control_flow=lower, aggressive_inlining=False)
     graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
+    _drop_writes_to_frozen_variables(graph_def)
     captured = fn.graph.internal_captures
     frozen_inputs = {id(captured[k]) for k in converted}
     placeholders = [t for t in fn.inputs if id(t) not in frozen_inputs and t.dtype != tf.resource]
@@ -393,6 +394,40 @@ def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
     for key, tensor in zip(keys, fn.outputs if len(fn.outputs) == len(flat) else flat):
         names[key] = tensor.name
     return graph_def, names
+
+
+# Ops that write a resource variable; they have no outputs, only control edges lead on from them.
+VARIABLE_WRITES = {"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp"}
+
+
+def _drop_writes_to_frozen_variables(graph_def) -> None:
+    """Remove the writes to variables that freezing turned into constants, and the control edges to them.
+
+    Keras 3 RNN layers with dropout draw their dropout masks on every call, at inference too (the
+    masks go unused when training=False), which advances the SeedGenerator's state variable: an
+    AssignVariableOp that now writes into a Const, which TensorFlow refuses to import. No output
+    depends on such a write: it has no outputs, and every read of the variable is already the frozen
+    value. The variables themselves, and how the layers use them, stay as the model has them.
+    """
+    nodes = {n.name: n for n in graph_def.node}
+
+    def constant(tensor):
+        node = nodes.get(tensor.split(":")[0])
+        while node is not None and node.op == "Identity" and node.input:
+            node = nodes.get(node.input[0].split(":")[0])
+        return node is not None and node.op == "Const"
+
+    dead = {n.name for n in graph_def.node if n.op in VARIABLE_WRITES and n.input and constant(n.input[0])}
+    if not dead:
+        return
+    kept = [n for n in graph_def.node if n.name not in dead]
+    for n in kept:
+        inputs = [i for i in n.input if not (i.startswith("^") and i[1:] in dead)]
+        if len(inputs) != len(n.input):
+            del n.input[:]
+            n.input.extend(inputs)
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
 
 
 # --- the rebuild ----------------------------------------------------------------------------------

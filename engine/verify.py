@@ -3,6 +3,8 @@ target's outputs with those."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .backends import Tolerance
@@ -18,10 +20,16 @@ GROWN_DIMS = (64, 512, 4096, 16384)
 MAX_FEED_ELEMENTS = 1 << 22
 # Ops whose input 1 indexes the first dim of input 0 (an embedding table).
 GATHER_OPS = {"Gather", "GatherV2", "ResourceGather", "GatherNd", "ResourceGatherNd"}
+# Inputs whose random values mean nothing to the model, by name (TF1 graphs name them so):
+# dropout switches (a scalar keep_prob fed 1.0 keeps every unit; a dropout rate fed 0.0 drops none)
+# and sequence lengths (dynamic_rnn's sequence_length: the whole test sequence).
+KEEP_PROB, DROP_RATE = re.compile(r"keep", re.I), re.compile(r"drop", re.I)
+LENGTHS = re.compile(r"len(gth)?s?($|_)|seq_?len", re.I)
 
 
 def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, dynamic_dim: int = DYNAMIC_DIM,
-               index_limits: dict[str, int] | None = None, vocabulary=()) -> dict[str, np.ndarray]:
+               batch: int = DYNAMIC_BATCH, index_limits: dict[str, int] | None = None,
+               vocabulary=()) -> dict[str, np.ndarray]:
     """Random inputs matching each input's dtype and shape, in ranges the model can take.
 
     Floats are uniform in [0, 1), or [0, 255] when the model takes raw pixels (preprocessing
@@ -29,13 +37,19 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, dynamic_di
     [0, 10) so they stay valid as indices, or below the table size when they index an embedding (`index_limits`, from index_limits()); booleans False/True; strings
     three-letter lowercase words (bytes objects, as TensorFlow returns them), every other one from
     `vocabulary` when given (the model's string constants: a lookup table's keys).
-    Dynamic dims become 2 for the batch and `dynamic_dim` elsewhere.
+    Dynamic dims become `batch` (2) for the first and `dynamic_dim` elsewhere. Scalar dropout
+    switches get the value that turns dropout off (keep_prob 1.0, a rate 0.0; a scalar even where
+    the graph leaves the rank open), integer sequence lengths the test sequences' length.
     """
     rng = np.random.default_rng(seed)
     limits = index_limits or {}
     feeds = {}
     for i in inputs:
-        shape = UNKNOWN_RANK_SHAPE if i.shape is None else _concrete_shape(i.shape, dynamic_dim)
+        switch = _dropout_switch(i)
+        if switch is not None:
+            feeds[i.name] = np.asarray(switch, dtype=i.dtype)
+            continue
+        shape = UNKNOWN_RANK_SHAPE if i.shape is None else _concrete_shape(i.shape, dynamic_dim, batch)
         if i.dtype == "string":  # text: short lowercase words, as bytes (what TensorFlow returns)
             letters = rng.integers(ord("a"), ord("z") + 1, (*shape, 3)).astype(np.uint8)
             words = [w.tobytes() for w in letters.reshape(-1, 3)]
@@ -54,6 +68,8 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, dynamic_di
             value = rng.uniform(0, 255 if raw_pixels else 1, shape)
         elif dtype == np.uint8 and len(shape) == 4 and shape[-1] in (1, 3, 4):  # an image: all of [0, 255]
             value = rng.integers(0, 256, shape)
+        elif dtype.kind in "iu" and len(shape) <= 1 and LENGTHS.search(_short_name(i.name)):
+            value = np.full(shape, dynamic_dim)
         elif dtype.kind in "iu":
             value = rng.integers(0, max(1, min(10, limits.get(i.name, 10))), shape)
         elif dtype.kind == "b":
@@ -65,8 +81,20 @@ def make_feeds(inputs, *, raw_pixels: bool = False, seed: int = SEED, dynamic_di
     return feeds
 
 
-def _concrete_shape(shape, dynamic_dim: int) -> tuple[int, ...]:
-    return tuple(d if d > 0 else (DYNAMIC_BATCH if k == 0 else dynamic_dim) for k, d in enumerate(shape))
+def _concrete_shape(shape, dynamic_dim: int, batch: int = DYNAMIC_BATCH) -> tuple[int, ...]:
+    return tuple(d if d > 0 else (batch if k == 0 else dynamic_dim) for k, d in enumerate(shape))
+
+
+def _short_name(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _dropout_switch(i) -> float | None:
+    """1.0 for a scalar float keep_prob, 0.0 for a scalar dropout rate; None for any other input."""
+    if i.shape not in ([], None) or not (i.dtype or "").startswith("float"):
+        return None
+    name = _short_name(i.name)
+    return 1.0 if KEEP_PROB.search(name) else 0.0 if DROP_RATE.search(name) else None
 
 
 def index_limits(graph_def, input_names) -> dict[str, int]:
@@ -124,16 +152,36 @@ def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[s
     grow (GROWN_DIMS) until every output has elements; a reference that differs between two runs on
     the same feeds (dropout driven by random ops) cannot judge a target. Either way `problem` says
     why, in one line naming the flag that fixes it, and every target's verification fails with it.
+
+    When TensorFlow refuses the first feeds, they are tried once more with every dynamic dim the
+    same size: a time-major graph (dynamic_rnn's [time, batch, features] with a [batch] of sequence
+    lengths) has its batch where the first feeds put a sequence dim. If that fails too, the first
+    error is raised.
     """
+    layout = {"batch": DYNAMIC_BATCH}
+
     def feeds_for(dim):
-        return make_feeds(inputs, raw_pixels=raw_pixels, dynamic_dim=dim, index_limits=index_limits, vocabulary=vocabulary)
+        return make_feeds(inputs, raw_pixels=raw_pixels, dynamic_dim=dim, index_limits=index_limits,
+                          vocabulary=vocabulary, batch=layout["batch"] or dim)
 
     feeds = feeds_for(DYNAMIC_DIM)
     if given:
         from .sample_inputs import with_batch
 
         feeds = {**with_batch(feeds, len(next(iter(given.values()))), inputs), **given}
-    reference = run(feeds)
+    try:
+        reference = run(feeds)
+    except UserError:
+        if given or not _dynamic_in_several_places(inputs):
+            raise
+        layout["batch"] = None  # every dynamic dim as large as the others
+        uniform = feeds_for(DYNAMIC_DIM)
+        try:
+            reference, feeds = run(uniform), uniform
+        except UserError:
+            pass
+        if feeds is not uniform:
+            raise
     dynamic = [] if given else [i for i in inputs if i.shape is None or any(d <= 0 for d in i.shape[1:])]
     for dim in GROWN_DIMS:
         if not _empty(reference) or not dynamic:
@@ -169,6 +217,12 @@ def reference_feeds(feeds: dict, preprocessed: set[str], mean, scale, reverse: b
 
     return {preprocessed_name(k) if k in preprocessed else k: preprocess(v, mean, scale, reverse) if k in preprocessed else v
             for k, v in feeds.items()}
+
+
+def _dynamic_in_several_places(inputs) -> bool:
+    """Whether the inputs' dynamic dims sit at more than one axis, so that one size for all changes the feeds."""
+    axes = {k for i in inputs if i.shape for k, d in enumerate(i.shape) if d <= 0}
+    return len(axes) > 1
 
 
 def _empty(outputs: dict) -> list[str]:

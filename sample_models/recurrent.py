@@ -3,14 +3,12 @@
 Each builder takes the output directory and returns manifest entries, like build.py's own.
 TensorFlow, Keras and tf_keras are imported inside, after build.py has set up logging.
 """
-import json
 import os
 import shutil
-import zipfile
 
-OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "tf1_gru_frozen.pb", "tf1_lstm_metagraph",
-           "metagraph_empty_stem", "keras2_dense.model", "keras2_dense.hdf5", "keras3_old_dense.keras",
-           "text_lookup_tf1"]
+OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "keras3_gru_dropout.keras", "tf1_gru_frozen.pb",
+           "tf1_time_major_rnn.pb", "tf1_lstm_metagraph", "metagraph_empty_stem", "keras2_dense.model",
+           "keras2_dense.hdf5", "text_lookup_tf1"]
 STEPS, FEATURES = 5, 3  # sequence length and features of every recurrent sample
 
 
@@ -102,6 +100,23 @@ def keras3_lstm(out):
                    "Keras 3 LSTM(4) -> Dense(2) 'scores' (.keras zip).")]
 
 
+def keras3_gru_dropout(out):
+    """Keras 3 GRU with dropout and recurrent_dropout, as in the zoo's ao-compensation-model GRUs.
+
+    Keras 3 RNNs draw their dropout masks on every call, training=False included (the masks go
+    unused), so the traced function advances the layer's SeedGenerator: a write to a variable that
+    freezing turns into a constant."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((STEPS, FEATURES), name="sequence")
+    h = keras.layers.GRU(4, dropout=0.2, recurrent_dropout=0.1, name="gru")(x)
+    keras.Model(x, keras.layers.Dense(2, name="scores")(h)).save(os.path.join(out, "keras3_gru_dropout.keras"))
+    return [_entry("keras3_gru_dropout.keras", "keras_v3", [_io("sequence", [None, STEPS, FEATURES])], ["scores"],
+                   "Keras 3 GRU(4, dropout=0.2, recurrent_dropout=0.1) -> Dense(2) 'scores' (.keras zip): its "
+                   "inference function still writes the dropout SeedGenerator's state.")]
+
+
 def tf1_gru_frozen(out):
     """A TF1 frozen graph with a TF1 while loop (Enter/Exit/NextIteration), as dynamic_rnn wrote it."""
     import tensorflow as tf
@@ -126,6 +141,52 @@ def tf1_gru_frozen(out):
     return [_entry("tf1_gru_frozen.pb", "graphdef", [_io("sequence", [None, STEPS, FEATURES])], ["scores"],
                    "TF1 frozen graph: a hand-written GRU(4) loop (TF1 while loop: Enter/Exit/NextIteration, "
                    "TensorArrayV3) -> dense 'scores'.")]
+
+
+def tf1_time_major_rnn(out):
+    """A TF1 frozen graph as dynamic_rnn(time_major=True) with dropout wrote it (the zoo's cutkum):
+    inputs [time, batch, features], a [batch] of sequence lengths, and a keep_prob placeholder
+    without a shape driving RandomUniform dropout. Random feeds of the usual [batch, ...] layout
+    don't fit it; cutkum's own code feeds keep_prob 1.0."""
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    v1 = tf.compat.v1
+    saved = control_flow_util.ENABLE_CONTROL_FLOW_V2
+    control_flow_util.ENABLE_CONTROL_FLOW_V2 = False
+    try:
+        with tf.Graph().as_default() as g, v1.Session() as sess:
+            v1.set_random_seed(0)
+            x = v1.placeholder(tf.float32, [None, None, FEATURES], name="inputs")
+            lengths = v1.placeholder(tf.int32, [None], name="seq_lengths")
+            keep_prob = v1.placeholder(tf.float32, None, name="keep_prob")
+            x = v1.nn.dropout(x, keep_prob=keep_prob)
+            steps = tf.shape(x)[0]
+            xs = v1.TensorArray(tf.float32, steps).unstack(x)
+            cell = _GRUCell(v1, tf, 4)
+
+            def step(t, h):  # past its length, a sequence keeps its state (Select on a [batch] condition)
+                (new,) = cell(xs.read(t), (h,))
+                return t + 1, v1.where(t < lengths, new, h)
+
+            _, h = v1.while_loop(lambda t, h: t < steps, step, (tf.constant(0), tf.zeros([tf.shape(x)[1], 4])),
+                                 name="rnn")
+            tf.identity(_dense(v1, tf, h, 2, "dense"), name="scores")
+            sess.run(v1.global_variables_initializer())
+            frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["scores"])
+    finally:
+        control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
+    ops = {n.op for n in frozen.node}
+    assert {"Enter", "RandomUniform", "Select"} <= ops, sorted(ops)
+    tf.io.write_graph(frozen, out, "tf1_time_major_rnn.pb", as_text=False)
+    return [_entry("tf1_time_major_rnn.pb", "graphdef",
+                   [_io("inputs", [None, None, FEATURES]), _io("seq_lengths", [None], "int32"),
+                    {"name": "keep_prob", "dtype": "float32", "shape": None}], ["scores"],
+                   "TF1 frozen graph, time-major as dynamic_rnn(time_major=True) writes it: inputs [time, batch, 3], "
+                   "seq_lengths [batch], a keep_prob placeholder without a shape driving RandomUniform dropout, a "
+                   "GRU(4) while loop -> dense 'scores'. Verified on ONNX and TFLite (tests/test_zoo_regressions.py); "
+                   "TF.js can't run TF1 Select on a [batch] condition and OpenVINO has no rule for a dynamic "
+                   "TensorArrayV3, as upstream.", failure_class=2)]
 
 
 def tf1_lstm_metagraph(out):
@@ -188,39 +249,6 @@ def keras2_odd_suffixes(out):
             for s in (".model", ".hdf5")]
 
 
-def keras3_old_dense(out):
-    """A .keras as Keras 3.0-3.3 wrote it: a Dense layer's inbound node passes its input as a list.
-
-    Keras 3.0 stored `"args": [[x]]` style calls for layers fed one tensor through a list in some
-    functional graphs; today's Keras rebuilds that as two inputs and refuses ("Layer dense expects 1
-    input(s), but it received 2"). We write the current format, then rewrite config.json the old way.
-    """
-    import keras
-
-    keras.utils.set_random_seed(0)
-    x = keras.Input((4,), name="x")
-    path = os.path.join(out, "keras3_old_dense.keras")
-    keras.Model(x, keras.layers.Dense(2, name="dense")(x)).save(path)
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    config = json.loads(files["config.json"])
-    files["config.json"] = json.dumps(old_keras3_config(config)).encode()
-    meta = json.loads(files["metadata.json"])
-    meta["keras_version"] = "3.0.5"
-    files["metadata.json"] = json.dumps(meta).encode()
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return [_entry("keras3_old_dense.keras", "keras_v3", [_io("x", [None, 4])], ["dense"],
-                   "A .keras as Keras 3.0 wrote it (metadata keras_version 3.0.5): Dense 'dense' on x (-1,4). "
-                   "Its config is in the 3.0 schema today's Keras fails to rebuild.")]
-
-
-def old_keras3_config(config):
-    """Placeholder, replaced once the real 3.0 difference is known (see the tests)."""
-    return config
-
-
 def text_lookup_tf1(out):
     """A TF1 SavedModel that takes strings, looks words up in a HashTable and scores them."""
     import tensorflow as tf
@@ -249,5 +277,5 @@ def text_lookup_tf1(out):
                    fails_on={"onnx": "LookupTableImportV2", "openvino": "HashTableV2"})]
 
 
-BUILDERS = [keras2_recurrent, keras3_lstm, tf1_gru_frozen, tf1_lstm_metagraph, metagraph_empty_stem,
+BUILDERS = [keras2_recurrent, keras3_lstm, keras3_gru_dropout, tf1_gru_frozen, tf1_time_major_rnn, tf1_lstm_metagraph, metagraph_empty_stem,
             keras2_odd_suffixes, text_lookup_tf1]

@@ -61,15 +61,33 @@ def test_embedding_indices_stay_inside_the_table(tmp_path, model):
     assert all(t["verification"]["passed"] for t in targets.values())
 
 
-def test_random_reference_is_detected_and_freeze_pins_it(tmp_path):
-    targets, report = run(tmp_path / "a", "dropout.pb", targets=("onnx",))
-    v = targets["onnx"]["verification"]
-    assert report.exit_code == 3 and "differs between two runs" in v["error"]
-    assert "--freeze keep_prob=1.0" in v["error"] and "use_default" not in v["error"]
-    targets, report = run(tmp_path / "b", "dropout.pb", freeze=(("keep_prob", "1.0"),))
+def test_keep_prob_is_fed_one_so_the_reference_is_deterministic(tmp_path):
+    targets, report = run(tmp_path, "dropout.pb")
     assert report.exit_code == 0, targets
     assert all(t["verification"]["passed"] for t in targets.values())
     assert [i["name"] for i in report.to_json()["model"]["inputs"]] == ["x", "keep_prob"]  # the model's own
+
+
+def test_random_reference_is_detected_and_freeze_pins_it(tmp_path):
+    """A dropout switch whose name says nothing gets random values: two runs differ, and --freeze pins it."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as g:
+        x = v1.placeholder(tf.float32, [None, 8], name="x")
+        p = v1.placeholder(tf.float32, [], name="p")
+        tf.identity(v1.nn.dropout(tf.nn.relu(x - 0.5), keep_prob=p), name="features")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "p_dropout.pb").write_bytes(g.as_graph_def().SerializeToString())
+    model = tmp_path / "m" / "p_dropout.pb"
+    options = ConversionOptions(model=str(model), targets=("onnx",), output_dir=str(tmp_path / "a"))
+    report = convert(options, emit=lambda *a, **k: None)
+    v = report.targets[0].verification
+    assert report.exit_code == 3 and "differs between two runs" in v["error"]
+    assert "--freeze p=VALUE" in v["error"] and "use_default" not in v["error"]
+    options = ConversionOptions(model=str(model), targets=("onnx",), output_dir=str(tmp_path / "b"), freeze=(("p", "1.0"),))
+    report = convert(options, emit=lambda *a, **k: None)
+    assert report.exit_code == 0 and report.targets[0].verification["passed"]
 
 
 def test_freeze_flag_parses_renders_and_has_no_upstream_equivalent():
@@ -110,6 +128,19 @@ def test_training_metagraph_converts_what_the_outputs_need(tmp_path):
     targets, report = run(tmp_path, "training/model.meta", outputs=("probs",))
     assert report.exit_code == 0, targets
     assert all(t["verification"]["passed"] for t in targets.values())
+
+
+def test_dryrun_upstream_lines_name_only_the_inputs_the_outputs_need(tmp_path):
+    """--output probs cuts 'aux' away, and with it the only use of iterator_handle (and of 'scale's default)."""
+    proc = run_cli("convert", RW / "training" / "model.meta", "--to", "onnx,openvino", "-o", tmp_path / "o",
+                   "--output", "probs", "--dryrun")
+    assert proc.returncode == 0, proc.stderr
+    ours, onnx, openvino = proc.stdout.strip().splitlines()
+    assert "--inputs x:0 " in onnx and "'x:0[?,8]'" in openvino
+    assert "iterator_handle" not in onnx + openvino
+    proc = run_cli("convert", RW / "training" / "model.meta", "--to", "onnx", "-o", tmp_path / "o",
+                   "--output", "aux", "--dryrun")
+    assert "--inputs iterator_handle:0 --rename-inputs iterator_handle " in proc.stdout.splitlines()[1]
 
 
 # --- class 6: one line with TensorFlow's reason ---------------------------------------------------
