@@ -41,7 +41,10 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
             index_limits=index_limits(prepared.graph_def, [i.name for i in prepared.inputs]),
             vocabulary=string_constants(prepared.graph_def))
     results = []
-    for target in options.targets:
+    targets = list(options.targets)
+    if prepared.weights and "tflite" in targets:  # it releases the weights (engine.backends.tflite): last
+        targets.append(targets.pop(targets.index("tflite")))
+    for target in targets:
         backend = backends.get(target)
         result = TargetResult(target, "ok", upstream_command=commands[target])
         results.append(result)
@@ -101,4 +104,10 @@ def _verify(backend, target_dir, prepared, options, feeds, reference, compare) -
         return {"skipped": one_line(e)}
     except Exception as e:
         return {"passed": False, "error": one_line(e)}
+    finally:
+        run = None
+        if prepared.weights:  # a large model: free this runtime's copy before the next target loads its own
+            import gc
+
+            gc.collect()
     return compare(reference, actual, backend.tolerance(options))

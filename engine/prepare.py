@@ -55,15 +55,18 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
     inputs = final_inputs(info, options)
     outputs = final_outputs(info, options)
     keep_v2 = control_flow_v2 or options.control_flow_v2
-    frozen, tensor_of = _freeze(tf, detection, info, options, [o for o in outputs], lower=not keep_v2)
+    weights = {}  # a large model's weights, left out of the GraphDef (by node name)
+    frozen, tensor_of = _freeze(tf, detection, info, options, [o for o in outputs], lower=not keep_v2, weights=weights)
     graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options, info)
+    del frozen
     if control_flow_v2 and not graph_def.library.function:
         return None  # no functional control flow: the same graph as the first rung
     # An input none of the outputs needs (after --output, e.g. an iterator's string handle) was
     # pruned with the rest: it is not fed.
     kept = {n.name for n in graph_def.node}
     inputs = [i for i in inputs if i.name in kept]
-    if graph_def.library.function and not keep_v2:
+    weights = {f"model/{k}": v for k, v in weights.items() if f"model/{k}" in kept}  # _rebuild's prefix
+    if graph_def.library.function and not keep_v2 and not weights:
         graph_def = _lower_control_flow(tf, graph_def, inputs, outputs, info)
     graph_path = workdir / ("prepared-control-flow-v2.pb" if control_flow_v2 else "prepared.pb")
     graph_path.write_bytes(graph_def.SerializeToString())
@@ -71,9 +74,11 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
         graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
         keras_path=detection.path if info.format in ("keras_h5", "keras_v3") else None,
         has_preprocessing=options.has_preprocessing,
-        strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else "frozen graph",
+        strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else
+        "frozen graph, weights outside it" if weights else "frozen graph",
+        weights=weights,
     )
-    if not control_flow_v2 and not options.control_flow_v2:
+    if not control_flow_v2 and not options.control_flow_v2 and not weights:  # re-freezing a large model: no
         prepared.alternative = _once(lambda: prepare(detection, info, options, workdir, control_flow_v2=True))
     return prepared
 
@@ -96,8 +101,10 @@ def _once(make):
 # --- freezing each input form ---------------------------------------------------------------------
 
 
-def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lower: bool = True):
-    """→ (frozen GraphDef, {user name: tensor name in it}). lower: TF2 functions' control flow."""
+def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lower: bool = True,
+            weights: dict | None = None):
+    """→ (frozen GraphDef, {user name: tensor name in it}). lower: TF2 functions' control flow.
+    weights: a dict to receive the weights a large model leaves out of the GraphDef (by node name)."""
     fmt = detection.format
     if fmt in (Format.GRAPHDEF, Format.GRAPHDEF_TEXT):
         graph_def = _read_graph_def(tf, detection.graph)
@@ -105,8 +112,8 @@ def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lowe
     if fmt in (Format.CHECKPOINT, Format.METAGRAPH):
         return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs)
     if fmt is Format.SAVED_MODEL:
-        return _freeze_saved_model(tf, detection, info, lower=lower)
-    return _freeze_keras(tf, detection, info, trust=options.trust_model, lower=lower)
+        return _freeze_saved_model(tf, detection, info, lower=lower, weights=weights)
+    return _freeze_keras(tf, detection, info, trust=options.trust_model, lower=lower, weights=weights)
 
 
 def _graph_names(graph_def, info, outputs) -> dict[str, str]:
@@ -239,7 +246,7 @@ def _has_op(graph, name) -> bool:
         return False
 
 
-def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: bool = True):
+def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: bool = True, weights=None):
     with _damaged_weights(tf, detection.path, "SavedModel"):
         loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
     fn = loaded.signatures[info.signature]
@@ -248,10 +255,11 @@ def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: boo
     if hasattr(loaded, "prune") and tables.has_tables(fn.graph.as_graph_def()):  # prune: a TF1 SavedModel
         # Its main op fills lookup tables: only a session freezes it (engine.tables).
         return tables.freeze_in_session(tf, str(detection.path), info.tag, info.signature)
-    return _freeze_function(tf, fn, info, lower=lower)
+    return _freeze_function(tf, fn, info, lower=lower, weights=weights)
 
 
-def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False, lower: bool = True):
+def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = False, lower: bool = True,
+                  weights=None):
     """Load with Keras' safe mode on unless the user trusts the model (plan() refused it otherwise).
 
     tf_keras ignores safe_mode for legacy .h5 files and would run a Lambda's bytecode, so its
@@ -286,10 +294,10 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, *, trust: bool = Fa
         result = result if isinstance(result, (list, tuple)) else [result]
         return {o.name: r for o, r in zip(info.outputs, result)}
 
-    return _freeze_function(tf, serve.get_concrete_function(), info, lower=lower)
+    return _freeze_function(tf, serve.get_concrete_function(), info, lower=lower, weights=weights)
 
 
-def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
+def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True, weights: dict | None = None):
     """Freeze a ConcreteFunction; map signature keys / input names to the frozen graph's tensors.
 
     convert_variables_to_constants_v2 is these two steps (grappler inlining, then variables to
@@ -298,8 +306,14 @@ def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
     """
     from tensorflow.python.framework import convert_to_constants as c2c
 
-    data = c2c._FunctionConverterDataInEager(func=fn, lower_control_flow=lower, aggressive_inlining=False)
+    large = weights is not None and sum(v.shape.num_elements() * v.dtype.size for v in fn.graph.variables
+                if v.shape.is_fully_defined()) > LARGE_MODEL_BYTES
+    data = (_WeightsLeftOut if large else c2c._FunctionConverterDataInEager)(
+        func=fn, lower_control_flow=lower, aggressive_inlining=False)
     graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
+    if large:
+        _leave_out(graph_def, data.left_out)
+        weights.update(data.left_out)
     captured = fn.graph.internal_captures
     frozen_inputs = {id(captured[k]) for k in converted}
     placeholders = [t for t in fn.inputs if id(t) not in frozen_inputs and t.dtype != tf.resource]
@@ -316,6 +330,53 @@ def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
     for key, tensor in zip(keys, fn.outputs if len(fn.outputs) == len(flat) else flat):
         names[key] = tensor.name
     return graph_def, names
+
+
+# A frozen GraphDef is one protobuf message, and protobuf stops at 2 GiB. Past this many bytes of
+# variables (with headroom for the graph itself), the big weights stay out of the GraphDef: each
+# becomes a Placeholder of its shape, and its value an array (Prepared.weights) that the targets
+# write into their own weight files (ONNX external data, OpenVINO .bin, TF.js shards).
+LARGE_MODEL_BYTES = 3 << 29  # 1.5 GiB
+WEIGHT_MIN_BYTES = 1 << 20  # smaller variables stay constants: they cost nothing and help folding
+
+
+def _weights_left_out_class():
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    class WeightsLeftOut(c2c._FunctionConverterDataInEager):
+        """TensorFlow's freezing data, with big variables' values set aside (left_out) and a scalar
+        in their place, so the Const nodes it makes stay tiny. The arrays share the variables' memory."""
+
+        def _build_tensor_data(self):
+            import numpy as np
+
+            super()._build_tensor_data()
+            self.left_out = {}
+            for name, data in list(self._tensor_data.items()):
+                if data.numpy.nbytes >= WEIGHT_MIN_BYTES:
+                    self.left_out[name] = data.numpy
+                    self._tensor_data[name] = data._replace(numpy=np.zeros((), data.numpy.dtype))
+
+    return WeightsLeftOut
+
+
+def _WeightsLeftOut(**kw):
+    return _weights_left_out_class()(**kw)
+
+
+def _leave_out(graph_def, left_out: dict) -> None:
+    """The stand-in Consts of left-out weights → Placeholders of the weights' dtype and shape."""
+    from tensorflow.python.framework import tensor_shape
+
+    for node in graph_def.node:
+        value = left_out.get(node.name)
+        if value is None or node.op != "Const":
+            continue
+        dtype = node.attr["dtype"].type
+        node.op = "Placeholder"
+        node.ClearField("attr")
+        node.attr["dtype"].type = dtype
+        node.attr["shape"].shape.CopyFrom(tensor_shape.TensorShape(value.shape).as_proto())
 
 
 # --- the rebuild ----------------------------------------------------------------------------------
@@ -441,7 +502,8 @@ def run_reference(tf, prepared: Prepared, feeds: dict) -> dict:
         tf.compat.v1.import_graph_def(prepared.graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
         try:
-            values = sess.run([f"{o}:0" for o in prepared.outputs], {f"{k}:0": v for k, v in feeds.items()})
+            feed = {f"{k}:0": v for k, v in {**feeds, **prepared.weights}.items()}
+            values = sess.run([f"{o}:0" for o in prepared.outputs], feed)
         except tf.errors.OpError as e:
             from .sandbox import blocked
 

@@ -21,11 +21,13 @@ import os
 import warnings
 from pathlib import Path
 
+from ..errors import UserError
 from ..options import human_size
 from . import ConversionFailed
 
 SIGNATURE = "serving_default"
 TF1_LOOP_OPS = {"Enter", "Exit", "NextIteration", "LoopCond"}
+FLATBUFFER_LIMIT = 2 << 30  # bytes a FlatBuffer (a .tflite) can address
 FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_error_data error codes
 
 
@@ -116,6 +118,9 @@ class TFLiteBackend:
 
         from engine.ladder import default_rungs
 
+        if prepared.weights:  # a large model: one rung, through a SavedModel (_convert_large)
+            yield "frozen graph, weights outside it, as a SavedModel", prepared, self._convert_large
+            return
         last = None
         for name, rung, _ in default_rungs(self, prepared):
             last = (name, rung, self.convert)
@@ -175,6 +180,46 @@ class TFLiteBackend:
             size += f" ({quant}-quantized; float32 graph was {human_size(prepared.graph_def.ByteSize())})"
         log(size)
 
+    def _convert_large(self, prepared, options, outdir: Path, log) -> None:
+        """A model whose weights stay out of the GraphDef (Prepared.weights). A .tflite is one FlatBuffer,
+        which cannot pass 2 GB: float32 weights over that are refused; float16 or int8 ones fit. The
+        converter gets a SavedModel of the prepared graph with the weights as variables, written here;
+        the weights are then released (this target runs last, engine.pipeline), so the converter's own
+        copy is the only one."""
+        import gc
+
+        import tensorflow as tf
+
+        quant = options.quantization(self.name)
+        total = sum(w.nbytes for w in prepared.weights.values())
+        if not quant or total > FLATBUFFER_LIMIT * (2 if quant == "float16" else 4):
+            raise UserError(f"model.tflite cannot hold {human_size(total)} of float32 weights: a TFLite model is one "
+                            "FlatBuffer, limited to 2 GB; convert with --quantize tflite:float16 (half the size) or "
+                            "--quantize tflite:dynamic (a quarter), or leave tflite out of --to")
+        saved = outdir.parent / f"{outdir.name}-savedmodel"
+        log(f"writing the model with its {human_size(total)} of weights as a SavedModel for the TFLite converter")
+        _save_with_variables(prepared, saved)
+        prepared.weights.clear()  # the last user of them: from here the converter's copy is the only one
+        gc.collect()
+        try:
+            conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if quant == "float16":
+                conv.target_spec.supported_types = [tf.float16]
+            log(f"converting ({quant} quantization)")
+            from tensorflow.lite.python.convert_phase import ConverterError
+            try:
+                data = conv.convert()
+            except ConverterError as e:
+                raise ConversionFailed(f"TFLite converter failed: {_first_error(e)}") from None
+            del conv
+        finally:
+            import shutil
+
+            shutil.rmtree(saved, ignore_errors=True)
+        (Path(outdir) / self.main_file).write_bytes(data)
+        log(f"wrote {self.main_file}, {human_size(len(data))} ({quant}-quantized; float32 weights were {human_size(total)})")
+
     def load(self, outdir: Path, prepared):
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated
@@ -226,6 +271,35 @@ def _run_by_tensor_names(interpreter, prepared):
         return {name: interpreter.get_tensor(outs[name]["index"]).copy() for name in prepared.outputs}
 
     return run
+
+
+def _save_with_variables(prepared, path: Path) -> None:
+    """Write prepared (inputs by name, dict outputs) as a SavedModel whose left-out weights are variables,
+    created one at a time from Prepared.weights and each array released once its variable holds it."""
+    import gc
+
+    import tensorflow as tf
+
+    holder = tf.Module()
+    holder.weights = {}
+    for name in list(prepared.weights):
+        holder.weights[name] = tf.Variable(prepared.weights.pop(name), name=name.replace("/", "_"))
+    gc.collect()
+    specs = [tf.TensorSpec(None if i.shape is None else [None if d < 0 else d for d in i.shape],
+                           tf.as_dtype(i.dtype), name=i.name) for i in prepared.inputs]
+    graph_def, names, outputs = prepared.graph_def, [i.name for i in prepared.inputs], list(prepared.outputs)
+
+    def body(*args):
+        feeds = {f"{n}:0": a for n, a in zip(names, args)}
+        feeds.update({f"{n}:0": v.read_value() for n, v in holder.weights.items()})
+        tensors = tf.graph_util.import_graph_def(graph_def, input_map=feeds,
+                                                 return_elements=[f"{o}:0" for o in outputs], name="")
+        return dict(zip(outputs, tensors))
+
+    serve = tf.function(body, input_signature=specs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf.saved_model.save(holder, str(path), signatures={SIGNATURE: serve.get_concrete_function()})
 
 
 def _signature_function(prepared):
