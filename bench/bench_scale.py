@@ -159,6 +159,16 @@ def outcome(tool: str, r: dict) -> str:
     return "ok"
 
 
+def peak(r: dict, args) -> str:
+    return f"> {args.mem_limit_gb:g} GB" if r["killed"] and "memory" in r["killed"] else f"{r['peak'] / 1e9:.2f} GB"
+
+
+def ratio(r: dict, args, weights: int) -> str:
+    if r["killed"] and "memory" in r["killed"]:
+        return f"> {args.mem_limit_gb * 1e9 / weights:.1f}x"
+    return f"{r['peak'] / weights:.2f}x"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="0.1,0.5,1,2.2")
@@ -179,15 +189,15 @@ def main() -> int:
             r = run(commands(tool, model, out, weights), timeout=args.timeout, mem_limit=int(args.mem_limit_gb * 1e9),
                     log=args.work / f"{model.name}-{tool}.log")
             rows.append((weights, tool, r, outcome(tool, r)))
-            print(f"{weights / 1e9:.2f} GB {tool}: {rows[-1][3]}, {r['seconds']:.0f} s, peak {r['peak'] / 1e9:.2f} GB "
-                  f"({r['peak'] / weights:.2f}x)", flush=True)
+            print(f"{weights / 1e9:.2f} GB {tool}: {rows[-1][3]}, {r['seconds']:.0f} s, peak {peak(r, args)} "
+                  f"({ratio(r, args, weights)})", flush=True)
             shutil.rmtree(out, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(model, ignore_errors=True)
     print("\n| weights | tool | result | seconds | peak RSS | peak / weights |\n|---|---|---|---|---|---|")
     for weights, tool, r, what in rows:
-        print(f"| {weights / 1e9:.2f} GB | {tool} | {what} | {r['seconds']:.0f} | {r['peak'] / 1e9:.2f} GB | "
-              f"{r['peak'] / weights:.2f}x |")
+        print(f"| {weights / 1e9:.2f} GB | {tool} | {what} | {r['seconds']:.0f} | {peak(r, args)} | "
+              f"{ratio(r, args, weights)} |")
     return 0
 
 

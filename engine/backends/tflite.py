@@ -192,10 +192,13 @@ class TFLiteBackend:
 
         quant = options.quantization(self.name)
         total = sum(w.nbytes for w in prepared.weights.values())
-        if not quant or total > FLATBUFFER_LIMIT * (2 if quant == "float16" else 4):
-            raise UserError(f"model.tflite cannot hold {human_size(total)} of float32 weights: a TFLite model is one "
-                            "FlatBuffer, limited to 2 GB; convert with --quantize tflite:float16 (half the size) or "
-                            "--quantize tflite:dynamic (a quarter), or leave tflite out of --to")
+        shrink = {"float16": 2, "dynamic": 4}.get(quant, 1)
+        if total / shrink > FLATBUFFER_LIMIT * 0.95:  # the graph and the FlatBuffer's tables need some room
+            fits = " or ".join(f"--quantize tflite:{m} ({what})" for m, what, k in
+                               (("float16", "half the size", 2), ("dynamic", "a quarter", 4)) if k > shrink)
+            raise UserError(f"model.tflite cannot hold {human_size(total)} of float32 weights{f' as {quant}' if quant else ''}: "
+                            f"a TFLite model is one FlatBuffer, limited to 2 GB; convert with {fits + ', ' if fits else ''}"
+                            "or leave tflite out of --to")
         saved = outdir.parent / f"{outdir.name}-savedmodel"
         log(f"writing the model with its {human_size(total)} of weights as a SavedModel for the TFLite converter")
         _save_with_variables(prepared, saved)
@@ -203,10 +206,11 @@ class TFLiteBackend:
         gc.collect()
         try:
             conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if quant:
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
             if quant == "float16":
                 conv.target_spec.supported_types = [tf.float16]
-            log(f"converting ({quant} quantization)")
+            log("converting" + (f" ({quant} quantization)" if quant else ""))
             from tensorflow.lite.python.convert_phase import ConverterError
             try:
                 data = conv.convert()
@@ -218,7 +222,8 @@ class TFLiteBackend:
 
             shutil.rmtree(saved, ignore_errors=True)
         (Path(outdir) / self.main_file).write_bytes(data)
-        log(f"wrote {self.main_file}, {human_size(len(data))} ({quant}-quantized; float32 weights were {human_size(total)})")
+        log(f"wrote {self.main_file}, {human_size(len(data))}" + (f" ({quant}-quantized; float32 weights were "
+                                                                 f"{human_size(total)})" if quant else ""))
 
     def load(self, outdir: Path, prepared):
         import numpy as np

@@ -1,0 +1,108 @@
+"""A model just over protobuf's 2 GiB limit converts (ONNX with external data, OpenVINO IR) and verifies.
+
+Marked `large`: it writes ~2.2 GB of weights (zeros: cheap to build, not to hold), peaks at ~6 GB of
+memory and ~7 GB of disk, and takes 2-3 minutes on 2 cores. Deselect with -m 'not large'. It skips
+itself where less than 8 GB of memory is available.
+
+The same path on a small model (the left-out weights forced by a low LARGE_MODEL_BYTES, in-process)
+runs on all four targets in test_weights_outside_graph_small, quickly and without the marker.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from engine.resources import available_memory
+
+WIDTH, LAYERS = 8192, 8  # 8 x 8192 x 8192 float32 = 2 GiB, plus a small layer that makes it just over
+
+BUILD = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+width, layers, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+class Model(tf.Module):
+    def __init__(self):
+        # Zeros: the big weights add nothing to y, so verification sees the small layer's numbers.
+        self.big = [tf.Variable(np.zeros((width, width), np.float32), name=f"big{k}") for k in range(layers)]
+        self.small = tf.Variable(np.random.default_rng(0).standard_normal((width, 16)).astype(np.float32) / 90)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32, name="x")])
+    def serve(self, x):
+        y = tf.matmul(x, self.small)
+        for w in self.big:
+            y += tf.matmul(x, w)[:, :16]
+        return {"y": y}
+
+m = Model()
+tf.saved_model.save(m, out, signatures={"serving_default": m.serve})
+"""
+
+
+@pytest.fixture(scope="module")
+def large_saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("large") / "sm"
+    subprocess.run([sys.executable, "-c", BUILD, str(WIDTH), str(LAYERS), str(path)], check=True, timeout=600)
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_over_two_gib_converts_and_verifies(large_saved_model, tmp_path):
+    if (available_memory() or 0) < 8 << 30:
+        pytest.skip("needs 8 GB of available memory")
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(large_saved_model), "--to", "onnx,openvino", "-o", str(out), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    for t in report["targets"]:
+        assert t["status"] == "ok", t
+        assert t["verification"]["passed"], t
+        assert t["strategy"] == "frozen graph, weights outside it"
+    weights = LAYERS * WIDTH * WIDTH * 4
+    data = out / "onnx" / "model.onnx.data"
+    assert data.stat().st_size >= weights > 2 ** 31
+    assert (out / "onnx" / "model.onnx").stat().st_size < 1 << 20  # the graph alone: a plain protobuf
+    assert (out / "openvino" / "model.bin").stat().st_size >= weights
+    shutil.rmtree(out)
+
+
+@pytest.mark.timeout(600)
+def test_weights_outside_graph_small(tmp_path, monkeypatch):
+    """The large-model path itself, on an 8-MB model: every target converts from the left-out weights
+    and verifies; float32 TFLite is refused in one line naming the FlatBuffer limit."""
+    import engine.prepare
+    import engine.backends.tflite as tflite
+    from engine.convert import convert
+    from engine.options import ConversionOptions
+
+    model = tmp_path / "sm"
+    subprocess.run([sys.executable, "-c", BUILD.replace("np.zeros((width, width), np.float32)",
+                                                        "np.eye(width, dtype=np.float32)"), "512", "2", str(model)],
+                   check=True, timeout=300)
+    monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 0)
+    monkeypatch.setattr(engine.prepare, "WEIGHT_MIN_BYTES", 1 << 16)
+    opts = ConversionOptions(model=str(model), output_dir=str(tmp_path / "out"),
+                             targets=("onnx", "tflite", "openvino", "tfjs"), quantize=("tflite:float16",))
+    report = convert(opts, lambda *a, **k: None)
+    by = {t.target: t for t in report.targets}
+    for name in ("onnx", "openvino", "tfjs", "tflite"):
+        assert by[name].status == "ok", (name, by[name].message)
+        assert by[name].strategy.startswith("frozen graph, weights outside it"), by[name].strategy
+        v = by[name].verification
+        assert "skipped" in v or v["passed"], (name, v)
+    assert (tmp_path / "out" / "onnx" / "model.onnx.data").stat().st_size >= 2 * 512 * 512 * 4
+
+    monkeypatch.setattr(tflite, "FLATBUFFER_LIMIT", 1 << 20)  # so this small model counts as too big
+    opts = ConversionOptions(model=str(model), output_dir=str(tmp_path / "out2"), targets=("tflite",),
+                             quantize=("tflite:float16",))
+    assert convert(opts, lambda *a, **k: None).targets[0].status == "failed"
+    opts = ConversionOptions(model=str(model), output_dir=str(tmp_path / "out3"), targets=("tflite",))
+    failed = convert(opts, lambda *a, **k: None).targets[0]
+    assert failed.status == "failed" and "\n" not in failed.message
+    assert "FlatBuffer, limited to 2 GB" in failed.message and "--quantize tflite:float16" in failed.message
