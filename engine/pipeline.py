@@ -23,6 +23,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     from .prepare import import_tensorflow, prepare, run_reference
     from .tables import string_constants
     from .verify import compare, index_limits, reference_run
+    from .weights import evict
 
     emit("stage", stage="import", message="importing TensorFlow")
     work = tmp / ".work"
@@ -41,10 +42,8 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
             index_limits=index_limits(prepared.graph_def, [i.name for i in prepared.inputs]),
             vocabulary=string_constants(prepared.graph_def))
     results = []
-    targets = list(options.targets)
-    if prepared.weights and "tflite" in targets:  # it releases the weights (engine.backends.tflite): last
-        targets.append(targets.pop(targets.index("tflite")))
-    for target in targets:
+    evict(prepared.weights)  # a large model's weights: out of memory until a target reads them (engine.weights)
+    for target in options.targets:
         backend = backends.get(target)
         result = TargetResult(target, "ok", upstream_command=commands[target])
         results.append(result)
@@ -68,6 +67,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         # When the reference itself can't judge any target (empty, random), no rung can pass: take
         # the first that converts and say why it is unverified.
         def check(outdir, rung_prepared, backend=backend, target=target):
+            evict(rung_prepared.weights)  # the converter is done with them: room for the runtime's copy
             emit("stage", stage="verify", target=target, message="running it and comparing with TensorFlow")
             return _verify(backend, outdir, rung_prepared, options, feeds, reference, compare)
 

@@ -65,7 +65,16 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
     # pruned with the rest: it is not fed.
     kept = {n.name for n in graph_def.node}
     inputs = [i for i in inputs if i.name in kept]
-    weights = {f"model/{k}": v for k, v in weights.items() if f"model/{k}" in kept}  # _rebuild's prefix
+    if weights:  # from TensorFlow's variables to a mapped file (engine.weights), then the variables are freed
+        from . import weights as weight_store
+
+        kept_weights = {f"model/{k}": v for k, v in weights.items() if f"model/{k}" in kept}  # _rebuild's prefix
+        weights.clear()
+        weights = weight_store.store(kept_weights, workdir / "weights.bin")
+        del kept_weights
+        import gc
+
+        gc.collect()
     if graph_def.library.function and not keep_v2 and not weights:
         graph_def = _lower_control_flow(tf, graph_def, inputs, outputs, info)
     graph_path = workdir / ("prepared-control-flow-v2.pb" if control_flow_v2 else "prepared.pb")
@@ -200,6 +209,8 @@ def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
     A tf.train.Saver would need the graph's saver_def or Variable objects, which a bare
     inference GraphDef doesn't have; the checkpoint reader needs neither.
     """
+    import numpy as np
+
     try:
         # The prefix itself, not load_checkpoint(): that takes "dir/" (the prefix of files named
         # .index/.data-*) for a directory and looks for a `checkpoint` state file in it.
@@ -208,7 +219,8 @@ def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
         raise UserError(f"{checkpoint}: cannot read the checkpoint ({str(e).splitlines()[0][:160]}); "
                         "check --checkpoint, or copy it again if it is damaged") from None
     stored = reader.get_variable_to_shape_map()
-    assigns = []
+    dtypes = reader.get_variable_to_dtype_map()
+    assigns, size = [], 0
     for op in graph.get_operations():
         if op.type not in ("VariableV2", "Variable", "VarHandleOp") or op.name not in needed:
             continue
@@ -217,6 +229,12 @@ def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
         if key not in stored:
             raise UserError(f"{checkpoint}: no value for variable {key!r}; this checkpoint was not written for "
                             "this graph: pass the right one with --checkpoint")
+        size += int(np.prod(stored[key], dtype=np.int64)) * dtypes[key].size
+        if size > LARGE_MODEL_BYTES:  # frozen in a session, they all go into one GraphDef: protobuf stops at 2 GiB
+            raise UserError(f"{checkpoint}: over {LARGE_MODEL_BYTES / 1e9:.1f} GB of variables cannot be frozen into one "
+                            "graph (protobuf's 2 GB limit); export the model as a SavedModel "
+                            "(tf.compat.v1.saved_model.simple_save) and convert that: tfwizard keeps a SavedModel's "
+                            "weights out of the graph")
         with _damaged_weights(tf, checkpoint, "checkpoint"):
             value = tf.constant(reader.get_tensor(key))
         if op.type == "VarHandleOp":
@@ -346,6 +364,11 @@ def _weights_left_out_class():
     class WeightsLeftOut(c2c._FunctionConverterDataInEager):
         """TensorFlow's freezing data, with big variables' values set aside (left_out) and a scalar
         in their place, so the Const nodes it makes stay tiny. The arrays share the variables' memory."""
+
+        def _eval(self, tensor):  # a variable's value without the copy .numpy() makes
+            import numpy as np
+
+            return np.asarray(tensor.read_value() if hasattr(tensor, "read_value") else tensor)
 
         def _build_tensor_data(self):
             import numpy as np

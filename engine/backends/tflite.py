@@ -184,11 +184,12 @@ class TFLiteBackend:
         """A model whose weights stay out of the GraphDef (Prepared.weights). A .tflite is one FlatBuffer,
         which cannot pass 2 GB: float32 weights over that are refused; float16 or int8 ones fit. The
         converter gets a SavedModel of the prepared graph with the weights as variables, written here;
-        the weights are then released (this target runs last, engine.pipeline), so the converter's own
-        copy is the only one."""
+        the mapped weights are then evicted (engine.weights), so the converter's copy is the only one in memory."""
         import gc
 
         import tensorflow as tf
+
+        from ..weights import evict
 
         quant = options.quantization(self.name)
         total = sum(w.nbytes for w in prepared.weights.values())
@@ -202,8 +203,8 @@ class TFLiteBackend:
         saved = outdir.parent / f"{outdir.name}-savedmodel"
         log(f"writing the model with its {human_size(total)} of weights as a SavedModel for the TFLite converter")
         _save_with_variables(prepared, saved)
-        prepared.weights.clear()  # the last user of them: from here the converter's copy is the only one
-        gc.collect()
+        gc.collect()  # the variables written above
+        evict(prepared.weights)
         try:
             conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
             if quant:
@@ -279,17 +280,13 @@ def _run_by_tensor_names(interpreter, prepared):
 
 
 def _save_with_variables(prepared, path: Path) -> None:
-    """Write prepared (inputs by name, dict outputs) as a SavedModel whose left-out weights are variables,
-    created one at a time from Prepared.weights and each array released once its variable holds it."""
-    import gc
-
+    """Write prepared (inputs by name, dict outputs) as a SavedModel whose left-out weights are variables."""
     import tensorflow as tf
 
     holder = tf.Module()
     holder.weights = {}
-    for name in list(prepared.weights):
-        holder.weights[name] = tf.Variable(prepared.weights.pop(name), name=name.replace("/", "_"))
-    gc.collect()
+    for name, array in prepared.weights.items():
+        holder.weights[name] = tf.Variable(array, name=name.replace("/", "_"))
     specs = [tf.TensorSpec(None if i.shape is None else [None if d < 0 else d for d in i.shape],
                            tf.as_dtype(i.dtype), name=i.name) for i in prepared.inputs]
     graph_def, names, outputs = prepared.graph_def, [i.name for i in prepared.inputs], list(prepared.outputs)
