@@ -21,13 +21,11 @@ import os
 import warnings
 from pathlib import Path
 
-from ..errors import UserError
 from ..options import human_size
 from . import ConversionFailed
 
 SIGNATURE = "serving_default"
 TF1_LOOP_OPS = {"Enter", "Exit", "NextIteration", "LoopCond"}
-FLATBUFFER_LIMIT = 2 << 30  # bytes a FlatBuffer (a .tflite) can address
 FLEX, CUSTOM = "ERROR_NEEDS_FLEX_OPS", "ERROR_NEEDS_CUSTOM_OPS"  # converter_error_data error codes
 
 
@@ -181,25 +179,20 @@ class TFLiteBackend:
         log(size)
 
     def _convert_large(self, prepared, options, outdir: Path, log) -> None:
-        """A model whose weights stay out of the GraphDef (Prepared.weights). A .tflite is one FlatBuffer,
-        which cannot pass 2 GB: float32 weights over that are refused; float16 or int8 ones fit. The
-        converter gets a SavedModel of the prepared graph with the weights as variables, written here;
-        the mapped weights are then evicted (engine.weights), so the converter's copy is the only one in memory."""
+        """A model whose weights stay out of the GraphDef (Prepared.weights). The converter gets a
+        SavedModel of the prepared graph with the weights as variables, written here, and writes the
+        weights after the FlatBuffer at offsets (its buffer-offset mode, which LiteRT reads): one
+        FlatBuffer alone stops at 2 GB. The mapped weights are evicted first (engine.weights): the
+        converter's copy is then the only one in memory, though it still needs ~3x the weights."""
         import gc
 
         import tensorflow as tf
+        from tensorflow.lite.python.convert_phase import ConverterError
 
         from ..weights import evict
 
         quant = options.quantization(self.name)
         total = sum(w.nbytes for w in prepared.weights.values())
-        shrink = {"float16": 2, "dynamic": 4}.get(quant, 1)
-        if total / shrink > FLATBUFFER_LIMIT * 0.95:  # the graph and the FlatBuffer's tables need some room
-            fits = " or ".join(f"--quantize tflite:{m} ({what})" for m, what, k in
-                               (("float16", "half the size", 2), ("dynamic", "a quarter", 4)) if k > shrink)
-            raise UserError(f"model.tflite cannot hold {human_size(total)} of float32 weights{f' as {quant}' if quant else ''}: "
-                            f"a TFLite model is one FlatBuffer, limited to 2 GB; convert with {fits + ', ' if fits else ''}"
-                            "or leave tflite out of --to")
         saved = outdir.parent / f"{outdir.name}-savedmodel"
         log(f"writing the model with its {human_size(total)} of weights as a SavedModel for the TFLite converter")
         _save_with_variables(prepared, saved)
@@ -207,12 +200,12 @@ class TFLiteBackend:
         evict(prepared.weights)
         try:
             conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+            conv._experimental_use_buffer_offset = True  # TF 2.15+: weights past the 2 GB FlatBuffer
             if quant:
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            if quant == "float16":
-                conv.target_spec.supported_types = [tf.float16]
-            log("converting" + (f" ({quant} quantization)" if quant else ""))
-            from tensorflow.lite.python.convert_phase import ConverterError
+                if quant == "float16":
+                    conv.target_spec.supported_types = [tf.float16]
+            log("converting" + (f" ({quant} quantization)" if quant else "") + ", weights at buffer offsets")
             try:
                 data = conv.convert()
             except ConverterError as e:
