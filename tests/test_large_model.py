@@ -98,3 +98,38 @@ def test_weights_outside_graph_small(tmp_path, monkeypatch):
         assert t.strategy.startswith("frozen graph, weights outside it"), t.strategy
         assert "skipped" in t.verification or t.verification["passed"], (t.target, t.verification)
     assert (tmp_path / "out" / "onnx" / "model.onnx.data").stat().st_size >= 2 * 512 * 512 * 4
+
+
+def test_memory_estimate_counts_the_tflite_converter(tmp_path):
+    """A 2.2 GB model with 6.5 GB free: enough for ONNX/OpenVINO/TF.js (2 copies + TensorFlow), not
+    with TFLite's converter (3 copies): refused up front in one line."""
+    from engine.errors import UserError
+    from engine.resources import check_space
+
+    size, free = int(2.2e9), int(6.5e9)
+    check_space(size, 3, free_disk=1 << 50, free_memory=free, out=tmp_path)
+    with pytest.raises(UserError, match="needs about 7.7 GB of memory") as e:
+        check_space(size, 4, free_disk=1 << 50, free_memory=free, out=tmp_path, tflite=True)
+    assert "\n" not in str(e.value)
+
+
+def test_mapped_weights_leave_memory_when_evicted(tmp_path):
+    """engine.weights: the arrays read back what was stored; evict() gives their pages back."""
+    import numpy as np
+
+    from engine.weights import evict, store
+
+    def rss():
+        return next(int(ln.split()[1]) << 10 for ln in open("/proc/self/status") if ln.startswith("VmRSS"))
+
+    arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.full((64 << 20) // 4, 2, np.int32)}
+    mapped = store(arrays, tmp_path / "w.bin")
+    assert all(np.array_equal(mapped[k], arrays[k]) and mapped[k].dtype == arrays[k].dtype for k in arrays)
+    del arrays
+    evict(mapped)
+    before = rss()
+    assert int(mapped["b"].sum()) == 2 * ((64 << 20) // 4)  # touches every page
+    assert rss() - before > 48 << 20
+    evict(mapped)
+    assert rss() - before < 16 << 20
+    assert mapped["a"][2, 3] == 11  # read again from the file
