@@ -153,9 +153,11 @@ def outcome(tool: str, r: dict) -> str:
         why = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
         return f"failed ({why.strip()[:90]})"
     if tool == "ours":
-        report = Path(r["log"]).read_text(errors="replace")
-        states = re.findall(r"^\s*(onnx|openvino|tfjs|tflite)\s+(\w+)", report, re.M)
-        return "ok" + (f" ({', '.join(f'{t} {s}' for t, s in states)})" if states else "")
+        # The summary lines: "onnx   2.2 GB   32.1 s  max abs diff ...: PASS  [strategy]", or a failure's message.
+        lines = re.findall(r"^(onnx|openvino|tfjs|tflite)\s+(.*)$", Path(r["log"]).read_text(errors="replace"), re.M)
+        verified = [t for t, rest in lines if "PASS" in rest]
+        others = [f"{t}: {rest.strip()[:60]}" for t, rest in lines if "PASS" not in rest]
+        return f"ok, {len(verified)} of {len(lines)} targets verified" + (f" ({'; '.join(others)})" if others else "")
     return "ok"
 
 

@@ -230,9 +230,9 @@ def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
             raise UserError(f"{checkpoint}: no value for variable {key!r}; this checkpoint was not written for "
                             "this graph: pass the right one with --checkpoint")
         size += int(np.prod(stored[key], dtype=np.int64)) * dtypes[key].size
-        if size > LARGE_MODEL_BYTES:  # frozen in a session, they all go into one GraphDef: protobuf stops at 2 GiB
-            raise UserError(f"{checkpoint}: over {LARGE_MODEL_BYTES / 1e9:.1f} GB of variables cannot be frozen into one "
-                            "graph (protobuf's 2 GB limit); export the model as a SavedModel "
+        if size > PROTOBUF_LIMIT * 0.95:  # frozen in a session, they all go into one GraphDef (room for its nodes)
+            raise UserError(f"{checkpoint}: over 2 GB of variables cannot be frozen into one graph (protobuf's "
+                            "2 GB limit); export the model as a SavedModel "
                             "(tf.compat.v1.saved_model.simple_save) and convert that: tfwizard keeps a SavedModel's "
                             "weights out of the graph")
         with _damaged_weights(tf, checkpoint, "checkpoint"):
@@ -350,11 +350,15 @@ def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True, weights: di
     return graph_def, names
 
 
-# A frozen GraphDef is one protobuf message, and protobuf stops at 2 GiB. Past this many bytes of
-# variables (with headroom for the graph itself), the big weights stay out of the GraphDef: each
-# becomes a Placeholder of its shape, and its value an array (Prepared.weights) that the targets
-# write into their own weight files (ONNX external data, OpenVINO .bin, TF.js shards).
-LARGE_MODEL_BYTES = 3 << 29  # 1.5 GiB
+# A frozen GraphDef is one protobuf message, and protobuf stops at 2 GiB; well before that, every
+# copy of it costs the model's size again (TensorFlow's import, grappler, each converter's own:
+# a 0.1 GB model peaked at 5 GB, tf2onnx alone at 6). Past this many bytes of variables the big
+# weights stay out of the GraphDef: each becomes a Placeholder of its shape, and its value an array
+# (Prepared.weights) that the targets write into their own weight files (ONNX external data,
+# OpenVINO .bin, TF.js shards, TFLite buffers). Below it, the frozen graph keeps what the
+# converters fold best (constant weights) and control flow lowering, which this path skips.
+LARGE_MODEL_BYTES = 1 << 28  # 256 MiB
+PROTOBUF_LIMIT = 2 << 30  # bytes one serialized protobuf message can have
 WEIGHT_MIN_BYTES = 1 << 20  # smaller variables stay constants: they cost nothing and help folding
 
 
