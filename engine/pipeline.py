@@ -26,6 +26,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     from .interface import preprocessed_inputs
     from .user_code import before_tensorflow, load_op_libraries
     from .verify import compare, index_limits, reference_feeds, reference_run
+    from .weights import evict
 
     emit("stage", stage="import", message="importing TensorFlow")
     work = tmp / ".work"
@@ -65,6 +66,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
             vocabulary=string_constants(prepared.graph_def), given=given)
     bench = _Bench(tf, prepared, feeds, options) if options.benchmark and options.verify and not unverifiable else None
     results = []
+    evict(prepared.weights)  # a large model's weights: out of memory until a target reads them (engine.weights)
     for target in options.targets:
         backend = backends.get(target)
         result = TargetResult(target, "ok", upstream_command=commands[target])
@@ -89,6 +91,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         # When the reference itself can't judge any target (empty, random), no rung can pass: take
         # the first that converts and say why it is unverified.
         def check(outdir, rung_prepared, backend=backend, target=target):
+            evict(rung_prepared.weights)  # the converter is done with them: room for the runtime's copy
             emit("stage", stage="verify", target=target, message="running it and comparing with TensorFlow")
             return _verify(backend, outdir, rung_prepared, options, feeds, reference, compare)
 
@@ -168,6 +171,12 @@ def _verify(backend, target_dir, prepared, options, feeds, reference, compare) -
         return {"skipped": one_line(e)}
     except Exception as e:
         return {"passed": False, "error": one_line(e)}
+    finally:
+        run = None
+        if prepared.weights:  # a large model: free this runtime's copy before the next target loads its own
+            import gc
+
+            gc.collect()
     from .fake_quant import tolerance  # a quantization-aware graph is judged in its output's levels
 
     return compare(reference, actual, tolerance(backend.tolerance(options), prepared.graph_def, prepared.outputs))

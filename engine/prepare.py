@@ -56,15 +56,27 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
     inputs = final_inputs(info, options)
     outputs = final_outputs(info, options)
     keep_v2 = control_flow_v2 or options.control_flow_v2
-    frozen, tensor_of = _freeze(tf, detection, info, options, [o for o in outputs], lower=not keep_v2)
+    weights = {}  # a large model's weights, left out of the GraphDef (by node name)
+    frozen, tensor_of = _freeze(tf, detection, info, options, [o for o in outputs], lower=not keep_v2, weights=weights)
     graph_def = _rebuild(tf, frozen, tensor_of, inputs, outputs, options, info)
+    del frozen
     if control_flow_v2 and not graph_def.library.function:
         return None  # no functional control flow: the same graph as the first rung
     # An input none of the outputs needs (after --output, e.g. an iterator's string handle) was
     # pruned with the rest: it is not fed.
     kept = {n.name for n in graph_def.node}
     inputs = [i for i in inputs if i.name in kept]
-    if graph_def.library.function and not keep_v2:
+    if weights:  # from TensorFlow's variables to a mapped file (engine.weights), then the variables are freed
+        from . import weights as weight_store
+
+        kept_weights = {f"model/{k}": v for k, v in weights.items() if f"model/{k}" in kept}  # _rebuild's prefix
+        weights.clear()
+        weights = weight_store.store(kept_weights, workdir / "weights.bin")
+        del kept_weights
+        import gc
+
+        gc.collect()
+    if graph_def.library.function and not keep_v2 and not weights:
         graph_def = _lower_control_flow(tf, graph_def, inputs, outputs, info)
     graph_path = workdir / ("prepared-control-flow-v2.pb" if control_flow_v2 else "prepared.pb")
     graph_path.write_bytes(graph_def.SerializeToString())
@@ -72,9 +84,11 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
         graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
         keras_path=_keras_file(detection, workdir, options),
         has_preprocessing=options.has_preprocessing,
-        strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else "frozen graph",
+        strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else
+        "frozen graph, weights outside it" if weights else "frozen graph",
+        weights=weights,
     )
-    if not control_flow_v2 and not options.control_flow_v2:
+    if not control_flow_v2 and not options.control_flow_v2 and not weights:  # re-freezing a large model: no
         prepared.alternative = _once(lambda: prepare(detection, info, options, workdir, control_flow_v2=True))
     return prepared
 
@@ -111,8 +125,10 @@ def _once(make):
 # --- freezing each input form ---------------------------------------------------------------------
 
 
-def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lower: bool = True):
-    """→ (frozen GraphDef, {user name: tensor name in it}). lower: TF2 functions' control flow."""
+def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lower: bool = True,
+            weights: dict | None = None):
+    """→ (frozen GraphDef, {user name: tensor name in it}). lower: TF2 functions' control flow.
+    weights: a dict to receive the weights a large model leaves out of the GraphDef (by node name)."""
     fmt = detection.format
     if fmt in (Format.GRAPHDEF, Format.GRAPHDEF_TEXT):
         graph_def = _read_graph_def(tf, detection.graph)
@@ -120,8 +136,8 @@ def _freeze(tf, detection: Detection, info: ModelInfo, options, outputs, *, lowe
     if fmt in (Format.CHECKPOINT, Format.METAGRAPH):
         return _freeze_tf1(tf, detection, info, outputs), _graph_names(None, info, outputs)
     if fmt in (Format.SAVED_MODEL, Format.TF_HUB):
-        return _freeze_saved_model(tf, detection, info, lower=lower)
-    return _freeze_keras(tf, detection, info, options, lower=lower)
+        return _freeze_saved_model(tf, detection, info, lower=lower, weights=weights)
+    return _freeze_keras(tf, detection, info, options, lower=lower, weights=weights)
 
 
 def _graph_names(graph_def, info, outputs) -> dict[str, str]:
@@ -208,6 +224,8 @@ def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
     A tf.train.Saver would need the graph's saver_def or Variable objects, which a bare
     inference GraphDef doesn't have; the checkpoint reader needs neither.
     """
+    import numpy as np
+
     try:
         # The prefix itself, not load_checkpoint(): that takes "dir/" (the prefix of files named
         # .index/.data-*) for a directory and looks for a `checkpoint` state file in it.
@@ -216,7 +234,8 @@ def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
         raise UserError(f"{checkpoint}: cannot read the checkpoint ({str(e).splitlines()[0][:160]}); "
                         "check --checkpoint, or copy it again if it is damaged") from None
     stored = reader.get_variable_to_shape_map()
-    assigns = []
+    dtypes = reader.get_variable_to_dtype_map()
+    assigns, size = [], 0
     for op in graph.get_operations():
         if op.type not in ("VariableV2", "Variable", "VarHandleOp") or op.name not in needed:
             continue
@@ -225,6 +244,12 @@ def _restore_ops(tf, graph, checkpoint: str, needed: set[str]) -> list:
         if key not in stored:
             raise UserError(f"{checkpoint}: no value for variable {key!r}; this checkpoint was not written for "
                             "this graph: pass the right one with --checkpoint")
+        size += int(np.prod(stored[key], dtype=np.int64)) * dtypes[key].size
+        if size > PROTOBUF_LIMIT * 0.95:  # frozen in a session, they all go into one GraphDef (room for its nodes)
+            raise UserError(f"{checkpoint}: over 2 GB of variables cannot be frozen into one graph (protobuf's "
+                            "2 GB limit); export the model as a SavedModel "
+                            "(tf.compat.v1.saved_model.simple_save) and convert that: tfwizard keeps a SavedModel's "
+                            "weights out of the graph")
         with _damaged_weights(tf, checkpoint, "checkpoint"):
             value = tf.constant(reader.get_tensor(key))
         if op.type == "VarHandleOp":
@@ -254,7 +279,7 @@ def _has_op(graph, name) -> bool:
         return False
 
 
-def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: bool = True):
+def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: bool = True, weights=None):
     with _damaged_weights(tf, detection.path, "SavedModel"):
         loaded = tf.saved_model.load(str(detection.path), tags=info.tag)
     fn = loaded.signatures[info.signature]
@@ -263,7 +288,7 @@ def _freeze_saved_model(tf, detection: Detection, info: ModelInfo, *, lower: boo
     if hasattr(loaded, "prune") and tables.has_tables(fn.graph.as_graph_def()):  # prune: a TF1 SavedModel
         # Its main op fills lookup tables: only a session freezes it (engine.tables).
         return tables.freeze_in_session(tf, str(detection.path), info.tag, info.signature)
-    return _freeze_function(tf, fn, info, lower=lower)
+    return _freeze_function(tf, fn, info, lower=lower, weights=weights)
 
 
 _LOADED: dict = {}  # (path, trust) -> the Keras model: the freeze and the layers-model targets share one load
@@ -307,7 +332,7 @@ def _load_keras(detection: Detection, options, info: ModelInfo | None = None):
     return model
 
 
-def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: bool = True):
+def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: bool = True, weights=None):
     from . import user_code
 
     model = _load_keras(detection, options, info)
@@ -325,7 +350,7 @@ def _freeze_keras(tf, detection: Detection, info: ModelInfo, options, *, lower: 
 
         fn = serve.get_concrete_function()
         _TRACED[str(detection.path)] = fn
-        return _freeze_function(tf, fn, info, lower=lower)
+        return _freeze_function(tf, fn, info, lower=lower, weights=weights)
 
 
 _TRACED: dict = {}  # model path -> the Keras model's traced call, before freezing (engine.tensorboard)
@@ -366,7 +391,7 @@ def _keras_load_error(keras, detection, info, options, e) -> UserError:
                      "or export a SavedModel from the training code if it uses custom layers")
 
 
-def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
+def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True, weights: dict | None = None):
     """Freeze a ConcreteFunction; map signature keys / input names to the frozen graph's tensors.
 
     convert_variables_to_constants_v2 is these two steps (grappler inlining, then variables to
@@ -375,9 +400,15 @@ def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True):
     """
     from tensorflow.python.framework import convert_to_constants as c2c
 
-    data = c2c._FunctionConverterDataInEager(func=fn, lower_control_flow=lower, aggressive_inlining=False)
+    large = weights is not None and sum(v.shape.num_elements() * v.dtype.size for v in fn.graph.variables
+                if v.shape.is_fully_defined()) > LARGE_MODEL_BYTES
+    data = (_WeightsLeftOut if large else c2c._FunctionConverterDataInEager)(
+        func=fn, lower_control_flow=lower, aggressive_inlining=False)
     graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
     _drop_writes_to_frozen_variables(graph_def)
+    if large:
+        _leave_out(graph_def, data.left_out)
+        weights.update(data.left_out)
     captured = fn.graph.internal_captures
     frozen_inputs = {id(captured[k]) for k in converted}
     placeholders = [t for t in fn.inputs if id(t) not in frozen_inputs and t.dtype != tf.resource]
@@ -428,6 +459,62 @@ def _drop_writes_to_frozen_variables(graph_def) -> None:
             n.input.extend(inputs)
     del graph_def.node[:]
     graph_def.node.extend(kept)
+
+
+# A frozen GraphDef is one protobuf message, and protobuf stops at 2 GiB; well before that, every
+# copy of it costs the model's size again (TensorFlow's import, grappler, each converter's own:
+# a 0.1 GB model peaked at 5 GB, tf2onnx alone at 6). Past this many bytes of variables the big
+# weights stay out of the GraphDef: each becomes a Placeholder of its shape, and its value an array
+# (Prepared.weights) that the targets write into their own weight files (ONNX external data,
+# OpenVINO .bin, TF.js shards, TFLite buffers). Below it, the frozen graph keeps what the
+# converters fold best (constant weights) and control flow lowering, which this path skips.
+LARGE_MODEL_BYTES = 1 << 28  # 256 MiB
+PROTOBUF_LIMIT = 2 << 30  # bytes one serialized protobuf message can have
+WEIGHT_MIN_BYTES = 1 << 20  # smaller variables stay constants: they cost nothing and help folding
+
+
+def _weights_left_out_class():
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    class WeightsLeftOut(c2c._FunctionConverterDataInEager):
+        """TensorFlow's freezing data, with big variables' values set aside (left_out) and a scalar
+        in their place, so the Const nodes it makes stay tiny. The arrays share the variables' memory."""
+
+        def _eval(self, tensor):  # a variable's value without the copy .numpy() makes
+            import numpy as np
+
+            return np.asarray(tensor.read_value() if hasattr(tensor, "read_value") else tensor)
+
+        def _build_tensor_data(self):
+            import numpy as np
+
+            super()._build_tensor_data()
+            self.left_out = {}
+            for name, data in list(self._tensor_data.items()):
+                if data.numpy.nbytes >= WEIGHT_MIN_BYTES:
+                    self.left_out[name] = data.numpy
+                    self._tensor_data[name] = data._replace(numpy=np.zeros((), data.numpy.dtype))
+
+    return WeightsLeftOut
+
+
+def _WeightsLeftOut(**kw):
+    return _weights_left_out_class()(**kw)
+
+
+def _leave_out(graph_def, left_out: dict) -> None:
+    """The stand-in Consts of left-out weights → Placeholders of the weights' dtype and shape."""
+    from tensorflow.python.framework import tensor_shape
+
+    for node in graph_def.node:
+        value = left_out.get(node.name)
+        if value is None or node.op != "Const":
+            continue
+        dtype = node.attr["dtype"].type
+        node.op = "Placeholder"
+        node.ClearField("attr")
+        node.attr["dtype"].type = dtype
+        node.attr["shape"].shape.CopyFrom(tensor_shape.TensorShape(value.shape).as_proto())
 
 
 # --- the rebuild ----------------------------------------------------------------------------------
@@ -555,7 +642,8 @@ def run_reference(tf, prepared: Prepared, feeds: dict) -> dict:
         tf.compat.v1.import_graph_def(prepared.graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as sess:
         try:
-            values = sess.run([f"{o}:0" for o in prepared.outputs], {f"{k}:0": v for k, v in feeds.items()})
+            feed = {f"{k}:0": v for k, v in {**feeds, **prepared.weights}.items()}
+            values = sess.run([f"{o}:0" for o in prepared.outputs], feed)
         except tf.errors.OpError as e:
             from .sandbox import blocked
 

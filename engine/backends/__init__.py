@@ -8,7 +8,7 @@ registry can be read by `inspect`, `--dryrun` and the wizard without the ~10 s i
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -40,6 +40,9 @@ class Prepared:
     # None when there is none (engine.prepare, engine.ladder).
     strategy: str = "frozen graph"
     alternative: Callable[[], "Prepared | None"] | None = None
+    # A large model's weights (engine.prepare.LARGE_MODEL_BYTES), left out of graph_def: there each is a
+    # Placeholder of this name, dtype and shape, which the target turns back into a constant of this value.
+    weights: dict[str, "np.ndarray"] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,11 @@ class OnnxBackend(Backend):
         log(f"tf2onnx {tf2onnx.__version__}, opset {opset}" + (" (tf2onnx's default)" if not options.opset else ""))
         big = prepared.graph_def.ByteSize() > GC_MIN_GRAPH_BYTES
         input_names, output_names = [f"{n}:0" for n in names], [f"{o}:0" for o in prepared.outputs]
+        mode = options.quantization("onnx")
+        if prepared.weights and mode == "int8":
+            raise ConversionFailed("int8 quantization of ONNX models over 2 GB is not supported; use --quantize "
+                                   "onnx:float16, or no --quantize for onnx")
+        input_names += [f"{w}:0" for w in prepared.weights]  # graph inputs until _write_external_data
         with _tf2onnx_errors() as errors, _collect_between_optimizer_passes() if big else contextlib.nullcontext():
             # What from_graph_def does, minus its first step: it imports the graph into a session and
             # freezes it, then throws that copy away and optimizes the GraphDef it was given. Ours is
@@ -231,11 +236,15 @@ class OnnxBackend(Backend):
         if nchw:
             model.metadata_props.add(key=NCHW_KEY, value=",".join(nchw))
 
-        path, mode = outdir / self.main_file, options.quantization("onnx")
+        path = outdir / self.main_file
         before = model.ByteSize()
-        if mode == "float16":
+        if prepared.weights:  # a large model: the weights go beside model.onnx, as ONNX external data
+            before = _write_external_data(model, prepared.weights, path, float16=mode == "float16")
+            log(f"weights in {path.name}{DATA_SUFFIX}, {human_size((outdir / (path.name + DATA_SUFFIX)).stat().st_size)}"
+                " (ONNX external data: keep it beside model.onnx)")
+        elif mode == "float16":
             log(f"float16: {_weights_to_float16(model)} weight tensors stored as float16, computed in float32")
-        path.write_bytes(model.SerializeToString())  # models over 2 GB: not handled (protobuf limit)
+        path.write_bytes(model.SerializeToString())
         if mode == "int8":  # dynamic: int8 weights, activations quantized at run time
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -360,6 +369,54 @@ def _all_nodes(graph):
         for attr in node.attribute:
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
                 yield from _all_nodes(sub)
+
+
+DATA_SUFFIX = ".data"  # model.onnx's external data: model.onnx.data
+DATA_ALIGNMENT = 4096  # each tensor at a page boundary, so onnxruntime can map it
+
+
+def _write_external_data(model, weights: dict, path: Path, *, float16: bool = False) -> int:
+    """Turn the graph inputs that stand for left-out weights (Prepared.weights) into initializers
+    stored in path + DATA_SUFFIX (the ONNX external-data format onnxruntime and onnx.load read),
+    written straight from the arrays: no 2 GB protobuf, no copy of the weights. float16: float32
+    weights stored as float16, each with a Cast back (as _weights_to_float16). → float32 bytes."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    by_name = {f"{k}:0": v for k, v in weights.items()}
+    kept, casts, offset, total = [], [], 0, 0
+    data = path.with_name(path.name + DATA_SUFFIX)
+    with open(data, "wb") as f:
+        for value in list(model.graph.input):
+            array = by_name.get(value.name)
+            if array is None:
+                kept.append(value)
+                continue
+            total += array.nbytes
+            name = value.name
+            if float16 and array.dtype == np.float32 and np.isfinite(array).all() and \
+                    np.abs(array).max() <= np.finfo(np.float16).max:
+                array = array.astype(np.float16)
+                casts.append(helper.make_node("Cast", [f"{name}/float16"], [name], name=f"{name}/to_float32",
+                                              to=TensorProto.FLOAT))
+                name = f"{name}/float16"
+            pad = -offset % DATA_ALIGNMENT
+            f.write(b"\0" * pad)
+            offset += pad
+            tensor = model.graph.initializer.add(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype),
+                                                 dims=array.shape, data_location=TensorProto.EXTERNAL)
+            for key, v in (("location", data.name), ("offset", offset), ("length", array.nbytes)):
+                tensor.external_data.add(key=key, value=str(v))
+            f.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+            offset += array.nbytes
+            del array
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    if casts:
+        nodes = casts + list(model.graph.node)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return total + model.ByteSize()
 
 
 def _weights_to_float16(model) -> int:

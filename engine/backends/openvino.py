@@ -140,6 +140,23 @@ def _by_name(ports, names: list[str]) -> list:
     return found
 
 
+def _weights_as_constants(model, weights: dict) -> None:
+    """A large model's weights (Prepared.weights) were Parameters: make each a Constant sharing the
+    array's memory, which save_model writes into model.bin."""
+    from openvino import opset16
+
+    for param in list(model.get_parameters()):
+        array = next((weights[n.removesuffix(":0")] for n in param.output(0).get_names()
+                      if n.removesuffix(":0") in weights), None)
+        if array is None:
+            continue
+        const = opset16.constant(array, shared_memory=True)
+        for target in list(param.output(0).get_target_inputs()):
+            target.replace_source_output(const.output(0))
+        model.remove_parameter(param)
+    model.validate_nodes_and_infer_types()
+
+
 class OpenVINOBackend(Backend):
     name = "openvino"
     title = "OpenVINO IR"
@@ -199,14 +216,17 @@ class OpenVINOBackend(Backend):
         shapes = [ov.PartialShape.dynamic() if i.shape is None else
                   ov.PartialShape([ov.Dimension() if d == -1 else ov.Dimension(d) for d in i.shape])
                   for i in prepared.inputs]
+        weights = [(f"{name}:0", ov.PartialShape(list(w.shape))) for name, w in prepared.weights.items()]
         try:
             model = ov.convert_model(
                 str(prepared.graph_path),
-                input=[(f"{i.name}:0", s) for i, s in zip(prepared.inputs, shapes)],
+                input=[(f"{i.name}:0", s) for i, s in zip(prepared.inputs, shapes)] + weights,
                 output=[f"{o}:0" for o in prepared.outputs],
             )
         except OpConversionFailure as e:
             raise ConversionFailed(self._failure_message(str(e), prepared)) from None
+        if prepared.weights:
+            _weights_as_constants(model, prepared.weights)
         # The IR would carry every alias of each tensor ("output:0", "Identity_3:0", ...): keep ours.
         # Match by name: convert_model does not keep the order of output= (nor promise that of input=).
         for port, info in zip(_by_name(model.inputs, [i.name for i in prepared.inputs]), prepared.inputs):

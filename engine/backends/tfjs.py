@@ -165,6 +165,9 @@ class TfjsBackend(Backend):
             # outputs in that order; model.predict() then returns a map keyed by output name.
             outputs = sorted(outputs)
             metadata = {**(metadata or {}), "structuredOutputKeys": outputs}
+        if prepared.weights and qmap:
+            raise ConversionFailed("--quantize for TF.js models over 2 GB is not supported; convert without "
+                                   "--quantize for tfjs")
         tfjs_tf = _import_tfjs("tf_saved_model_conversion_v2", log)
 
         log(f"converting frozen graph ({len(prepared.graph_def.node)} nodes) to a TF.js graph model")
@@ -178,6 +181,8 @@ class TfjsBackend(Backend):
                 raise
             ops = {op.strip() for op in str(e).splitlines()[-1].split(",") if op.strip()}
             raise ConversionFailed(f"TensorFlow.js has no kernel for: {_ops_with_nodes(prepared.graph_def, ops)}") from None
+        if prepared.weights:
+            _write_left_out_weights(outdir, prepared.weights, options.weight_shard_size_bytes)
 
     def check(self, options, info) -> None:
         if options.tfjs_format == "layers" and info.op_kind != "keras_layer":
@@ -311,6 +316,43 @@ def _read_metadata(entries) -> dict | None:
         except (OSError, ValueError) as e:
             raise UserError(f"--metadata {entry!r}: cannot read JSON from {path} ({e}); check the file") from None
     return out or None
+
+
+def _write_left_out_weights(outdir: Path, weights: dict, shard_bytes: int) -> None:
+    """A large model's weights (Prepared.weights) are Placeholders in model.json: make each a Const
+    node again, its value in a weights group of our own, streamed from the arrays into shards of
+    shard_bytes (tensorflowjs's writer would join them all in one buffer first)."""
+    path = outdir / "model.json"
+    model_json = json.loads(path.read_text())
+    nodes = {n["name"]: n for n in model_json["modelTopology"].get("node", [])}
+    present = [(name, array) for name, array in weights.items() if name in nodes]
+    for name, array in present:
+        dtype = nodes[name]["attr"]["dtype"]["type"]
+        nodes[name]["op"] = "Const"
+        nodes[name]["attr"] = {"value": {"tensor": {"dtype": dtype, "tensorShape": {
+            "dim": [{"size": str(d)} for d in array.shape]}}}, "dtype": {"type": dtype}}
+    total = sum(a.nbytes for _, a in present)
+    count = max(1, -(-total // shard_bytes))
+    paths = [f"weights-shard{k + 1}of{count}.bin" for k in range(count)]
+    shard, room, files = -1, 0, []
+    try:
+        for _, array in present:
+            data = memoryview(array.reshape(-1)).cast("B")
+            while len(data):
+                if not room:
+                    shard += 1
+                    files.append(open(outdir / paths[shard], "wb"))
+                    room = shard_bytes
+                part = data[:room]
+                files[-1].write(part)
+                room -= len(part)
+                data = data[len(part):]
+    finally:
+        for f in files:
+            f.close()
+    model_json["weightsManifest"].append({"paths": paths[:shard + 1], "weights": [
+        {"name": name, "shape": list(a.shape), "dtype": str(a.dtype)} for name, a in present]})
+    path.write_text(json.dumps(model_json))
 
 
 def _weight_bytes(model_json) -> int:

@@ -37,13 +37,23 @@ async function loadModel(dir) {
   const modelJson = JSON.parse(fs.readFileSync(path.join(dir, "model.json"), "utf8"));
   // Shards are read in manifest order and concatenated, as tf.io.http would.
   const artifacts = await tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
-    const specs = [], parts = [];
+    const specs = [], files = [];
     for (const group of manifest) {
       specs.push(...group.weights);
-      for (const p of group.paths) parts.push(fs.readFileSync(path.join(dir, p)));
+      for (const p of group.paths) files.push(path.join(dir, p));
     }
-    const all = Buffer.concat(parts);
-    return [specs, all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength)];
+    // Read straight into one buffer: joining shards read one by one would hold the weights twice.
+    const all = new Uint8Array(files.reduce((n, f) => n + fs.statSync(f).size, 0));
+    let offset = 0;
+    for (const f of files) {
+      const fd = fs.openSync(f, "r");
+      try {
+        for (let n; (n = fs.readSync(fd, all, offset, Math.min(all.length - offset, 1 << 30), null)) > 0;) offset += n;
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    return [specs, all.buffer];
   });
   const handler = tf.io.fromMemory(artifacts);
   return modelJson.format === "layers-model"

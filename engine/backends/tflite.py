@@ -132,6 +132,9 @@ class TFLiteBackend(Backend):
         those graphs: the report then says "select TF ops"."""
         import functools
 
+        if prepared.weights:  # a large model: one rung, through a SavedModel (_convert_large)
+            yield "frozen graph, weights outside it, as a SavedModel", prepared, self._convert_large
+            return
         last = None
         for name, rung, _ in super().strategies(prepared):
             last = (name, rung, self.convert)
@@ -197,6 +200,47 @@ class TFLiteBackend(Backend):
             size += f" ({quant}-quantized; float32 graph was {human_size(prepared.graph_def.ByteSize())})"
         log(size)
 
+    def _convert_large(self, prepared, options, outdir: Path, log) -> None:
+        """A model whose weights stay out of the GraphDef (Prepared.weights). The converter gets a
+        SavedModel of the prepared graph with the weights as variables, written here, and writes the
+        weights after the FlatBuffer at offsets (its buffer-offset mode, which LiteRT reads): one
+        FlatBuffer alone stops at 2 GB. The mapped weights are evicted first (engine.weights): the
+        converter's copy is then the only one in memory, though it still needs ~3x the weights."""
+        import gc
+
+        import tensorflow as tf
+        from tensorflow.lite.python.convert_phase import ConverterError
+
+        from ..weights import evict
+
+        quant = options.quantization(self.name)
+        total = sum(w.nbytes for w in prepared.weights.values())
+        saved = outdir.parent / f"{outdir.name}-savedmodel"
+        log(f"writing the model with its {human_size(total)} of weights as a SavedModel for the TFLite converter")
+        _save_with_variables(prepared, saved)
+        gc.collect()  # the variables written above
+        evict(prepared.weights)
+        try:
+            conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+            conv._experimental_use_buffer_offset = True  # TF 2.15+: weights past the 2 GB FlatBuffer
+            if quant:
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                if quant == "float16":
+                    conv.target_spec.supported_types = [tf.float16]
+            log("converting" + (f" ({quant} quantization)" if quant else "") + ", weights at buffer offsets")
+            try:
+                data = conv.convert()
+            except ConverterError as e:
+                raise ConversionFailed(f"TFLite converter failed: {_first_error(e)}") from None
+            del conv
+        finally:
+            import shutil
+
+            shutil.rmtree(saved, ignore_errors=True)
+        (Path(outdir) / self.main_file).write_bytes(data)
+        log(f"wrote {self.main_file}, {human_size(len(data))}" + (f" ({quant}-quantized; float32 weights were "
+                                                                 f"{human_size(total)})" if quant else ""))
+
     def load(self, outdir: Path, prepared, threads: int | None = None):
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated
@@ -259,6 +303,31 @@ def _run_by_tensor_names(interpreter, prepared):
         return {name: interpreter.get_tensor(outs[name]["index"]).copy() for name in prepared.outputs}
 
     return run
+
+
+def _save_with_variables(prepared, path: Path) -> None:
+    """Write prepared (inputs by name, dict outputs) as a SavedModel whose left-out weights are variables."""
+    import tensorflow as tf
+
+    holder = tf.Module()
+    holder.weights = {}
+    for name, array in prepared.weights.items():
+        holder.weights[name] = tf.Variable(array, name=name.replace("/", "_"))
+    specs = [tf.TensorSpec(None if i.shape is None else [None if d < 0 else d for d in i.shape],
+                           tf.as_dtype(i.dtype), name=i.name) for i in prepared.inputs]
+    graph_def, names, outputs = prepared.graph_def, [i.name for i in prepared.inputs], list(prepared.outputs)
+
+    def body(*args):
+        feeds = {f"{n}:0": a for n, a in zip(names, args)}
+        feeds.update({f"{n}:0": v.read_value() for n, v in holder.weights.items()})
+        tensors = tf.graph_util.import_graph_def(graph_def, input_map=feeds,
+                                                 return_elements=[f"{o}:0" for o in outputs], name="")
+        return dict(zip(outputs, tensors))
+
+    serve = tf.function(body, input_signature=specs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf.saved_model.save(holder, str(path), signatures={SIGNATURE: serve.get_concrete_function()})
 
 
 def _signature_function(prepared):

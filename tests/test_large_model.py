@@ -1,0 +1,135 @@
+"""A model just over protobuf's 2 GiB limit converts (ONNX with external data, OpenVINO IR) and verifies.
+
+Marked `large`: it writes ~2.2 GB of weights (zeros: cheap to build, not to hold), peaks at ~6 GB of
+memory and ~7 GB of disk, and takes 2-3 minutes on 2 cores. Deselect with -m 'not large'. It skips
+itself where less than 8 GB of memory is available.
+
+The same path on a small model (the left-out weights forced by a low LARGE_MODEL_BYTES, in-process)
+runs on all four targets in test_weights_outside_graph_small, quickly and without the marker.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from engine.resources import available_memory
+
+WIDTH, LAYERS = 8192, 8  # 8 x 8192 x 8192 float32 = 2 GiB, plus a small layer that makes it just over
+
+BUILD = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+width, layers, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+class Model(tf.Module):
+    def __init__(self):
+        # Zeros: the big weights add nothing to y, so verification sees the small layer's numbers.
+        self.big = [tf.Variable(np.zeros((width, width), np.float32), name=f"big{k}") for k in range(layers)]
+        self.small = tf.Variable(np.random.default_rng(0).standard_normal((width, 16)).astype(np.float32) / 90)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32, name="x")])
+    def serve(self, x):
+        y = tf.matmul(x, self.small)
+        for w in self.big:
+            y += tf.matmul(x, w)[:, :16]
+        return {"y": y}
+
+m = Model()
+tf.saved_model.save(m, out, signatures={"serving_default": m.serve})
+"""
+
+
+@pytest.fixture(scope="module")
+def large_saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("large") / "sm"
+    subprocess.run([sys.executable, "-c", BUILD, str(WIDTH), str(LAYERS), str(path)], check=True, timeout=600)
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_over_two_gib_converts_and_verifies(large_saved_model, tmp_path):
+    if (available_memory() or 0) < 8 << 30:
+        pytest.skip("needs 8 GB of available memory")
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(large_saved_model), "--to", "onnx,openvino", "-o", str(out), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    for t in report["targets"]:
+        assert t["status"] == "ok", t
+        assert t["verification"]["passed"], t
+        assert t["strategy"] == "frozen graph, weights outside it"
+    weights = LAYERS * WIDTH * WIDTH * 4
+    data = out / "onnx" / "model.onnx.data"
+    assert data.stat().st_size >= weights > 2 ** 31
+    assert (out / "onnx" / "model.onnx").stat().st_size < 1 << 20  # the graph alone: a plain protobuf
+    assert (out / "openvino" / "model.bin").stat().st_size >= weights
+    shutil.rmtree(out)
+
+
+@pytest.mark.timeout(600)
+def test_weights_outside_graph_small(tmp_path, monkeypatch):
+    """The large-model path itself, on a 2-MB model: every target converts from the left-out weights
+    and verifies (TFLite float32 with its weights at buffer offsets, float16 as asked)."""
+    import engine.prepare
+    from engine.convert import convert
+    from engine.options import ConversionOptions
+
+    model = tmp_path / "sm"
+    subprocess.run([sys.executable, "-c", BUILD.replace("np.zeros((width, width), np.float32)",
+                                                        "np.eye(width, dtype=np.float32)"), "512", "2", str(model)],
+                   check=True, timeout=300)
+    monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 0)
+    monkeypatch.setattr(engine.prepare, "WEIGHT_MIN_BYTES", 1 << 16)
+    opts = ConversionOptions(model=str(model), output_dir=str(tmp_path / "out"),
+                             targets=("onnx", "tflite", "openvino", "tfjs"), quantize=("tflite:float16",))
+    report = convert(opts, lambda *a, **k: None)
+    opts = ConversionOptions(model=str(model), output_dir=str(tmp_path / "out32"), targets=("tflite",))
+    results = [*report.targets, *convert(opts, lambda *a, **k: None).targets]
+    assert [t.target for t in results] == ["onnx", "tflite", "openvino", "tfjs", "tflite"]
+    assert results[-1].verification["atol"] == 1e-4 < results[1].verification["atol"]  # float32, then float16
+    for t in results:
+        assert t.status == "ok", (t.target, t.message)
+        assert t.strategy.startswith("frozen graph, weights outside it"), t.strategy
+        assert "skipped" in t.verification or t.verification["passed"], (t.target, t.verification)
+    assert (tmp_path / "out" / "onnx" / "model.onnx.data").stat().st_size >= 2 * 512 * 512 * 4
+
+
+def test_memory_estimate_counts_the_tflite_converter(tmp_path):
+    """A 2.2 GB model with 6.5 GB free: enough for ONNX/OpenVINO/TF.js (2 copies + TensorFlow), not
+    with TFLite's converter (3 copies): refused up front in one line."""
+    from engine.errors import UserError
+    from engine.resources import check_space
+
+    size, free = int(2.2e9), int(6.5e9)
+    check_space(size, 3, free_disk=1 << 50, free_memory=free, out=tmp_path)
+    with pytest.raises(UserError, match="needs about 7.7 GB of memory") as e:
+        check_space(size, 4, free_disk=1 << 50, free_memory=free, out=tmp_path, tflite=True)
+    assert "\n" not in str(e.value)
+
+
+def test_mapped_weights_leave_memory_when_evicted(tmp_path):
+    """engine.weights: the arrays read back what was stored; evict() gives their pages back."""
+    import numpy as np
+
+    from engine.weights import evict, store
+
+    def rss():
+        return next(int(ln.split()[1]) << 10 for ln in open("/proc/self/status") if ln.startswith("VmRSS"))
+
+    arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.full((64 << 20) // 4, 2, np.int32)}
+    mapped = store(arrays, tmp_path / "w.bin")
+    assert all(np.array_equal(mapped[k], arrays[k]) and mapped[k].dtype == arrays[k].dtype for k in arrays)
+    del arrays
+    evict(mapped)
+    before = rss()
+    assert int(mapped["b"].sum()) == 2 * ((64 << 20) // 4)  # touches every page
+    assert rss() - before > 48 << 20
+    evict(mapped)
+    assert rss() - before < 16 << 20
+    assert mapped["a"][2, 3] == 11  # read again from the file
