@@ -76,7 +76,9 @@ class ConversionOptions:
         def normal(name, value):
             object.__setattr__(self, name, value)  # frozen: only here, before anyone has seen it
 
-        normal("targets", parse_targets(self.targets))
+        # No target at all is allowed here: `inspect --deep` freezes without converting (engine.deep);
+        # --to and the wizard's Targets question refuse an empty choice themselves.
+        normal("targets", parse_targets(self.targets) if self.targets else ())
         normal("quantize", {t: (q, ()) if isinstance(q, str) else (q[0], tuple(q[1])) for t, q in dict(self.quantize).items()})
         normal("inputs_as_nchw", tuple(strip_port(n) for n in self.inputs_as_nchw))
         parse_batch(self.batch)

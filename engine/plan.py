@@ -37,7 +37,7 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
     check_graph(detection, info)
     from .tensorboard import check_logdir
 
-    check_logdir(options)
+    check_logdir(options.tensorboard_logdir, options.model, options.output_dir)
     preprocessed_inputs(final_inputs(info, options), options)
     if options.sample_inputs:
         from .sample_inputs import resolve

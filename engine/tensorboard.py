@@ -19,13 +19,13 @@ STAGING = ".tensorboard"  # inside the temporary output
 RUNS = ("original", "prepared")
 
 
-def check_logdir(options) -> None:
+def check_logdir(logdir: str | None, model: str, output_dir: str) -> None:
     """Refuse a DIR that cannot take the events (no TensorFlow: plan() and the wizard call this)."""
-    if not options.tensorboard_logdir:
+    if not logdir:
         return
-    flag = f"--tensorboard-logdir {options.tensorboard_logdir}"
-    here = Path(options.tensorboard_logdir).resolve()
-    model, out = Path(options.model).resolve(), Path(options.output_dir).resolve()
+    flag = f"--tensorboard-logdir {logdir}"
+    here = Path(logdir).resolve()
+    model, out = Path(model).resolve(), Path(output_dir).resolve()
     if here == model or model in here.parents or here in model.parents:
         raise UserError(f"{flag}: is, contains or lies inside the model; choose a directory outside it")
     if here == out or out in here.parents:

@@ -201,6 +201,7 @@ def test_review_offers_a_check_with_my_own_input_file_and_a_benchmark(tmp_path, 
         DOWN + ENTER, ENTER,  # preprocessing: inception; reverse channels: no
         ENTER, ENTER, ENTER,  # targets: onnx; no quantization; default opset
         ENTER,  # output directory
+        ENTER,  # TensorBoard log directory: none
         DOWN * 2 + ENTER,  # Run or print? → check with my own input file, or time each target
         str(tmp_path / "photo.png") + ENTER,
         "y",  # time each target: yes

@@ -628,7 +628,7 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
     result = []
     for t in report.get("targets", []):
         backend = get(t["target"])
-        name = backend.main_file_for(options) if hasattr(backend, "main_file_for") else backend.main_file
+        name = backend.main_file_for(options)
         model_file = str(Path(options.output_dir) / t["target"] / name)
         has_model = t["status"] in ("ok", "mismatch")
         check, passed = verification_text(t.get("verification"))
@@ -729,14 +729,9 @@ def _check_sample_input(text: str) -> str | None:
 
 
 def _check_logdir(text: str, a: Answers) -> str | None:
-    from engine.options import ConversionOptions
     from engine.tensorboard import check_logdir
 
-    if not str(text).strip():
-        return None
-    options = ConversionOptions(model=a.model, targets=(), output_dir=a.output_dir or default_output_dir(a.model),
-                                tensorboard_logdir=str(text).strip())
-    return _error_of(lambda: check_logdir(options))
+    return _error_of(lambda: check_logdir(str(text).strip(), a.model, a.output_dir or default_output_dir(a.model)))
 
 
 def _check_output_dir(text: str, model: str | None = None) -> str | None:

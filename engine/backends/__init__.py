@@ -124,6 +124,10 @@ class Backend:
     def label(self) -> str:
         return self.short_title or self.title
 
+    def main_file_for(self, options) -> str:
+        """The file users load for these options (main_file, unless an option picks another kind)."""
+        return self.main_file
+
     def check_options(self, options) -> None:
         """Raise UserError for options this target can't honour whatever the model. Called by
         ConversionOptions itself, so the CLI, --dryrun and both wizard faces refuse the same things."""
