@@ -48,8 +48,6 @@ CASES = {
     "keras2_lstm": ("keras2_lstm.h5", [], "onnx,tfjs"),
     "tf1_gru_frozen": ("tf1_gru_frozen.pb", [], "onnx,tfjs,openvino"),
     "tf1_lstm_metagraph": ("tf1_lstm_metagraph/model.meta", [], "onnx,openvino"),
-    # --output cuts away the only use of an input (a training graph's iterator handle): not named upstream.
-    "training_metagraph_output": ("realworld/training/model.meta", ["--output", "probs"], "onnx,openvino"),
 }
 # Ours and the upstream's model come from the same TensorFlow graph through the same converter (or,
 # for TFLite and Keras, the same converter on an equivalent function): only op order and fusion differ.
