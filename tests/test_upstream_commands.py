@@ -51,8 +51,6 @@ CASES = {
     # A TF1 Hub module (issue 15): tensorflowjs_converter --input_format=tf_hub fails (tensorflow_hub 0.16
     # has no hub.Module); tf2onnx takes it as a SavedModel with the empty tag set.
     "tf1_hub_module": ("tf1_hub_module", [], "onnx"),
-    # --output cuts away the only use of an input (a training graph's iterator handle): not named upstream.
-    "training_metagraph_output": ("realworld/training/model.meta", ["--output", "probs"], "onnx,openvino"),
 }
 # Ours and the upstream's model come from the same TensorFlow graph through the same converter (or,
 # for TFLite and Keras, the same converter on an equivalent function): only op order and fusion differ.
