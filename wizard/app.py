@@ -67,9 +67,7 @@ class WizardApp(App[object]):
         self.conversion = None  # the wizard.runner.ConversionRun of the Run step, once started
         self.teaching = False  # the guided demo is on
         self.netron: dict[str, str | None] = {}  # model path → URL of its Netron server, None while starting
-        from .analysis import Background
-
-        self.background = Background()  # `inspect --deep` of the picked model (wizard.analysis)
+        self.background = None  # wizard.analysis.Background: `inspect --deep` of the picked model, once one is
 
     def get_default_screen(self) -> Screen:
         # The first step is the app's first screen, not one pushed over Textual's blank default:
@@ -95,17 +93,22 @@ class WizardApp(App[object]):
     @property
     def analysis(self):
         """The wizard.analysis.Analysis of the answers' model, once one was picked."""
-        return self.background.current
+        return self.background.current if self.background else None
 
     def analyse(self) -> None:
         """Start `inspect --deep` of the answers' model in the background, unless it runs or answered
         already for this model, tag, signature and trust. Never waits for it."""
+        if self.background is None:  # imported with the first model, not before the first screen
+            from .analysis import Background
+
+            self.background = Background()
         analysis = self.background.start(self.answers, done=self._answered)
         if analysis is not None and analysis.result is not None:  # answered before (the model was read again)
             self.answers.deep = analysis.result
 
     def cancel_analysis(self) -> None:
-        self.background.cancel()
+        if self.background is not None:
+            self.background.cancel()
 
     def _answered(self, analysis) -> None:  # in the analysis thread
         if analysis.cancelled or not self.is_running:
