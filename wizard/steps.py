@@ -149,8 +149,9 @@ class Answers:
     output_dir: str = ""
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
-    sample_input: str = ""  # the Review's "check with my own input file": --sample-input
-    benchmark: bool = False  # --benchmark
+    checking: bool = False  # the Review's "check with my own input file, or time each target" was opened
+    sample_input: str = ""  # --sample-input (while checking)
+    benchmark: bool = False  # --benchmark (while checking)
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
     outline: str = ""  # engine.outline's picture of the model as text, made when it was read
 
@@ -246,8 +247,9 @@ class Answers:
             opset=int(self.opset) if self.opset.strip() and int(self.opset) != DEFAULT_OPSET else None,
             tfjs_format=self.tfjs_format if "tfjs" in self.targets else "graph",
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
-            sample_inputs=(parse_sample_input(normal_path(self.sample_input)),) if self.sample_input.strip() else (),
-            benchmark=self.benchmark,
+            sample_inputs=((parse_sample_input(normal_path(self.sample_input)),)
+                           if self.checking and self.sample_input.strip() else ()),
+            benchmark=self.checking and self.benchmark,
         )
 
 
