@@ -513,9 +513,12 @@ def test_review_offers_a_check_with_my_own_input_file(tmp_path, monkeypatch):
     async def script(pilot):
         await press(pilot, *["ctrl+n"] * 5)
         assert app.screen.STEP == "review"
+        assert not app.screen.query("#check")  # closed until asked for
+        await pilot.click("#check-open")  # "Check with my own input file, or time each target…"
+        await settle(pilot)
         check = app.screen.query_one("#check")
-        field = check.query_one("#q0", Input)
-        field.focus()
+        field = check.query_one("#check-q0", Input)
+        assert app.focused is field
         await type_into(pilot, "nope.png")
         await settle(pilot)
         await press(pilot, "ctrl+n")  # Run refuses a file that is not there, in place

@@ -136,6 +136,7 @@ def _review(answers: Answers, dryrun: bool, ui: "Prompter") -> str:
         action = ui.ask(review_action(dryrun=dryrun))
         if action != "check":
             return action
+        answers.checking = True
         _ask_step(CHECK, answers, ui)
 
 

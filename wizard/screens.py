@@ -38,6 +38,7 @@ class QuestionForm(Vertical):
     def __init__(self, step: str, answers: Answers, **kwargs):
         super().__init__(**kwargs)
         self.step, self.answers = step, answers
+        self.prefix = "" if step != "check" else "check-"  # widget ids stay unique on a screen with two forms
         self.asked: list[Question] = []
 
     def compose(self) -> ComposeResult:
@@ -45,15 +46,15 @@ class QuestionForm(Vertical):
         for n, q in enumerate(self.asked):
             if q.kind != "confirm":
                 yield Label(shown(q.label), classes="label")
-            yield _widget_for(q, q.default, f"q{n}")
+            yield _widget_for(q, q.default, f"{self.prefix}q{n}")
             if q.help:
                 yield Static(shown(q.help), classes="qhelp", markup=False)
-            error = Static("", id=f"q{n}-error", classes="qerror", markup=False)
+            error = Static("", id=f"{self.prefix}q{n}-error", classes="qerror", markup=False)
             error.display = False
             yield error
 
     def _show(self, n: int, error: str | None) -> None:
-        widget = self.query_one(f"#q{n}-error", Static)
+        widget = self.query_one(f"#{self.prefix}q{n}-error", Static)
         widget.update(shown(error or ""))
         widget.display = bool(error)
 
@@ -62,14 +63,15 @@ class QuestionForm(Vertical):
             error = q.validate(self.answers.get(q.key))
             if error:
                 self._show(n, error)
-                self.query_one(f"#q{n}").focus()
+                self.query_one(f"#{self.prefix}q{n}").focus()
                 return f"{q.label}: {error}"
         return None
 
     async def _answer(self, widget_id: str | None, value) -> None:
-        if not widget_id or not widget_id.startswith("q") or not widget_id[1:].isdigit():
+        number = (widget_id or "").removeprefix(f"{self.prefix}q")
+        if not widget_id or not widget_id.startswith(f"{self.prefix}q") or not number.isdigit():
             return
-        n = int(widget_id[1:])
+        n = int(number)
         q = self.asked[n]
         if self.answers.get(q.key) == value:
             return
@@ -83,7 +85,7 @@ class QuestionForm(Vertical):
         if [x.key for x in steps.questions(self.step, self.answers)] != [x.key for x in self.asked]:
             await self.recompose()
             index = next(i for i, x in enumerate(self.asked) if x.key == q.key)
-            self.query_one(f"#q{index}").focus()
+            self.query_one(f"#{self.prefix}q{index}").focus()
 
     async def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
@@ -322,8 +324,10 @@ class ReviewScreen(QuestionScreen):
     def body(self) -> ComposeResult:
         command, upstream = self._commands()
         yield QuestionForm(self.STEP, self.answers)
-        yield Label("Check with your own input, time each target (optional)", classes="section")
-        yield QuestionForm("check", self.answers, id="check")
+        if self.answers.checking:  # opened by the button below, kept when coming back
+            yield QuestionForm("check", self.answers, id="check")
+        else:
+            yield Button("Check with my own input file, or time each target…", id="check-open", compact=True)
         yield Label("The command", classes="section")
         yield Static(shown(command), id="command", classes="command", markup=False)
         yield Label("The same with the upstream tools", classes="section")
@@ -374,6 +378,15 @@ class ReviewScreen(QuestionScreen):
     @on(Button.Pressed, "#copy")
     def _copy_pressed(self) -> None:
         self.action_copy()
+
+    @on(Button.Pressed, "#check-open")
+    async def _check_pressed(self) -> None:
+        """Check with my own input file, or time each target: the check's questions, above the command."""
+        self.answers.checking = True
+        opener = self.query_one("#check-open", Button)
+        await opener.parent.mount(QuestionForm("check", self.answers, id="check"), after=opener)
+        await opener.remove()
+        self.query_one("#check-q0").focus()
 
     @on(Button.Pressed, "#print")
     def _print_pressed(self) -> None:

@@ -135,8 +135,9 @@ class Answers:
     tensorboard_logdir: str = ""  # blank: no TensorBoard dump
     force: bool = False
     trust_model: bool = False  # asked only for Keras models with Lambda layers / custom objects
-    sample_input: str = ""  # the Review's "check with my own input file": --sample-input
-    benchmark: bool = False  # --benchmark
+    checking: bool = False  # the Review's "check with my own input file, or time each target" was opened
+    sample_input: str = ""  # --sample-input (while checking)
+    benchmark: bool = False  # --benchmark (while checking)
     custom_objects: str = ""  # --custom-objects, comma-separated; asked when the model names custom classes
     op_libraries: str = ""  # --load-op-library, comma-separated; asked when the graph has custom ops
     defaults: tuple[str | None, str | None] = (None, None)  # the tag and signature the engine picks by itself
@@ -241,8 +242,9 @@ class Answers:
             keras_format=self.keras_format if "keras" in self.targets else "h5",
             tensorboard_logdir=self.tensorboard_logdir.strip() or None,
             force=self.force, trust_model=self.trust_model and bool(info.code_risks),
-            sample_inputs=(parse_sample_input(normal_path(self.sample_input)),) if self.sample_input.strip() else (),
-            benchmark=self.benchmark,
+            sample_inputs=((parse_sample_input(normal_path(self.sample_input)),)
+                           if self.checking and self.sample_input.strip() else ()),
+            benchmark=self.checking and self.benchmark,
             custom_objects=tuple(_entries(self.custom_objects)) if info.custom_classes else (),
             op_libraries=tuple(_entries(self.op_libraries)) if info.custom_ops else (),
         )
