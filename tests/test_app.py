@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -246,22 +247,30 @@ def test_dryrun_prints_only_the_command_on_stdout(tmp_path):
     os.close(slave)
     screen = b""
 
-    def wait_for(text: bytes) -> None:
+    def read() -> None:
         nonlocal screen
+        try:
+            screen += os.read(master, 65536)
+        except (BlockingIOError, OSError):  # OSError: the program closed the terminal (it exited)
+            import select
+
+            select.select([master], [], [], 0.2)
+
+    def wait_for(text: bytes) -> None:
         while text not in screen:
             assert proc.poll() is None, screen[-2000:]
-            try:
-                screen += os.read(master, 65536)
-            except BlockingIOError:
-                import select
-
-                select.select([master], [], [], 1)
+            read()
 
     try:
         for marker in (b"Model path", b"Inputs", b"Batch size", b"What the converted", b"Convert to", b"The command"):
             wait_for(marker)
             os.write(master, b"\x0e")  # ctrl+n
-        out, _ = proc.communicate(timeout=60)
+        # Go on reading the terminal, as a terminal does: an unread pty fills up, and the app's last
+        # screen writes then block its exit (its writer thread waits on the full pty; seen as a hang).
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            read()
+        out, _ = proc.communicate(timeout=5)
     finally:
         proc.kill()
         os.close(master)
