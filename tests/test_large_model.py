@@ -1,7 +1,7 @@
 """A model just over protobuf's 2 GiB limit converts (ONNX with external data, OpenVINO IR) and verifies.
 
 Marked `large`: it writes ~2.2 GB of weights (zeros: cheap to build, not to hold), peaks at ~6 GB of
-memory and ~7 GB of disk, and takes 2-3 minutes on 2 cores. Deselect with -m 'not large'. It skips
+memory and ~9 GB of disk, and takes 2-3 minutes on 2 cores. Deselect with -m 'not large'. It skips
 itself where less than 8 GB of memory is available.
 
 The same path on a small model (the left-out weights forced by a low LARGE_MODEL_BYTES, in-process)
