@@ -1,7 +1,7 @@
 """A model just over protobuf's 2 GiB limit converts (ONNX with external data, OpenVINO IR) and verifies.
 
 Marked `large`: it writes ~2.2 GB of weights (zeros: cheap to build, not to hold), peaks at ~6 GB of
-memory and ~7 GB of disk, and takes 2-3 minutes on 2 cores. Deselect with -m 'not large'. It skips
+memory and ~9 GB of disk, and takes 2-3 minutes on 2 cores. Deselect with -m 'not large'. It skips
 itself where less than 8 GB of memory is available.
 
 The same path on a small model (the left-out weights forced by a low LARGE_MODEL_BYTES, in-process)
@@ -66,9 +66,10 @@ def test_over_two_gib_converts_and_verifies(large_saved_model, tmp_path):
         assert t["strategy"] == "frozen graph, weights outside it"
     weights = LAYERS * WIDTH * WIDTH * 4
     data = out / "onnx" / "model.onnx.data"
-    assert data.stat().st_size >= weights > 2 ** 31
+    assert data.stat().st_size >= weights == 2 ** 31  # + the small layer (a constant): just over the limit
     assert (out / "onnx" / "model.onnx").stat().st_size < 1 << 20  # the graph alone: a plain protobuf
-    assert (out / "openvino" / "model.bin").stat().st_size >= weights
+    # OpenVINO writes identical constants once: the eight zero matrices are one in model.bin.
+    assert (out / "openvino" / "model.bin").stat().st_size >= WIDTH * WIDTH * 4
     shutil.rmtree(out)
 
 
