@@ -121,7 +121,7 @@ def _write(path: Path, result: dict) -> None:
 def format_deep(result: dict, available: dict[str, str]) -> str:
     """inspect --deep's text report; `available`: target → why it is not installed (engine.availability)."""
     from .backends import TARGETS
-    from .options import human_size
+    from .text import human_size
 
     lines = [f"model      {result['model']}", f"frozen     {result['nodes']} nodes, {len(result['ops'])} op types"
              + (" (cached)" if result.get("cached") else "")]

@@ -79,7 +79,8 @@ class ConversionOptions:
         # No target at all is allowed here: `inspect --deep` freezes without converting (engine.deep);
         # --to and the wizard's Targets question refuse an empty choice themselves.
         normal("targets", parse_targets(self.targets) if self.targets else ())
-        normal("quantize", {t: (q, ()) if isinstance(q, str) else (q[0], tuple(q[1])) for t, q in dict(self.quantize).items()})
+        quantize = self.quantize if isinstance(self.quantize, dict) else parse_quantize(self.quantize)  # "target:mode"s
+        normal("quantize", {t: (q, ()) if isinstance(q, str) else (q[0], tuple(q[1])) for t, q in quantize.items()})
         normal("inputs_as_nchw", tuple(strip_port(n) for n in self.inputs_as_nchw))
         parse_batch(self.batch)
         for name, dims in self.inputs:

@@ -377,7 +377,7 @@ def _weights_note(deep: dict | None, target: str, mode: str) -> str:
     """The frozen graph's weight bytes with this quantization (`inspect --deep`), once known."""
     if deep is None:
         return ""
-    from engine.options import human_size
+    from engine.text import human_size
 
     return f" · weights {human_size(deep['weight_bytes']['by_quantization'][target][mode or 'none'])}"
 
@@ -647,7 +647,7 @@ def outcomes(report: dict, options: ConversionOptions) -> list[Outcome]:
 def benchmark_chart(bench: dict, width: int = 24) -> str:
     """The --benchmark rows as two bar charts, latency (median) and size, one bar per runtime, each
     scaled to its largest value: for the Result step."""
-    from engine.options import human_size
+    from engine.text import human_size
 
     rows = [r for r in bench.get("rows", []) if "median_ms" in r]
     if not rows:
