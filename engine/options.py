@@ -335,4 +335,4 @@ def parse_batch(value) -> int | None:
         return int(text)
     shown = text if text.lstrip("-").isdigit() else repr(text)
     raise UserError(f"--batch {shown}: must be a positive integer, or blank (no --batch) to keep each input's "
-                    "own first dimension")
+                    "own first dimension; e.g. --batch 1")

@@ -206,6 +206,7 @@ def test_plain_wizard_asks_for_the_file_and_prints_the_command(tmp_path, capsys)
         ENTER,  # preprocessing: none
         ENTER, ENTER, ENTER,  # targets: onnx; no quantization, default opset
         CLEAR_LINE + str(out) + ENTER,
+        ENTER,  # TensorBoard log directory: none
         ENTER,  # print the command
     ])
     code_ = drive(str(model), keys, dryrun=True)

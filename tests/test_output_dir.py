@@ -173,6 +173,7 @@ def test_the_wizards_review_asks_consent_only_for_an_earlier_output(tmp_path):
     # (the directory is refused)
     assert "did not write" in where.validate(str(mine)) and "outside" in where.validate(str(SAMPLES))
     a.output_dir = str(earlier)
-    where, force, _ = questions("review", a)
+    asked = {q.key: q for q in questions("review", a)}
+    where, force = asked["output_dir"], asked["force"]
     assert where.validate(str(earlier)) is None
     assert "earlier tfwizard output" in force.label and "onnx/" in force.help and "kept" in force.help

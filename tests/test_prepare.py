@@ -37,8 +37,15 @@ def original_outputs(tf, entry, info, feeds):
         result = model([feeds[i.name] for i in info.inputs] if len(info.inputs) > 1 else feeds[info.inputs[0].name])
         result = result if isinstance(result, (list, tuple)) else [result]
         return {o.name: np.asarray(r) for o, r in zip(info.outputs, result)}
-    if fmt == "saved_model":
-        fn = tf.saved_model.load(str(path), tags=info.tag).signatures[info.signature]
+    if fmt == "tfjs_layers":  # rebuilt by tensorflowjs' Keras loader, the way its converter reads it
+        from tensorflowjs.converters import keras_tfjs_loader
+
+        model = keras_tfjs_loader.load_keras_model(str(path / "model.json" if path.is_dir() else path))
+        result = model([feeds[i.name] for i in info.inputs] if len(info.inputs) > 1 else feeds[info.inputs[0].name])
+        result = result if isinstance(result, (list, tuple)) else [result]
+        return {o.name: np.asarray(r) for o, r in zip(info.outputs, result)}
+    if fmt in ("saved_model", "tf_hub"):  # a TF1 Hub module is a SavedModel (empty tag set)
+        fn = tf.saved_model.load(str(path), tags=list(info.tag)).signatures[info.signature]
         return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()}
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:

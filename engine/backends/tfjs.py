@@ -182,7 +182,7 @@ class TfjsBackend(Backend):
             ops = {op.strip() for op in str(e).splitlines()[-1].split(",") if op.strip()}
             raise ConversionFailed(f"TensorFlow.js has no kernel for: {_ops_with_nodes(prepared.graph_def, ops)}") from None
         if prepared.weights:
-            _write_left_out_weights(outdir, prepared.weights, options.weight_shard_size_bytes)
+            _write_left_out_weights(outdir, prepared.weights, options.weight_shard_size_bytes or self.default_shard_bytes)
 
     def check(self, options, info) -> None:
         if options.tfjs_format == "layers" and info.op_kind != "keras_layer":
