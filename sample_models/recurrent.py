@@ -117,8 +117,8 @@ def keras3_gru_dropout(out):
                    "inference function still writes the dropout SeedGenerator's state.")]
 
 
-def tf1_gru_frozen(out):
-    """A TF1 frozen graph with a TF1 while loop (Enter/Exit/NextIteration), as dynamic_rnn wrote it."""
+def _frozen_tf1(build, output: str):
+    """build(v1, tf) makes a TF1 graph, with v1 loops as TF 1.x wrote them; → it frozen to `output`."""
     import tensorflow as tf
     from tensorflow.python.ops import control_flow_util
 
@@ -128,13 +128,23 @@ def tf1_gru_frozen(out):
     try:
         with tf.Graph().as_default() as g, v1.Session() as sess:
             v1.set_random_seed(0)
-            x = v1.placeholder(tf.float32, [None, STEPS, FEATURES], name="sequence")
-            (h,) = _rnn(v1, tf, x, 4, _GRUCell(v1, tf, 4))
-            tf.identity(_dense(v1, tf, h, 2, "dense"), name="scores")
+            build(v1, tf)
             sess.run(v1.global_variables_initializer())
-            frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["scores"])
+            return v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), [output])
     finally:
         control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
+
+
+def tf1_gru_frozen(out):
+    """A TF1 frozen graph with a TF1 while loop (Enter/Exit/NextIteration), as dynamic_rnn wrote it."""
+    import tensorflow as tf
+
+    def build(v1, tf):
+        x = v1.placeholder(tf.float32, [None, STEPS, FEATURES], name="sequence")
+        (h,) = _rnn(v1, tf, x, 4, _GRUCell(v1, tf, 4))
+        tf.identity(_dense(v1, tf, h, 2, "dense"), name="scores")
+
+    frozen = _frozen_tf1(build, "scores")
     ops = {n.op for n in frozen.node}
     assert {"Enter", "Exit", "NextIteration", "TensorArrayV3"} <= ops, sorted(ops)
     tf.io.write_graph(frozen, out, "tf1_gru_frozen.pb", as_text=False)
@@ -149,33 +159,25 @@ def tf1_time_major_rnn(out):
     without a shape driving RandomUniform dropout. Random feeds of the usual [batch, ...] layout
     don't fit it; cutkum's own code feeds keep_prob 1.0."""
     import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
 
-    v1 = tf.compat.v1
-    saved = control_flow_util.ENABLE_CONTROL_FLOW_V2
-    control_flow_util.ENABLE_CONTROL_FLOW_V2 = False
-    try:
-        with tf.Graph().as_default() as g, v1.Session() as sess:
-            v1.set_random_seed(0)
-            x = v1.placeholder(tf.float32, [None, None, FEATURES], name="inputs")
-            lengths = v1.placeholder(tf.int32, [None], name="seq_lengths")
-            keep_prob = v1.placeholder(tf.float32, None, name="keep_prob")
-            x = v1.nn.dropout(x, keep_prob=keep_prob)
-            steps = tf.shape(x)[0]
-            xs = v1.TensorArray(tf.float32, steps).unstack(x)
-            cell = _GRUCell(v1, tf, 4)
+    def build(v1, tf):
+        x = v1.placeholder(tf.float32, [None, None, FEATURES], name="inputs")
+        lengths = v1.placeholder(tf.int32, [None], name="seq_lengths")
+        keep_prob = v1.placeholder(tf.float32, None, name="keep_prob")
+        x = v1.nn.dropout(x, keep_prob=keep_prob)
+        steps = tf.shape(x)[0]
+        xs = v1.TensorArray(tf.float32, steps).unstack(x)
+        cell = _GRUCell(v1, tf, 4)
 
-            def step(t, h):  # past its length, a sequence keeps its state (Select on a [batch] condition)
-                (new,) = cell(xs.read(t), (h,))
-                return t + 1, v1.where(t < lengths, new, h)
+        def step(t, h):  # past its length, a sequence keeps its state (Select on a [batch] condition)
+            (new,) = cell(xs.read(t), (h,))
+            return t + 1, v1.where(t < lengths, new, h)
 
-            _, h = v1.while_loop(lambda t, h: t < steps, step, (tf.constant(0), tf.zeros([tf.shape(x)[1], 4])),
-                                 name="rnn")
-            tf.identity(_dense(v1, tf, h, 2, "dense"), name="scores")
-            sess.run(v1.global_variables_initializer())
-            frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["scores"])
-    finally:
-        control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
+        _, h = v1.while_loop(lambda t, h: t < steps, step, (tf.constant(0), tf.zeros([tf.shape(x)[1], 4])),
+                             name="rnn")
+        tf.identity(_dense(v1, tf, h, 2, "dense"), name="scores")
+
+    frozen = _frozen_tf1(build, "scores")
     ops = {n.op for n in frozen.node}
     assert {"Enter", "RandomUniform", "Select"} <= ops, sorted(ops)
     tf.io.write_graph(frozen, out, "tf1_time_major_rnn.pb", as_text=False)
