@@ -43,7 +43,8 @@ def converted(tmp_path_factory):
 def test_every_loading_snippet_runs_as_printed(converted, tmp_path):
     out, _ = converted
     report = json.loads((out / "report.json").read_text())
-    options = ConversionOptions(model="m", targets=TARGETS, output_dir=str(out))
+    # the options of that conversion (the keras snippet reads which Keras wrote the model)
+    options = ConversionOptions(model=str(SAMPLES / "keras2_functional.h5"), targets=TARGETS, output_dir=str(out))
     shown = outcomes(report, options)
     assert [o.target for o in shown] == list(TARGETS)
     for o in shown:

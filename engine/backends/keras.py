@@ -92,11 +92,10 @@ class KerasBackend(Backend):
         # Saved by the Keras that loaded the input (engine.prepare): tf_keras for Keras 2 files.
         keras2 = detect(options.model).parsed.get("keras_major") == "2"
         module = "tf_keras" if keras2 and not str(path).endswith(".keras") else "keras"
-        feeds = [numpy_zeros(i) for i in inputs]
-        arg = feeds[0] if len(feeds) == 1 else f"[{', '.join(feeds)}]"
-        return (f"import numpy as np\nimport {module} as keras\n"
+        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)  # by the Input layers' names
+        return (f"import numpy as np\nimport {'keras' if module == 'keras' else module + ' as keras'}\n"
                 f"model = keras.models.load_model({quoted(path)}, compile=False)\n"
-                f"outputs = model.predict({arg}, verbose=0)\n"
+                f"outputs = model.predict({{{feeds}}}, verbose=0)\n"
                 "print([o.shape for o in (outputs if isinstance(outputs, list) else [outputs])])")
 
 
