@@ -92,10 +92,13 @@ class KerasBackend(Backend):
         # Saved by the Keras that loaded the input (engine.prepare): tf_keras for Keras 2 files.
         keras2 = detect(options.model).parsed.get("keras_major") == "2"
         module = "tf_keras" if keras2 and not str(path).endswith(".keras") else "keras"
-        feeds = ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs)  # by the Input layers' names
+        if len(inputs) == 1:  # one input as it is: Keras 3 warns about a dict for a single input
+            feeds, note = numpy_zeros(inputs[0]), f"  # {quoted(inputs[0].name)}"
+        else:  # several, by their Input layers' names
+            feeds, note = "{" + ", ".join(f"{quoted(i.name)}: {numpy_zeros(i)}" for i in inputs) + "}", ""
         return (f"import numpy as np\nimport {'keras' if module == 'keras' else module + ' as keras'}\n"
                 f"model = keras.models.load_model({quoted(path)}, compile=False)\n"
-                f"outputs = model.predict({{{feeds}}}, verbose=0)\n"
+                f"outputs = model.predict({feeds}, verbose=0){note}\n"
                 "print([o.shape for o in (outputs if isinstance(outputs, list) else [outputs])])")
 
 
