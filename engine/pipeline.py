@@ -139,7 +139,7 @@ class _Bench:
     def target(self, backend, target_dir) -> dict:
         from .benchmark import measure
 
-        n = getattr(backend, "benchmark_threads", self.threads)
+        n = backend.benchmark_threads or self.threads
         try:
             timing = measure(backend.load(target_dir, self.prepared, threads=n), self.feeds, self.runs)
         except Exception as e:  # a runtime that cannot be timed here is reported, not fatal

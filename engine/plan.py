@@ -38,11 +38,12 @@ def plan(options: ConversionOptions) -> tuple[Detection, ModelInfo]:
     from .tensorboard import check_logdir
 
     check_logdir(options.tensorboard_logdir, options.model, options.output_dir)
-    preprocessed_inputs(final_inputs(info, options), options)
-    if options.sample_inputs:
+    inputs = final_inputs(info, options)
+    preprocessed_inputs(inputs, options)
+    if options.sample_inputs:  # (engine.sample_inputs imports numpy: only when there are some)
         from .sample_inputs import resolve
 
-        resolve(options, final_inputs(info, options))
+        resolve(options.sample_inputs, inputs)
     final_outputs(info, options, graph=_parsed_graph(detection))
     for target in options.targets:
         backends.get(target).check(options, info)  # the target's own options, before anything is converted

@@ -19,11 +19,12 @@ from .images import decode_image, is_image
 ARRAY_SUFFIXES = (".npy", ".npz")
 
 
-def resolve(options, inputs) -> list[tuple[str, str]]:
-    """(input name, file) per --sample-input, names filled in; no TensorFlow. Raises UserError."""
+def resolve(sample_inputs, inputs) -> list[tuple[str, str]]:
+    """(input name, file) per --sample-input (options.sample_inputs), names filled in; no TensorFlow.
+    Raises UserError. plan() and the wizard's question check with it."""
     by_name = {i.name: i for i in inputs}
     resolved = []
-    for name, path in options.sample_inputs:
+    for name, path in sample_inputs:
         flag = f"--sample-input {f'{name}={path}' if name else path}"
         file = Path(path)
         if not file.is_file():
@@ -62,7 +63,7 @@ def load(tf, options, inputs) -> dict[str, np.ndarray]:
     for the same input are stacked along the batch. Runs in the worker (images need TensorFlow)."""
     by_name = {i.name: i for i in inputs}
     parts: dict[str, list[np.ndarray]] = {}
-    for name, path in resolve(options, inputs):
+    for name, path in resolve(options.sample_inputs, inputs):
         i = by_name[name]
         if is_image(path):
             h, w, c = (d if d > 0 else None for d in i.shape[1:4])

@@ -88,7 +88,7 @@ def plan_access(options, tmp) -> tuple[list[Path], list[Path], bool]:
     reads.append(model if model.is_dir() else model.parent)
     if options.checkpoint:
         reads.append(Path(options.checkpoint).resolve().parent)
-    reads += [Path(path).resolve() for _, path in getattr(options, "sample_inputs", ())]  # the files only
+    reads += [Path(path).resolve() for _, path in options.sample_inputs]  # the files only
     from .user_code import sandbox_reads
 
     reads += sandbox_reads(options)  # --custom-objects files' folders, --load-op-library files

@@ -406,7 +406,7 @@ def _check_questions(a: Answers) -> list[Question]:
     return [Question("sample_input", "text", "Check with my own input file (optional)",
                      ("a .png/.jpg (resized to the input; raw pixels, so the check covers the preprocessing) or "
                       if image else "") + ".npy/.npz with the input's values; blank: random test inputs",
-                     default=a.sample_input, validate=_check_sample_input, completion="path"),
+                     default=a.sample_input, validate=lambda text: _check_sample_input(text, a), completion="path"),
             Question("benchmark", "confirm", "Time each target against TensorFlow (benchmark)",
                      "after the check: the median and p90 of 50 runs at batch 1 in each runtime",
                      default=a.benchmark)]
@@ -715,19 +715,14 @@ def _check_floats(a: Answers, text: str, flag: str) -> str | None:
     return _error_of(check) if str(text).strip() else None
 
 
-def _check_sample_input(text: str) -> str | None:
-    """Blank, or a file of a kind --sample-input takes (which input it fits: plan(), at the Review)."""
-    from engine.images import is_image
+def _check_sample_input(text: str, a: Answers) -> str | None:
+    """Blank, or a file --sample-input takes for one of the model's inputs: the check plan() makes."""
     from engine.options import parse_sample_input
+    from engine.sample_inputs import resolve
 
     if not str(text).strip():
         return None
-    _, path = parse_sample_input(normal_path(text))
-    if not Path(path).is_file():
-        return f"{path}: no such file"
-    if not (is_image(path) or path.lower().endswith((".npy", ".npz"))):
-        return f"{path}: give a .png/.jpg image or a .npy/.npz array"
-    return None
+    return _error_of(lambda: resolve((parse_sample_input(normal_path(text)),), a.info.inputs))
 
 
 def _check_logdir(text: str, a: Answers) -> str | None:

@@ -107,6 +107,7 @@ class Backend:
     note: str = ""  # where it runs, one line for the wizard's list of targets
     main_file: str  # file inside OUTDIR/<name>/ that users load ("model.onnx")
     runtime: str  # what runs it for verification and --benchmark ("onnxruntime (CPU)")
+    benchmark_threads: int | None = None  # the threads its runtime really uses, if fixed; None: what it is given
     modules: tuple[str, ...] = ()  # the top-level modules it imports: what its extra installs
     # (first Python its extra cannot install on, why); pyproject's extra carries the same marker
     python_limit: tuple[tuple[int, int], str] | None = None
