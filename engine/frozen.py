@@ -9,13 +9,13 @@ each quantization mode would store.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from pathlib import Path
 
 def analyse(detection, info, options, workdir: Path, emit) -> dict:
     """Freeze as convert does and describe the result (runs in engine.worker, sandboxed)."""
     from . import backends
     from .inspect import graph_op_inventory
+    from .pipeline import frozen_ops, preflight
     from .prepare import import_tensorflow, prepare
 
     emit("stage", stage="import", message="importing TensorFlow")
@@ -23,17 +23,15 @@ def analyse(detection, info, options, workdir: Path, emit) -> dict:
     emit("stage", stage="load", message="loading and freezing the model")
     prepared = prepare(detection, info, options, workdir)
     graph_def = prepared.graph_def
-    main_ops = Counter(n.op for n in graph_def.node)
     ops = graph_op_inventory(graph_def)
-    body_ops = {op: n for op, n in ops.items() if op not in main_ops}
+    main_ops, body_ops, custom = frozen_ops(graph_def)
     targets = {}
     for target in backends.TARGETS:  # the pipeline's preflight, on the same frozen graph
         backend = backends.get(target)
-        blocked = backend.preflight(dict(main_ops))
+        blocked, maybe = preflight(backend, main_ops, body_ops, custom)
         verdict = "blocked" if blocked else "ok" if backend.preflight_knows_ops else "unknown"
         targets[target] = {
-            "verdict": verdict, "blocked": blocked,
-            "maybe": backend.preflight(body_ops),  # only inside control-flow bodies: the converter decides
+            "verdict": verdict, "blocked": blocked, "maybe": maybe,
             # The ladder's first rung converts unless it fails; a blocked target is not attempted.
             "strategy": None if blocked else next(iter(backend.strategies(prepared)))[0],
         }

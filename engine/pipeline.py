@@ -18,10 +18,8 @@ Emit = Callable[..., None]  # emit(event, **fields): progress for people or a UI
 
 def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -> list[TargetResult]:
     """TensorFlow's part: prepare the model once, then convert and verify each target into tmp/<target>."""
-    from .inspect import graph_op_inventory
     from .ladder import climb
     from .prepare import import_tensorflow, prepare, run_reference
-    from .safety import custom_ops
     from .tables import string_constants
     from .interface import preprocessed_inputs
     from .user_code import before_tensorflow, load_op_libraries
@@ -45,9 +43,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         emit("log", message="wrote the original and the prepared graph as TensorBoard events")
     # Preflight on what will really be converted: the frozen graph (training branches, variables
     # and Keras layers are gone; their TF ops are what the targets see).
-    main_ops = Counter(n.op for n in prepared.graph_def.node)
-    body_ops = {op: n for op, n in graph_op_inventory(prepared.graph_def).items() if op not in main_ops}
-    custom = custom_ops(prepared.graph_def)  # --load-op-library ops: no target has a conversion for them
+    main_ops, body_ops, custom = frozen_ops(prepared.graph_def)
     feeds, reference, unverifiable = {}, {}, None
     if options.verify:
         # The converted models get the feeds raw; TensorFlow gets them preprocessed apart from the graph.
@@ -71,10 +67,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
         backend = backends.get(target)
         result = TargetResult(target, "ok", upstream_command=commands[target])
         results.append(result)
-        blocked = backends.blocking_ops(backend, dict(main_ops), custom)
-        # Ops only inside control-flow bodies are often pruned when a converter lowers the
-        # control flow (cond_v2 leaves gradient plumbing there); let the converter decide.
-        maybe = backend.preflight(body_ops)
+        blocked, maybe = preflight(backend, main_ops, body_ops, custom)
         if maybe:
             emit("log", target=target, message=f"note: {', '.join(sorted(maybe))} inside control-flow bodies may "
                  "not convert; trying anyway")
@@ -124,6 +117,24 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
                 r.benchmark["tensorflow"] = bench.tensorflow()
     shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def frozen_ops(graph_def):
+    """What preflight judges in the frozen graph: (op → count in the main graph, op → count only
+    inside function bodies, the custom ops: --load-op-library's, which no target converts)."""
+    from .inspect import graph_op_inventory
+    from .safety import custom_ops
+
+    main_ops = Counter(n.op for n in graph_def.node)
+    body_ops = {op: n for op, n in graph_op_inventory(graph_def).items() if op not in main_ops}
+    return main_ops, body_ops, custom_ops(graph_def)
+
+
+def preflight(backend, main_ops, body_ops, custom) -> tuple[dict[str, str], dict[str, str]]:
+    """(ops that block this target, ops that may not convert): convert and `inspect --deep` ask the same.
+    Ops only inside control-flow bodies are often pruned when a converter lowers the control flow
+    (cond_v2 leaves gradient plumbing there): those only warn, and the converter decides."""
+    return backends.blocking_ops(backend, dict(main_ops), custom), backend.preflight(body_ops)
 
 
 class _Bench:
