@@ -563,7 +563,9 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
             raise UserError(f"TensorFlow cannot import the model's graph ({msg}); the file may be damaged (copy it "
                             "again) or was edited by hand (re-export it from the training code)") from None
         for name, tensor in zip(outputs, results):
-            tf.identity(tensor, name=name)
+            if tf.identity(tensor, name=name).op.name != name:  # TensorFlow renamed it: "name" is an input's
+                raise UserError(f"output {name!r} has the same name as an input, and converted models (ONNX, "
+                                "TFLite signatures) need distinct names; re-export the model with another name for it")
     graph_def = graph.as_graph_def()
     _defaults_to_identity(graph_def)
     return tf.compat.v1.graph_util.extract_sub_graph(graph_def, outputs)

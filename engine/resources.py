@@ -47,7 +47,7 @@ def memory_needed(size: int, nodes: int = 0, *, tflite: bool = False) -> int:
     """The loaded model and one more copy (the frozen graph; for a model over 2 GB, whose weights stay
     out of the graph, a runtime loading its output to verify it), its nodes, plus TensorFlow itself
     (~1 GiB measured on import). The TFLite converter holds ~3 copies of the weights (measured at
-    0.5 and 2.2 GB), so with tflite among the targets, three."""
+    0.5 and 2.2 GB), so three when it gets them (`tflite`: see check_resources)."""
     return (3 if tflite else 2) * size + nodes * NODE_BYTES + GIB
 
 
@@ -100,4 +100,13 @@ def check_resources(detection, options: ConversionOptions, out: Path) -> None:
     free_disk = shutil.disk_usage(out.resolve().parent).free
     check_space(model_bytes(detection), len(options.targets), free_disk=free_disk,
                 free_memory=available_memory(), out=out, reserve=reserve, nodes=node_count(detection),
-                tflite="tflite" in options.targets)
+                tflite=_tflite_converter_holds_weights(detection, options))
+
+
+def _tflite_converter_holds_weights(detection, options: ConversionOptions) -> bool:
+    """A large model's weights skip the TFLite converter (engine.backends.tflite_weights), except with
+    dynamic-range quantization, which needs its hybrid kernels; a smaller model's pass through it."""
+    from .prepare import LARGE_MODEL_BYTES
+
+    return "tflite" in options.targets and (options.quantization("tflite") == "dynamic"
+                                            or model_bytes(detection) < LARGE_MODEL_BYTES)

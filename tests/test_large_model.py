@@ -134,3 +134,72 @@ def test_mapped_weights_leave_memory_when_evicted(tmp_path):
     evict(mapped)
     assert rss() - before < 16 << 20
     assert mapped["a"][2, 3] == 11  # read again from the file
+
+
+LAYERS_MODULE = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+rng = np.random.default_rng(1)
+
+def var(*shape):
+    return tf.Variable((rng.standard_normal(shape) / np.sqrt(shape[-2])).astype(np.float32))
+
+class Model(tf.Module):
+    def __init__(self):
+        self.w1, self.w2, self.b2, self.w3 = var(64, 256), var(256, 64), tf.constant(rng.standard_normal(64), tf.float32), var(96, 64)
+        self.k, self.d, self.e = var(3, 3, 8, 64), var(3, 3, 64, 4), var(1000, 32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32, name="x"),
+                                  tf.TensorSpec([None, 5, 64], tf.float32, name="seq"),
+                                  tf.TensorSpec([None, 12, 12, 8], tf.float32, name="img"),
+                                  tf.TensorSpec([None, 5], tf.int32, name="ids")])
+    def serve(self, x, seq, img, ids):
+        dense = tf.nn.relu6(tf.matmul(tf.nn.relu(tf.matmul(x, self.w1)), self.w2) + self.b2)  # no bias, then a bias
+        return {"dense": tf.matmul(dense, self.w3, transpose_b=True),
+                "sequence": tf.nn.relu(tf.matmul(seq, self.w1)),  # BatchMatMulV2 by a 2-D weight
+                "conv": tf.nn.relu(tf.nn.depthwise_conv2d(tf.nn.relu(tf.nn.conv2d(img, self.k, 1, "SAME")), self.d,
+                                                          [1, 1, 1, 1], "VALID")),
+                "embed": tf.gather(self.e, tf.math.floormod(ids, 1000))}
+
+m = Model()
+tf.saved_model.save(m, sys.argv[1], signatures={"serving_default": m.serve})
+"""
+
+
+@pytest.mark.timeout(600)
+def test_tflite_streams_the_weights_of_common_layers(tmp_path, monkeypatch):
+    """The large-model TFLite rung that converts the graph without its weights and writes them itself
+    (engine.backends.tflite_weights), on Dense (with and without a bias, Relu/Relu6: the converter loses
+    an activation after x @ W when W is an input), sequence Dense, Conv2D, DepthwiseConv2D and an
+    embedding: float32 and float16 verify on that rung; dynamic needs the converter's rung."""
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    import engine.prepare
+    from engine.convert import convert
+    from engine.options import ConversionOptions
+
+    model = tmp_path / "sm"
+    subprocess.run([sys.executable, "-c", LAYERS_MODULE, str(model)], check=True, timeout=300)
+    monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 0)
+    monkeypatch.setattr(engine.prepare, "WEIGHT_MIN_BYTES", 1 << 12)
+    results = {}
+    for quant in (None, "float16", "dynamic"):
+        opts = ConversionOptions(model=str(model), output_dir=str(tmp_path / f"out-{quant}"), targets=("tflite",),
+                                 quantize=(f"tflite:{quant}",) if quant else ())
+        (results[quant],) = convert(opts, lambda *a, **k: None).targets
+    for quant, t in results.items():
+        assert t.status == "ok" and t.verification["passed"], (quant, t.message, t.verification)
+    assert results[None].strategy == results["float16"].strategy == "frozen graph, weights outside it, streamed"
+    assert results["dynamic"].strategy == "frozen graph, weights outside it, as a SavedModel"
+    path = tmp_path / "out-float16" / "tflite" / "model.tflite"
+    tflite = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(bytearray(path.read_bytes()), 0))
+    outside = [b for b in tflite.buffers if b.offset]
+    assert len(outside) >= 6 and min(b.offset for b in outside) >= 64  # past the FlatBuffer, in the file
+    assert sum(b.size for b in outside) >= (64 * 256 + 256 * 64 + 96 * 64 + 9 * 8 * 64 + 1000 * 32) * 2
+    codes = {max(c.builtinCode, c.deprecatedBuiltinCode)
+             for c in (tflite.operatorCodes[op.opcodeIndex] for op in tflite.subgraphs[0].operators)}
+    assert fb.BuiltinOperator.FULLY_CONNECTED in codes and fb.BuiltinOperator.TRANSPOSE not in codes
+    assert fb.BuiltinOperator.DEQUANTIZE in codes  # float16 weights, dequantized as the converter does
+    assert {t.type for t in tflite.subgraphs[0].tensors if t.buffer and tflite.buffers[t.buffer].offset} == {
+        fb.TensorType.FLOAT16}

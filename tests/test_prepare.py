@@ -7,7 +7,7 @@ with the original model loaded TensorFlow's own way (Keras, tf.saved_model, a TF
 import numpy as np
 import pytest
 
-from conftest import MANIFEST, SAMPLES
+from conftest import MANIFEST, SAMPLES, run_cli
 from engine.detect import detect
 from engine.inspect import inspect
 from engine.options import ConversionOptions
@@ -103,3 +103,23 @@ def test_preprocessing_is_baked_in(tmp_path):
     by_hand = {"image": ((raw["image"][..., ::-1] - 127.5) / 127.5).astype(np.float32)}
     expected = original_outputs(tf, {"path": "image_classifier", "format": "saved_model"}, info, by_hand)
     np.testing.assert_allclose(run_reference(tf, prepared, raw)["probs"], expected["probs"], rtol=1e-5, atol=1e-6)
+
+
+def test_an_output_named_like_an_input_is_refused_not_swapped(tmp_path):
+    """A signature whose output "x" shares its input's name: TensorFlow would rename the output node,
+    and "x" would then fetch the input itself, on every target and in the reference alike (verification
+    passed on it). Refused in one line instead."""
+    import tensorflow as tf
+
+    class Echo(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"x": x * 2.0 + 1.0}
+
+    m = Echo()
+    tf.saved_model.save(m, str(tmp_path / "sm"), signatures={"serving_default": m.serve})
+    proc = run_cli("convert", tmp_path / "sm", "--to", "onnx", "-o", tmp_path / "out", timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert last.startswith("tfwizard: error: output 'x' has the same name as an input") and "re-export" in last
+    assert not (tmp_path / "out").exists()

@@ -132,7 +132,8 @@ class TFLiteBackend(Backend):
         those graphs: the report then says "select TF ops"."""
         import functools
 
-        if prepared.weights:  # a large model: one rung, through a SavedModel (_convert_large)
+        if prepared.weights:  # a large model (Prepared.weights): weights streamed, else through a SavedModel
+            yield "frozen graph, weights outside it, streamed", prepared, self._convert_streamed
             yield "frozen graph, weights outside it, as a SavedModel", prepared, self._convert_large
             return
         last = None
@@ -200,6 +201,26 @@ class TFLiteBackend(Backend):
             size += f" ({quant}-quantized; float32 graph was {human_size(prepared.graph_def.ByteSize())})"
         log(size)
 
+    def _convert_streamed(self, prepared, options, outdir: Path, log) -> None:
+        """A large model converted without its weights, which are then written into model.tflite from the
+        mapped file (engine.backends.tflite_weights): the memory of one weight at a time, not ~3x them all."""
+        from tensorflow.lite.python.convert_phase import ConverterError
+
+        from . import tflite_weights
+
+        quant = options.quantization(self.name)
+        if quant not in (None, "float16"):
+            raise ConversionFailed(f"{quant} quantization needs the converter to hold the weights (its hybrid kernels)")
+        log("converting the graph without its weights" + (" (float16 quantization)" if quant else ""))
+        try:
+            tflite_weights.convert(prepared, quant, Path(outdir) / self.main_file, _signature_function, log)
+        except ConverterError as e:
+            raise ConversionFailed(f"TFLite converter failed on the graph without its weights: {_first_error(e)}") from None
+        size = (Path(outdir) / self.main_file).stat().st_size
+        total = sum(w.nbytes for w in prepared.weights.values())
+        log(f"wrote {self.main_file}, {human_size(size)}"
+            + (f" ({quant}-quantized; float32 weights were {human_size(total)})" if quant else ""))
+
     def _convert_large(self, prepared, options, outdir: Path, log) -> None:
         """A model whose weights stay out of the GraphDef (Prepared.weights). The converter gets a
         SavedModel of the prepared graph with the weights as variables, written here, and writes the
@@ -213,8 +234,14 @@ class TFLiteBackend(Backend):
 
         from ..weights import evict
 
+        from ..resources import GIB, available_memory
+
         quant = options.quantization(self.name)
         total = sum(w.nbytes for w in prepared.weights.values())
+        need, free = 3 * total + GIB, available_memory()
+        if free is not None and need > free:  # the up-front check counted the streamed rung's needs only
+            raise ConversionFailed(f"the TFLite converter holds about 3 copies of the {human_size(total)} of weights "
+                                   f"and needs about {human_size(need)} of memory; {human_size(free)} is available")
         saved = outdir.parent / f"{outdir.name}-savedmodel"
         log(f"writing the model with its {human_size(total)} of weights as a SavedModel for the TFLite converter")
         _save_with_variables(prepared, saved)
@@ -330,13 +357,17 @@ def _save_with_variables(prepared, path: Path) -> None:
         tf.saved_model.save(holder, str(path), signatures={SIGNATURE: serve.get_concrete_function()})
 
 
-def _signature_function(prepared):
-    """(ConcreteFunction, tf.Module holding it): graph_def with named inputs and dict outputs."""
+def _signature_function(prepared, weight_inputs: dict | None = None):
+    """(ConcreteFunction, tf.Module holding it): graph_def with named inputs and dict outputs.
+    weight_inputs: {input name: left-out weight}, fed as inputs too (engine.backends.tflite_weights)."""
     import tensorflow as tf
 
     specs = [tf.TensorSpec(None if i.shape is None else [None if d < 0 else d for d in i.shape],
                            tf.as_dtype(i.dtype), name=i.name) for i in prepared.inputs]
     graph_def, names, outputs = prepared.graph_def, [i.name for i in prepared.inputs], list(prepared.outputs)
+    for key, name in (weight_inputs or {}).items():
+        specs.append(tf.TensorSpec(prepared.weights[name].shape, tf.as_dtype(prepared.weights[name].dtype), name=key))
+        names.append(name)
 
     def body(*args):
         tensors = tf.graph_util.import_graph_def(
