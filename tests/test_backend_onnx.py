@@ -203,3 +203,20 @@ def test_upstream_command_spelling():
     assert argv("dynamic_shapes", outputs=("energy",)) is None
     assert argv("keras2_functional.h5", outputs=("out",)) is None
     assert argv("saved_model_tf1", tag="serve,gpu") is None  # tf2onnx passes --tag on as one tag
+
+
+def test_upstream_command_of_a_model_over_two_gib_says_large_model(tmp_path):
+    """tf2onnx needs --large_model past protobuf's 2 GB (and then writes a zip); the size comes from the
+    files on disk, here a sparse 2.1 GB file beside a real SavedModel (nothing is read or loaded)."""
+    import shutil
+
+    model = tmp_path / "image_classifier"
+    shutil.copytree(SAMPLES / "image_classifier", model)
+    with open(model / "assets.bin", "wb") as f:
+        f.truncate(2200 << 20)
+    opts = options(model=str(model), output_dir="OUT")
+    cmd = " ".join(BACKEND.upstream_command(opts, inspect(detect(opts.model))))
+    assert cmd.endswith("--opset 15 --large_model --output OUT/onnx/model.zip"), cmd
+    (model / "assets.bin").unlink()
+    cmd = " ".join(BACKEND.upstream_command(opts, inspect(detect(opts.model))))
+    assert "--large_model" not in cmd and cmd.endswith("--output OUT/onnx/model.onnx"), cmd

@@ -123,6 +123,8 @@ class OnnxBackend(Backend):
         # shape overrides can't be given there (its model keeps the dynamic dims) nor outputs cut.
         # Renames give the same names as ours (not "x:0").
         from ..interface import final_inputs  # no TensorFlow
+        from ..prepare import PROTOBUF_LIMIT
+        from ..resources import model_bytes
 
         fmt, model = info.format, options.model
         if options.has_preprocessing or options.quantization("onnx"):
@@ -179,8 +181,11 @@ class OnnxBackend(Backend):
         argv += ["--opset", str(options.opset or self.default_opset)]
         if options.inputs_as_nchw:
             argv += ["--inputs-as-nchw", ",".join(tensor.get(n, f"{n}:0") for n in options.inputs_as_nchw)]
-        return [*legacy, "python", "-m", "tf2onnx.convert", *argv, "--output",
-                os.path.join(options.output_dir, "onnx", "model.onnx")]
+        # Over protobuf's 2 GB, tf2onnx needs --large_model, and then writes a zip (model.onnx and its
+        # external data files inside), not the model.onnx + model.onnx.data ours writes.
+        large = fmt in ("saved_model", "tf_hub", "keras_h5", "keras_v3") and model_bytes(info) > PROTOBUF_LIMIT
+        return [*legacy, "python", "-m", "tf2onnx.convert", *argv, *(["--large_model"] if large else []), "--output",
+                os.path.join(options.output_dir, "onnx", "model.zip" if large else "model.onnx")]
 
     def check(self, options, info) -> None:
         from ..interface import final_inputs  # no TensorFlow
