@@ -23,7 +23,7 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
     from .tables import string_constants
     from .interface import preprocessed_inputs
     from .user_code import before_tensorflow, load_op_libraries
-    from .verify import compare, index_limits, reference_feeds, reference_run
+    from .verify import DYNAMIC_BATCH, compare, index_limits, reference_feeds, reference_run
     from .weights import evict
 
     emit("stage", stage="import", message="importing TensorFlow")
@@ -59,7 +59,8 @@ def convert_targets(detection, info, options, tmp: Path, commands, emit: Emit) -
             lambda f: run_reference(tf, prepared, reference_feeds(f, preprocessed, mean, scale, options.reverse_input_channels)),
             raw_pixels=prepared.has_preprocessing,
             index_limits=index_limits(prepared.graph_def, [i.name for i in prepared.inputs]),
-            vocabulary=string_constants(prepared.graph_def), given=given)
+            vocabulary=string_constants(prepared.graph_def), given=given,
+            batch=1 if prepared.weights else DYNAMIC_BATCH)  # a large model: the runtimes' activations small
     bench = _Bench(tf, prepared, feeds, options) if options.benchmark and options.verify and not unverifiable else None
     results = []
     evict(prepared.weights)  # a large model's weights: out of memory until a target reads them (engine.weights)

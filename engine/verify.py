@@ -142,7 +142,7 @@ def _first_dim(nodes, tensor: str) -> int | None:
 
 
 def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[str, int] | None = None, vocabulary=(),
-                  given: dict | None = None):
+                  given: dict | None = None, batch: int = DYNAMIC_BATCH):
     """Feeds and TensorFlow's outputs for them: (feeds, reference, problem or None).
 
     `given`: the user's own inputs (--sample-input, engine.sample_inputs), used as they are; the
@@ -157,12 +157,14 @@ def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[s
     same size: a time-major graph (dynamic_rnn's [time, batch, features] with a [batch] of sequence
     lengths) has its batch where the first feeds put a sequence dim. If that fails too, the first
     error is raised.
-    """
-    layout = {"batch": DYNAMIC_BATCH}
 
-    def feeds_for(dim):
+    `batch`: the size of a dynamic batch dim (a large model's verification feeds 1, to keep the
+    runtimes' activations small).
+    """
+
+    def feeds_for(dim):  # reads `batch` when called: None after the retry below
         return make_feeds(inputs, raw_pixels=raw_pixels, dynamic_dim=dim, index_limits=index_limits,
-                          vocabulary=vocabulary, batch=layout["batch"] or dim)
+                          vocabulary=vocabulary, batch=batch or dim)
 
     feeds = feeds_for(DYNAMIC_DIM)
     if given:
@@ -174,7 +176,7 @@ def reference_run(inputs, run, *, raw_pixels: bool = False, index_limits: dict[s
     except UserError:
         if given or not _dynamic_in_several_places(inputs):
             raise
-        layout["batch"] = None  # every dynamic dim as large as the others
+        batch = None  # every dynamic dim as large as the others
         uniform = feeds_for(DYNAMIC_DIM)
         try:
             reference, feeds = run(uniform), uniform

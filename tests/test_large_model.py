@@ -190,6 +190,7 @@ def test_tflite_streams_the_weights_of_common_layers(tmp_path, monkeypatch):
         (results[quant],) = convert(opts, lambda *a, **k: None).targets
     for quant, t in results.items():
         assert t.status == "ok" and t.verification["passed"], (quant, t.message, t.verification)
+        assert t.verification["outputs"]["dense"]["shape"] == [1, 96]  # a large model is verified at batch 1
     assert results[None].strategy == results["float16"].strategy == "frozen graph, weights outside it, streamed"
     assert results["dynamic"].strategy == "frozen graph, weights outside it, as a SavedModel"
     path = tmp_path / "out-float16" / "tflite" / "model.tflite"
