@@ -71,7 +71,7 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
 
         kept_weights = {f"model/{k}": v for k, v in weights.items() if f"model/{k}" in kept}  # _rebuild's prefix
         weights.clear()
-        weights = weight_store.store(kept_weights, workdir / "weights.bin")
+        weights = weight_store.store(kept_weights, workdir / f"weights{'-control-flow-v2' if control_flow_v2 else ''}.bin")
         del kept_weights
         import gc
 
@@ -84,11 +84,13 @@ def prepare(detection: Detection, info: ModelInfo, options: ConversionOptions, w
         graph_def=graph_def, graph_path=graph_path, inputs=inputs, outputs=outputs,
         keras_path=_keras_file(detection, workdir, options),
         has_preprocessing=options.has_preprocessing,
-        strategy=f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else
-        "frozen graph, weights outside it" if weights else "frozen graph",
+        strategy=(f"{SOURCE_NAMES.get(info.format, 'graph')}, control flow v2" if control_flow_v2 else "frozen graph")
+        + (", weights outside it" if weights else ""),
         weights=weights,
     )
-    if not control_flow_v2 and not options.control_flow_v2 and not weights:  # re-freezing a large model: no
+    if not control_flow_v2 and not options.control_flow_v2:
+        # A large model's too (a recurrent model with a big embedding): its weights are written again,
+        # to their own file, only if a target reaches that rung.
         prepared.alternative = _once(lambda: prepare(detection, info, options, workdir, control_flow_v2=True))
     return prepared
 
@@ -408,6 +410,7 @@ def _freeze_function(tf, fn, info: ModelInfo, *, lower: bool = True, weights: di
     _drop_writes_to_frozen_variables(graph_def)
     if large:
         _leave_out(graph_def, data.left_out)
+        _loop_shapes_of_left_out(graph_def, {k: v.shape for k, v in data.left_out.items()})
         weights.update(data.left_out)
     captured = fn.graph.internal_captures
     frozen_inputs = {id(captured[k]) for k in converted}
@@ -515,6 +518,41 @@ def _leave_out(graph_def, left_out: dict) -> None:
         node.ClearField("attr")
         node.attr["dtype"].type = dtype
         node.attr["shape"].shape.CopyFrom(tensor_shape.TensorShape(value.shape).as_proto())
+
+
+def _loop_shapes_of_left_out(graph_def, shapes: dict) -> None:
+    """Freezing recorded each left-out weight's stand-in scalar shape in the While loops it enters
+    (their output_shapes): put the weight's shape back, in the graph and in the loops' bodies, or
+    tf2onnx types the loop's weight as a scalar ("Input tensors of wrong rank (0)" in onnxruntime)."""
+    from tensorflow.python.framework import tensor_shape
+
+    functions = {f.signature.name: f for f in graph_def.library.function}
+
+    def fix(nodes, known: dict, seen: frozenset) -> None:
+        by_name = {n.name: n for n in nodes}
+
+        def shape_of(ref: str):
+            name = ref.split(":")[0]
+            while name not in known and name in by_name and by_name[name].op == "Identity" and by_name[name].input:
+                name = by_name[name].input[0].split(":")[0]
+            return known.get(name)
+
+        for node in nodes:
+            if node.op not in ("While", "StatelessWhile"):
+                continue
+            inputs = [i for i in node.input if not i.startswith("^")]
+            found = {k: shape_of(ref) for k, ref in enumerate(inputs)}
+            found = {k: v for k, v in found.items() if v is not None}
+            listed = node.attr["output_shapes"].list.shape
+            for k, shape in found.items():
+                if k < len(listed):
+                    listed[k].CopyFrom(tensor_shape.TensorShape(shape).as_proto())
+            body = functions.get(node.attr["body"].func.name)
+            if found and body is not None and body.signature.name not in seen:  # the loop carries them
+                args = [a.name for a in body.signature.input_arg]
+                fix(body.node_def, {args[k]: v for k, v in found.items() if k < len(args)}, seen | {body.signature.name})
+
+    fix(graph_def.node, dict(shapes), frozenset())
 
 
 # --- the rebuild ----------------------------------------------------------------------------------

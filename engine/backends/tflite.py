@@ -133,8 +133,16 @@ class TFLiteBackend(Backend):
         import functools
 
         if prepared.weights:  # a large model (Prepared.weights): weights streamed, else through a SavedModel
-            yield "frozen graph, weights outside it, streamed", prepared, self._convert_streamed
-            yield "frozen graph, weights outside it, as a SavedModel", prepared, self._convert_large
+            # The cheap rungs before the costly ones: streamed on each graph (the second is built only if
+            # reached), then with Select TF ops on the last; then the same through a SavedModel.
+            yield f"{prepared.strategy}, streamed", prepared, self._convert_streamed
+            graphs = [(name, rung) for name, rung, _ in super().strategies(prepared)]
+            select = functools.partial(self._convert_streamed, select_tf_ops=True)
+            yield from ((f"{name}, streamed", rung, self._convert_streamed) for name, rung in graphs[1:])
+            yield f"{graphs[-1][0]}, streamed, select TF ops", graphs[-1][1], select
+            yield from ((f"{name}, as a SavedModel", rung, self._convert_large) for name, rung in graphs)
+            select = functools.partial(self._convert_large, select_tf_ops=True)
+            yield f"{graphs[-1][0]}, as a SavedModel, select TF ops", graphs[-1][1], select
             return
         last = None
         for name, rung, _ in super().strategies(prepared):
@@ -171,8 +179,7 @@ class TFLiteBackend(Backend):
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if quant == "float16":
                     conv.target_spec.supported_types = [tf.float16]
-            if select_tf_ops:
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+            conv.target_spec.supported_ops = _supported_ops(select_tf_ops)
             return conv.convert()
 
         for i in prepared.inputs:
@@ -201,7 +208,7 @@ class TFLiteBackend(Backend):
             size += f" ({quant}-quantized; float32 graph was {human_size(prepared.graph_def.ByteSize())})"
         log(size)
 
-    def _convert_streamed(self, prepared, options, outdir: Path, log) -> None:
+    def _convert_streamed(self, prepared, options, outdir: Path, log, *, select_tf_ops: bool = False) -> None:
         """A large model converted without its weights, which are then written into model.tflite from the
         mapped file (engine.backends.tflite_weights): the memory of one weight at a time, not ~3x them all."""
         from tensorflow.lite.python.convert_phase import ConverterError
@@ -213,7 +220,8 @@ class TFLiteBackend(Backend):
             raise ConversionFailed(f"{quant} quantization needs the converter to hold the weights (its hybrid kernels)")
         log("converting the graph without its weights" + (" (float16 quantization)" if quant else ""))
         try:
-            tflite_weights.convert(prepared, quant, Path(outdir) / self.main_file, _signature_function, log)
+            tflite_weights.convert(prepared, quant, Path(outdir) / self.main_file, _signature_function, log,
+                                   supported_ops=_supported_ops(select_tf_ops))
         except ConverterError as e:
             raise ConversionFailed(f"TFLite converter failed on the graph without its weights: {_first_error(e)}") from None
         size = (Path(outdir) / self.main_file).stat().st_size
@@ -221,7 +229,7 @@ class TFLiteBackend(Backend):
         log(f"wrote {self.main_file}, {human_size(size)}"
             + (f" ({quant}-quantized; float32 weights were {human_size(total)})" if quant else ""))
 
-    def _convert_large(self, prepared, options, outdir: Path, log) -> None:
+    def _convert_large(self, prepared, options, outdir: Path, log, *, select_tf_ops: bool = False) -> None:
         """A model whose weights stay out of the GraphDef (Prepared.weights). The converter gets a
         SavedModel of the prepared graph with the weights as variables, written here, and writes the
         weights after the FlatBuffer at offsets (its buffer-offset mode, which LiteRT reads): one
@@ -250,6 +258,7 @@ class TFLiteBackend(Backend):
         try:
             conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
             conv._experimental_use_buffer_offset = True  # TF 2.15+: weights past the 2 GB FlatBuffer
+            conv.target_spec.supported_ops = _supported_ops(select_tf_ops)
             if quant:
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if quant == "float16":
@@ -355,6 +364,13 @@ def _save_with_variables(prepared, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tf.saved_model.save(holder, str(path), signatures={SIGNATURE: serve.get_concrete_function()})
+
+
+def _supported_ops(select_tf_ops: bool) -> list:
+    """Builtins, and with Select TF ops TensorFlow's own kernels too (the Flex delegate)."""
+    import tensorflow as tf
+
+    return [tf.lite.OpsSet.TFLITE_BUILTINS, *([tf.lite.OpsSet.SELECT_TF_OPS] if select_tf_ops else [])]
 
 
 def _signature_function(prepared, weight_inputs: dict | None = None):

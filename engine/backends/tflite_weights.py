@@ -21,7 +21,7 @@ ALIGNMENT = 64  # of each weight's data in the file
 CHUNK = 64 << 20  # bytes of a weight laid out and written at a time
 
 
-def convert(prepared, quant: str | None, path: Path, signature_function, log) -> None:
+def convert(prepared, quant: str | None, path: Path, signature_function, log, *, supported_ops: list) -> None:
     """Write path (model.tflite) for prepared; quant is None or "float16". Raises the converter's own
     ConverterError when it refuses the graph (the caller's ladder then takes its next rung)."""
     import tensorflow as tf
@@ -32,7 +32,9 @@ def convert(prepared, quant: str | None, path: Path, signature_function, log) ->
     fed = dataclasses.replace(prepared, graph_def=graph_def, weights={**prepared.weights, **zeros})
     keys = {f"tfwizard_weight_{k}": name for k, name in enumerate(fed.weights)}
     func, holder = signature_function(fed, weight_inputs=keys)
-    data = tf.lite.TFLiteConverter.from_concrete_functions([func], holder).convert()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([func], holder)
+    converter.target_spec.supported_ops = supported_ops
+    data = converter.convert()
     model = _edit(data, {key: fed.weights[name] for key, name in keys.items()},
                   {key for key, name in keys.items() if name in zeros}, quant)
     log(f"writing the weights after the FlatBuffer, at offsets{' as float16' if quant else ''}")
@@ -93,7 +95,7 @@ def _edit(data: bytes, weights: dict, zero_biases: set, quant: str | None):
     from tensorflow.lite.python import schema_py_generated as fb
 
     model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data, 0))
-    (graph,), (signature,) = model.subgraphs, model.signatureDefs
+    graph, (signature,) = model.subgraphs[0], model.signatureDefs  # the weights enter the main graph only
     ops = fb.BuiltinOperator
 
     def code(op):
