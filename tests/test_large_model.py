@@ -204,3 +204,28 @@ def test_tflite_streams_the_weights_of_common_layers(tmp_path, monkeypatch):
     assert fb.BuiltinOperator.DEQUANTIZE in codes  # float16 weights, dequantized as the converter does
     assert {t.type for t in tflite.subgraphs[0].tensors if t.buffer and tflite.buffers[t.buffer].offset} == {
         fb.TensorType.FLOAT16}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("sample", ["keras3_lstm.keras", "keras2_bigru.h5"])
+def test_recurrent_model_with_weights_outside_the_graph(sample, tmp_path, monkeypatch):
+    """A recurrent model on the large-model path (a text model with a big embedding takes it) reaches
+    the control-flow-v2 rung there too, as a small one does: ONNX and TF.js need functional While, and
+    TFLite Select TF ops for its tensor lists. Measured on a 370 MB embedding + LSTM before this rung
+    existed: ONNX, TF.js and TFLite failed. The loops' weights must keep their shapes: freezing
+    recorded their scalar stand-ins in the While ops, and onnxruntime refused the model."""
+    from conftest import SAMPLES
+    import engine.prepare
+    from engine.convert import convert
+    from engine.options import ConversionOptions
+
+    monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 0)
+    monkeypatch.setattr(engine.prepare, "WEIGHT_MIN_BYTES", 64)  # the recurrent kernels are a few hundred bytes
+    opts = ConversionOptions(model=str(SAMPLES / sample), output_dir=str(tmp_path / "out"),
+                             targets=("onnx", "openvino", "tfjs", "tflite"))
+    results = {t.target: t for t in convert(opts, lambda *a, **k: None).targets}
+    for target, t in results.items():
+        assert t.status == "ok" and t.verification["passed"], (target, t.message, t.verification)
+        assert "weights outside it" in t.strategy, (target, t.strategy)
+    assert "control flow v2" in results["onnx"].strategy
+    assert results["tflite"].strategy.endswith("streamed, select TF ops")
