@@ -10,7 +10,7 @@ real numbers. Built once per size into --work (default bench/.cache/scale).
 
 Per size it runs, each alone, under /usr/bin/time -v (peak RSS: the largest process of the tree):
   ours     tfwizard convert DIR --to onnx,openvino,tfjs,tflite (verified), with
-           --quantize tflite:float16 at sizes over 2 GB (float32 does not fit TFLite's flatbuffer);
+           --quantize tflite:float16 at sizes over 2 GB (what the issue measured; float32 works too);
   ovc      ovc DIR --compress_to_fp16=False;
   tf2onnx  python -m tf2onnx.convert --saved-model DIR (--large_model over 2 GB);
   tfjs     tensorflowjs_converter --input_format=tf_saved_model.

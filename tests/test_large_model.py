@@ -229,3 +229,34 @@ def test_recurrent_model_with_weights_outside_the_graph(sample, tmp_path, monkey
         assert "weights outside it" in t.strategy, (target, t.strategy)
     assert "control flow v2" in results["onnx"].strategy
     assert results["tflite"].strategy.endswith("streamed, select TF ops")
+
+
+def test_memory_check_counts_the_tflite_converter_only_where_it_gets_the_weights(tmp_path, monkeypatch):
+    """Up front, three copies of a large model only for tflite:dynamic (the converter's own route);
+    float16 and float32 stream the weights past the converter: two copies."""
+    import engine.prepare
+    import engine.resources
+    from conftest import SAMPLES
+    from engine.detect import detect
+    from engine.errors import UserError
+    from engine.options import ConversionOptions
+
+    model = SAMPLES / "image_classifier"
+    detection = detect(str(model))
+    size, nodes = engine.resources.model_bytes(detection), engine.resources.node_count(detection)
+    two, three = (engine.resources.memory_needed(size, nodes, tflite=t) for t in (False, True))
+    monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 0)
+    monkeypatch.setattr(engine.resources, "available_memory", lambda: (two + three) // 2)
+
+    def check(*quantize):
+        opts = ConversionOptions(model=str(model), output_dir=str(tmp_path / "out"), targets=("onnx", "tflite"),
+                                 quantize=quantize)
+        engine.resources.check_resources(detect(opts.model), opts, tmp_path / "out")
+
+    check()
+    check("tflite:float16")
+    with pytest.raises(UserError, match="of memory to convert"):
+        check("tflite:dynamic")
+    monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 1 << 40)  # a smaller model: the converter gets them
+    with pytest.raises(UserError, match="of memory to convert"):
+        check()
