@@ -49,7 +49,7 @@ def _with_zero_biases(graph_def, weights: dict):
     into the ADD, correctly; _edit then turns BATCH_MATMUL + ADD of these zeros into FULLY_CONNECTED with
     the ADD's activation, as the converter writes x @ W for a constant W."""
     import numpy as np
-    from tensorflow.core.framework import graph_pb2, node_def_pb2
+    from tensorflow.core.framework import graph_pb2
 
     nodes = {n.name: n for n in graph_def.node}
 
@@ -75,8 +75,9 @@ def _with_zero_biases(graph_def, weights: dict):
         add = out.node.add(name=f"{node.name}/tfwizard_plus_zero", op="AddV2", input=[node.name, zero])
         add.attr["T"].type = node.attr["T"].type
         renamed[node.name] = add.name
+    sums = set(renamed.values())
     for node in out.node:  # the MatMuls' readers read the sums
-        if node.name not in {r for r in renamed.values()}:
+        if node.name not in sums:
             node.input[:] = [_rename(ref, renamed) for ref in node.input]
     return out, zeros
 
