@@ -260,3 +260,29 @@ def test_memory_check_counts_the_tflite_converter_only_where_it_gets_the_weights
     monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 1 << 40)  # a smaller model: the converter gets them
     with pytest.raises(UserError, match="of memory to convert"):
         check()
+
+
+def test_deep_inspect_counts_the_weights_left_out_of_the_graph(tmp_path, monkeypatch):
+    """inspect --deep's weight bytes (the wizard's "weights 370 MB" at each quantization) are the
+    same whether the weights are constants in the frozen graph or left out of it (they read 267 kB
+    for a 370 MB text model before)."""
+    from conftest import SAMPLES
+    import engine.prepare
+    from engine.detect import detect
+    from engine.frozen import analyse
+    from engine.inspect import inspect
+    from engine.options import ConversionOptions
+
+    model = str(SAMPLES / "keras3_lstm.keras")
+    opts = ConversionOptions(model=model, output_dir=str(tmp_path / "out"), targets=())
+
+    def weight_bytes(work):
+        work.mkdir()
+        detection = detect(model)
+        return analyse(detection, inspect(detection), opts, work, lambda *a, **k: None)["weight_bytes"]
+
+    frozen = weight_bytes(tmp_path / "frozen")
+    monkeypatch.setattr(engine.prepare, "LARGE_MODEL_BYTES", 0)
+    monkeypatch.setattr(engine.prepare, "WEIGHT_MIN_BYTES", 64)
+    left_out = weight_bytes(tmp_path / "left-out")
+    assert left_out == frozen and frozen["float32_weights"] > 100
