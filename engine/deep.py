@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 SCHEMA = "tfwizard.deep/1"
+WHOLE_FILE_BYTES = 64 << 20  # files up to this size are hashed whole for the cache key
 
 
 def cache_dir() -> Path:
@@ -57,8 +58,13 @@ def deep_inspect(options, emit=lambda event, **fields: None) -> dict:
     path = cache_dir() / f"{cache_key(detection, info, options)}.json"
     if (known := _read(path)) is not None:
         return {**known, "cached": True}
-    tmp = Path(tempfile.mkdtemp(prefix="tfwizard-deep-"))
+    from .resources import check_analysis_space
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_work(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=".work-", dir=path.parent))  # on the cache's disk, not a RAM-backed /tmp
     try:
+        check_analysis_space(detection, tmp)
         found = run_deep(detection, info, options, tmp, emit)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -67,9 +73,25 @@ def deep_inspect(options, emit=lambda event, **fields: None) -> dict:
     return {**result, "cached": False}
 
 
+STALE_WORK_SECONDS = 6 * 3600  # an analysis takes minutes: an older work directory's owner was killed
+
+
+def _remove_stale_work(cache: Path) -> None:
+    """Work directories (.work-*) that a killed analysis left in the cache; a large model's hold its weights."""
+    import time
+
+    for work in cache.glob(".work-*"):
+        try:
+            if work.is_dir() and not work.is_symlink() and time.time() - work.stat().st_mtime > STALE_WORK_SECONDS:
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def cache_key(detection, info, options) -> str:
-    """sha256 of the model's bytes (every file of a SavedModel, the checkpoint's files) and of what
-    changes the frozen graph: tag, signature, trust, the tfwizard and TensorFlow versions."""
+    """sha256 of the model's bytes (every file of a SavedModel, the checkpoint's files; of a file over
+    WHOLE_FILE_BYTES, its first and last MiB, size, mtime and inode) and of what changes the frozen
+    graph: tag, signature, trust, the tfwizard and TensorFlow versions."""
     from importlib.metadata import PackageNotFoundError, version
 
     h = hashlib.sha256()
@@ -89,10 +111,16 @@ def cache_key(detection, info, options) -> str:
         prefix = Path(detection.checkpoint)
         files += [(p, p.name[len(prefix.name):]) for p in sorted(prefix.parent.glob(prefix.name + "*")) if p.is_file()]
     for p, name in files:
-        h.update(f"\0{name}\0{p.stat().st_size}\0".encode())
+        stat = p.stat()
+        h.update(f"\0{name}\0{stat.st_size}\0".encode())
         with open(p, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+            if stat.st_size <= WHOLE_FILE_BYTES:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            else:  # a big weights file: its ends and its change time, not gigabytes read on every visit
+                h.update(f"{stat.st_mtime_ns}\0{stat.st_ino}\0".encode() + f.read(1 << 20))
+                f.seek(-(1 << 20), os.SEEK_END)
+                h.update(f.read())
     return h.hexdigest()
 
 

@@ -80,11 +80,27 @@ def check_space(size: int, targets: int, *, free_disk: int, free_memory: int | N
     if free_disk < need:
         raise UserError(f"-o {out}: not enough free disk space: the conversion needs about {human_size(need)}, "
                         f"{human_size(free_disk)} is free there; free some space or choose another output directory")
+    check_memory(size, nodes, free_memory, tflite=tflite)
+
+
+def check_memory(size: int, nodes: int, free_memory: int | None, *, tflite: bool = False, doing: str = "convert") -> None:
     need = memory_needed(size, nodes, tflite=tflite)
     if free_memory is not None and need > free_memory:
         what = f"{human_size(size)}, {nodes:,} nodes" if nodes else human_size(size)
-        raise UserError(f"the model ({what}) needs about {human_size(need)} of memory to convert, "
+        raise UserError(f"the model ({what}) needs about {human_size(need)} of memory to {doing}, "
                         f"{human_size(free_memory)} is available; close other programs or use a machine with more memory")
+
+
+def check_analysis_space(detection, work: Path) -> None:
+    """inspect --deep freezes the model as convert does: the same memory, and the frozen copy (a large
+    model's weights file) in `work`, under the cache directory."""
+    size = model_bytes(detection)
+    need = int(size * 1.5) + DISK_MARGIN
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise UserError(f"{work}: not enough free disk space to analyse the model: about {human_size(need)} is needed, "
+                        f"{human_size(free)} is free; free some space or set XDG_CACHE_HOME to a directory on another disk")
+    check_memory(size, node_count(detection), available_memory(), doing="analyse")
 
 
 def check_resources(detection, options: ConversionOptions, out: Path) -> None:

@@ -68,3 +68,16 @@ def test_cli_fails_early_when_the_output_disk_is_short(tmp_path):
     )
     assert_clean_error(proc, "not enough free disk space", "free some space")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_deep_inspect_checks_memory_as_convert_does(tmp_path, monkeypatch):
+    """inspect --deep freezes the model as convert does: refused up front, in one line, when it can't fit."""
+    import engine.resources
+
+    detection = detect(str(SAMPLES / "image_classifier"))
+    monkeypatch.setattr(engine.resources, "available_memory", lambda: 1 << 20)
+    with pytest.raises(UserError, match="of memory to analyse") as e:
+        engine.resources.check_analysis_space(detection, tmp_path)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(engine.resources, "available_memory", lambda: 64 * GIB)
+    engine.resources.check_analysis_space(detection, tmp_path)
