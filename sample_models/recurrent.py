@@ -8,7 +8,7 @@ import shutil
 
 OUTPUTS = ["keras2_lstm.h5", "keras2_bigru.h5", "keras3_lstm.keras", "keras3_gru_dropout.keras", "tf1_gru_frozen.pb",
            "tf1_time_major_rnn.pb", "tf1_lstm_metagraph", "metagraph_empty_stem", "keras2_dense.model",
-           "keras2_dense.hdf5", "text_lookup_tf1"]
+           "keras2_dense.hdf5", "text_lookup_tf1", "keras3_gelu_attention.keras"]
 STEPS, FEATURES = 5, 3  # sequence length and features of every recurrent sample
 
 
@@ -279,5 +279,19 @@ def text_lookup_tf1(out):
                    fails_on={"onnx": "LookupTableImportV2", "openvino": "HashTableV2"})]
 
 
+def keras3_gelu_attention(out):
+    """A Keras 3 transformer block: exact gelu (Keras' default) computes erfc, which tf2onnx and TF.js lack."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((STEPS, 8), name="tokens_embedded")
+    h = keras.layers.LayerNormalization(name="norm")(x + keras.layers.MultiHeadAttention(2, 4, name="attention")(x, x))
+    h = keras.layers.Dense(8, name="ff_out")(keras.layers.Dense(16, activation="gelu", name="ff")(h))
+    y = keras.layers.Dense(2, name="scores")(keras.layers.GlobalAveragePooling1D(name="pool")(h))
+    keras.Model(x, y).save(os.path.join(out, "keras3_gelu_attention.keras"))
+    return [_entry("keras3_gelu_attention.keras", "keras_v3", [_io("tokens_embedded", [None, STEPS, 8])], ["scores"],
+                   "Keras 3 MultiHeadAttention + Dense(gelu) -> Dense(2) 'scores': exact gelu freezes to Erfc.")]
+
+
 BUILDERS = [keras2_recurrent, keras3_lstm, keras3_gru_dropout, tf1_gru_frozen, tf1_time_major_rnn, tf1_lstm_metagraph, metagraph_empty_stem,
-            keras2_odd_suffixes, text_lookup_tf1]
+            keras2_odd_suffixes, text_lookup_tf1, keras3_gelu_attention]

@@ -44,7 +44,8 @@ REWRITTEN = {"Switch": 1, "Merge": 1, "Enter": 7, "Exit": 7, "NextIteration": 7,
              "_FusedDepthwiseConv2dNative": 1, "Rank": 1}  # Rank: our handler, _rank_as_size_of_shape
 # Ops our own handlers convert (convert()'s custom_op_handlers), with the opset they need: the FakeQuant
 # ones are _fake_quant_as_qdq (tf2onnx's refuses narrow_range and has no per-channel one).
-OUR_HANDLERS = {"Rank": 1, "FakeQuantWithMinMaxVars": 10, "FakeQuantWithMinMaxVarsPerChannel": PER_CHANNEL_OPSET}
+OUR_HANDLERS = {"Rank": 1, "FakeQuantWithMinMaxVars": 10, "FakeQuantWithMinMaxVarsPerChannel": PER_CHANNEL_OPSET,
+                "Erfc": 9}  # Erfc: 1 - Erf, rewritten before tf2onnx sees it (engine.rewrites)
 GC_MIN_GRAPH_BYTES = 8 * 2**20  # smaller graphs: the gc runs (~0.3 s) cost more than they save
 FLOAT16_MIN_ELEMENTS = 16  # smaller float tensors stay float32: nothing to gain, one more Cast each
 
@@ -209,6 +210,8 @@ class OnnxBackend(Backend):
         import tf2onnx.convert
         from tf2onnx import tf_loader
 
+        from ..rewrites import erfc_as_erf
+
         log(f"tf2onnx {tf2onnx.__version__}, opset {opset}" + (" (tf2onnx's default)" if not options.opset else ""))
         big = prepared.graph_def.ByteSize() > GC_MIN_GRAPH_BYTES
         input_names, output_names = [f"{n}:0" for n in names], [f"{o}:0" for o in prepared.outputs]
@@ -222,7 +225,11 @@ class OnnxBackend(Backend):
             # freezes it, then throws that copy away and optimizes the GraphDef it was given. Ours is
             # frozen already; skipping that copy lowers ResNet-50's peak by ~0.3 GB.
             with tf.Graph().as_default():
-                optimized = tf_loader.tf_optimize(input_names, output_names, prepared.graph_def)
+                graph_def = erfc_as_erf(prepared.graph_def)
+                if graph_def is not prepared.graph_def:
+                    log("Erfc written as 1 - Erf (tf2onnx converts Erf only)")
+                optimized = tf_loader.tf_optimize(input_names, output_names, graph_def)
+                del graph_def
             model, _ = tf2onnx.convert._convert_common(
                 optimized, name="unknown", continue_on_error=True, opset=opset,
                 input_names=input_names, output_names=output_names,

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
+from ..rewrites import REWRITTEN, erfc_as_erf
 from . import Backend, ConversionFailed, Quantization, VerifierUnavailable
 
 TFJS_NPM = "@tensorflow/tfjs@4.22.0"
@@ -89,7 +90,7 @@ class TfjsBackend(Backend):
         known = supported_ops()
         if not known:
             return {}
-        skip = known | DEBUG_OPS | FROZEN_AWAY
+        skip = known | DEBUG_OPS | FROZEN_AWAY | REWRITTEN
         return {op: "not in TensorFlow.js's supported op list (tensorflowjs 4.22)" for op in ops if op not in skip}
 
     def upstream_command(self, options, info) -> list[str] | None:
@@ -170,10 +171,17 @@ class TfjsBackend(Backend):
                                    "--quantize for tfjs")
         tfjs_tf = _import_tfjs("tf_saved_model_conversion_v2", log)
 
+        graph_path = prepared.graph_path
+        rewritten = erfc_as_erf(prepared.graph_def)
+        if rewritten is not prepared.graph_def:  # tensorflowjs reads a file: the rewritten graph's, beside outdir
+            graph_path = outdir.parent / f"{outdir.name}-rewritten.pb"
+            graph_path.write_bytes(rewritten.SerializeToString())
+            log("Erfc written as 1 - Erf (TF.js has Erf only)")
+        del rewritten
         log(f"converting frozen graph ({len(prepared.graph_def.node)} nodes) to a TF.js graph model")
         try:
             tfjs_tf.convert_tf_frozen_model(
-                str(prepared.graph_path), ",".join(outputs), str(outdir), quantization_dtype_map=qmap,
+                str(graph_path), ",".join(outputs), str(outdir), quantization_dtype_map=qmap,
                 strip_debug_ops=options.strip_debug_ops,
                 weight_shard_size_bytes=options.weight_shard_size_bytes or self.default_shard_bytes, metadata=metadata)
         except ValueError as e:
