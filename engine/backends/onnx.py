@@ -200,6 +200,20 @@ class OnnxBackend(Backend):
         if wrong:
             raise UserError(f"--inputs-as-nchw {','.join(wrong)}: not an input of the model; inputs are {', '.join(names)}")
 
+    def strategies(self, prepared):
+        """tf2onnx converts TensorList ops (TF2's RNN loops) only inside functional While loops: a graph
+        whose loops were lowered and still hold them gets the control-flow-v2 rung first, the lowered
+        one after it. Measured: every Keras RNN sample (Keras 2 and 3) and the zoo's GRUs failed the
+        lowered rung ("tf2onnx cannot convert these ops: TensorListReserve")."""
+        rungs = super().strategies(prepared)
+        ops = {n.op for n in prepared.graph_def.node}
+        if not ("Enter" in ops and any(op.startswith("TensorList") for op in ops)):
+            yield from rungs
+            return
+        lowered = next(rungs)
+        yield from rungs  # builds the v2 graph now
+        yield lowered
+
     def convert(self, prepared, options, outdir: Path, log) -> None:
         opset = options.opset or self.default_opset
         names = [i.name for i in prepared.inputs]
