@@ -24,6 +24,20 @@ def test_keras3_gelu_converts_to_onnx_and_tfjs(tmp_path):
     assert "Erfc written as 1 - Erf" in proc.stderr
 
 
+@pytest.mark.timeout(300)
+def test_keras3_attention_back_to_keras_needs_the_keras_format(tmp_path):
+    """The same model to the keras target: legacy .h5 loses MultiHeadAttention's call (Keras raises
+    "too many positional arguments" running it), and the failure names --keras-format keras, which works."""
+    proc = run_cli("convert", SAMPLES / "keras3_gelu_attention.keras", "--to", "keras", "-o", tmp_path / "h5",
+                   timeout=300)
+    (target,) = json.loads((tmp_path / "h5" / "report.json").read_text())["targets"]
+    assert proc.returncode != 0 and not target["verification"]["passed"]
+    assert "--keras-format keras" in target["verification"]["error"]
+    proc = run_cli("convert", SAMPLES / "keras3_gelu_attention.keras", "--to", "keras", "--keras-format", "keras",
+                   "-o", tmp_path / "v3", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_erfc_in_a_loop_body_is_rewritten_too():
     """Inside a function (a While body kept as control flow v2) an op's outputs are named by its output
     args: the readers of Erfc's "y" must read Sub's "z"."""

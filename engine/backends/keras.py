@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from . import Backend
+from . import Backend, ConversionFailed
 
 FILES = {"h5": "model.h5", "keras": "model.keras"}
 
@@ -73,13 +73,30 @@ class KerasBackend(Backend):
             import tf_keras as keras
         else:
             import keras
+        legacy = path.suffix == ".h5" and not version.startswith("2.")
+
+        def failed(e: Exception) -> ConversionFailed:  # Keras 3 into legacy HDF5: not every layer survives it
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            return ConversionFailed(f"Keras could not run the .h5 it wrote ({why}); legacy HDF5 does not keep every "
+                                    "Keras 3 model as it was; --keras-format keras writes a .keras instead")
+
         # Our own file, of a model plan() let through: it has no code risks, or the user trusts it.
-        model = keras.models.load_model(str(path), compile=False, safe_mode=False)
+        try:
+            model = keras.models.load_model(str(path), compile=False, safe_mode=False)
+        except Exception as e:
+            if legacy:
+                raise failed(e) from None
+            raise
         names = [i.name for i in prepared.inputs]
 
         def run(feeds: dict) -> dict:
             args = [feeds[n] for n in names]
-            result = model(args if len(args) > 1 else args[0], training=False)
+            try:
+                result = model(args if len(args) > 1 else args[0], training=False)
+            except Exception as e:
+                if legacy:
+                    raise failed(e) from None
+                raise
             result = result if isinstance(result, (list, tuple)) else [result]
             return {o: r.numpy() if hasattr(r, "numpy") else r for o, r in zip(prepared.outputs, result)}
         return run
