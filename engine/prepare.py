@@ -601,9 +601,11 @@ def _rebuild(tf, frozen, tensor_of: dict[str, str], inputs: list[TensorInfo], ou
             raise UserError(f"TensorFlow cannot import the model's graph ({msg}); the file may be damaged (copy it "
                             "again) or was edited by hand (re-export it from the training code)") from None
         for name, tensor in zip(outputs, results):
-            if tf.identity(tensor, name=name).op.name != name:  # TensorFlow renamed it: "name" is an input's
-                raise UserError(f"output {name!r} has the same name as an input, and converted models (ONNX, "
-                                "TFLite signatures) need distinct names; re-export the model with another name for it")
+            if tf.identity(tensor, name=name).op.name != name:  # TensorFlow renamed it: the name was taken
+                taken = ("has the same name as an input" if name in kept else
+                         "is the name tfwizard's prepared graph gives the model's own nodes (model/...)")
+                raise UserError(f"output {name!r} {taken}, and converted models (ONNX, TFLite signatures) need "
+                                "distinct names; re-export the model with another name for it")
     graph_def = graph.as_graph_def()
     _defaults_to_identity(graph_def)
     return tf.compat.v1.graph_util.extract_sub_graph(graph_def, outputs)

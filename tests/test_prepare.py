@@ -122,4 +122,15 @@ def test_an_output_named_like_an_input_is_refused_not_swapped(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]  # after the progress lines
     assert last.startswith("tfwizard: error: output 'x' has the same name as an input") and "re-export" in last
+
+    class Named(tf.Module):  # "model" is the scope the prepared graph imports the model's nodes under
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"model": x * 2.0}
+
+    m = Named()
+    tf.saved_model.save(m, str(tmp_path / "named"), signatures={"serving_default": m.serve})
+    proc = run_cli("convert", tmp_path / "named", "--to", "onnx", "-o", tmp_path / "out2", timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "output 'model' is the name tfwizard's prepared graph gives" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists()

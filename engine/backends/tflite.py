@@ -240,9 +240,8 @@ class TFLiteBackend(Backend):
         import tensorflow as tf
         from tensorflow.lite.python.convert_phase import ConverterError
 
-        from ..weights import evict
-
         from ..resources import GIB, available_memory
+        from ..weights import evict
 
         quant = options.quantization(self.name)
         total = sum(w.nbytes for w in prepared.weights.values())
