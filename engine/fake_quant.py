@@ -41,9 +41,9 @@ def output_step(graph_def, output: str) -> float | None:
 def _const(nodes, tensor: str) -> list[float] | None:
     import numpy as np
 
-    node = nodes.get(tensor.lstrip("^").split(":")[0])
-    while node is not None and node.op == "Identity" and node.input:
-        node = nodes.get(node.input[0].split(":")[0])
+    from .inspect import source
+
+    node = nodes.get(source(nodes, tensor))
     if node is None or node.op != "Const":
         return None
     t = node.attr["value"].tensor

@@ -232,6 +232,14 @@ def ancestors(roots: list[str], nodes, *, data_only: bool = False) -> set[str]:
     return seen
 
 
+def source(nodes, ref: str) -> str:
+    """The name of the node a tensor reference reads, through any Identity nodes (it may not be in `nodes`)."""
+    name = ref.lstrip("^").split(":")[0]
+    while name in nodes and nodes[name].op == "Identity" and nodes[name].input:
+        name = nodes[name].input[0].lstrip("^").split(":")[0]
+    return name
+
+
 def _count_function_ops(graph, ops: Counter) -> None:
     """Add the ops inside functions called from the counted nodes (TF2 graphs keep everything there)."""
     functions = {f.signature.name: f for f in graph.library.function}

@@ -20,7 +20,7 @@ from pathlib import Path
 from .backends import Prepared
 from .detect import Detection, Format
 from .errors import UserError
-from .inspect import ModelInfo, TensorInfo
+from .inspect import ModelInfo, TensorInfo, source
 from .interface import final_inputs, final_outputs, preprocessed_name, preprocessing_inputs
 from .options import ConversionOptions
 
@@ -446,9 +446,7 @@ def _drop_writes_to_frozen_variables(graph_def) -> None:
     nodes = {n.name: n for n in graph_def.node}
 
     def constant(tensor):
-        node = nodes.get(tensor.split(":")[0])
-        while node is not None and node.op == "Identity" and node.input:
-            node = nodes.get(node.input[0].split(":")[0])
+        node = nodes.get(source(nodes, tensor))
         return node is not None and node.op == "Const"
 
     dead = {n.name for n in graph_def.node if n.op in VARIABLE_WRITES and n.input and constant(n.input[0])}
@@ -530,18 +528,11 @@ def _loop_shapes_of_left_out(graph_def, shapes: dict) -> None:
 
     def fix(nodes, known: dict, seen: frozenset) -> None:
         by_name = {n.name: n for n in nodes}
-
-        def shape_of(ref: str):
-            name = ref.split(":")[0]
-            while name not in known and name in by_name and by_name[name].op == "Identity" and by_name[name].input:
-                name = by_name[name].input[0].split(":")[0]
-            return known.get(name)
-
         for node in nodes:
             if node.op not in ("While", "StatelessWhile"):
                 continue
             inputs = [i for i in node.input if not i.startswith("^")]
-            found = {k: shape_of(ref) for k, ref in enumerate(inputs)}
+            found = {k: known.get(source(by_name, ref)) for k, ref in enumerate(inputs)}
             found = {k: v for k, v in found.items() if v is not None}
             listed = node.attr["output_shapes"].list.shape
             for k, shape in found.items():

@@ -51,20 +51,16 @@ def _with_zero_biases(graph_def, weights: dict):
     import numpy as np
     from tensorflow.core.framework import graph_pb2
 
+    from ..inspect import source
+
     nodes = {n.name: n for n in graph_def.node}
-
-    def weight(ref: str):  # the weight a MatMul operand reads, through Identity
-        node = nodes.get(ref.split(":")[0].lstrip("^"))
-        while node is not None and node.op == "Identity" and node.name not in weights:
-            node = nodes.get(node.input[0].split(":")[0])
-        return weights.get(node.name) if node is not None else None
-
     out, zeros, renamed = graph_pb2.GraphDef(), {}, {}
     out.CopyFrom(graph_def)
     del out.node[:]
     for node in graph_def.node:
         out.node.add().CopyFrom(node)
-        w = weight(node.input[1]) if node.op in ("MatMul", "BatchMatMulV2") and len(node.input) >= 2 else None
+        is_matmul = node.op in ("MatMul", "BatchMatMulV2") and len(node.input) >= 2
+        w = weights.get(source(nodes, node.input[1])) if is_matmul else None  # x @ a weight, through Identity
         if w is None or w.ndim != 2 or node.attr["transpose_a"].b or node.attr["adj_x"].b:
             continue
         width = w.shape[0] if node.attr["transpose_b"].b or node.attr["adj_y"].b else w.shape[1]
