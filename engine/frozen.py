@@ -37,7 +37,10 @@ def analyse(detection, info, options, workdir: Path, emit) -> dict:
         }
     floats, other = _weights(tf, graph_def)
     for array in prepared.weights.values():  # a large model's, left out of the graph (engine.weights)
-        floats, other = (floats + array.size, other) if array.dtype == "float32" else (floats, other + array.nbytes)
+        if array.dtype == "float32":
+            floats += array.size
+        else:
+            other += array.nbytes
     # Each backend's quantization modes say how many bits a weight keeps (engine.backends.Quantization).
     by_mode = {b.name: {"none": floats * 4 + other, **{m: floats * q.bits // 8 + other for m, q in b.quantizations.items()}}
                for b in backends.all_backends()}

@@ -95,7 +95,7 @@ def check_analysis_space(detection, work: Path) -> None:
     """inspect --deep freezes the model as convert does: the same memory, and the frozen copy (a large
     model's weights file) in `work`, under the cache directory."""
     size = model_bytes(detection)
-    need = int(size * 1.5) + DISK_MARGIN
+    need = disk_needed(size, 0)
     free = shutil.disk_usage(work).free
     if free < need:
         raise UserError(f"{work}: not enough free disk space to analyse the model: about {human_size(need)} is needed, "

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from .. import rewrites
 from ..text import human_size
 from . import Backend, ConversionFailed, Quantization
 
@@ -45,7 +46,7 @@ REWRITTEN = {"Switch": 1, "Merge": 1, "Enter": 7, "Exit": 7, "NextIteration": 7,
 # Ops our own handlers convert (convert()'s custom_op_handlers), with the opset they need: the FakeQuant
 # ones are _fake_quant_as_qdq (tf2onnx's refuses narrow_range and has no per-channel one).
 OUR_HANDLERS = {"Rank": 1, "FakeQuantWithMinMaxVars": 10, "FakeQuantWithMinMaxVarsPerChannel": PER_CHANNEL_OPSET,
-                "Erfc": 9}  # Erfc: 1 - Erf, rewritten before tf2onnx sees it (engine.rewrites)
+                **dict.fromkeys(rewrites.REWRITTEN, 9)}  # engine.rewrites' ops, before tf2onnx sees them: Erf is opset 9
 GC_MIN_GRAPH_BYTES = 8 * 2**20  # smaller graphs: the gc runs (~0.3 s) cost more than they save
 FLOAT16_MIN_ELEMENTS = 16  # smaller float tensors stay float32: nothing to gain, one more Cast each
 
@@ -224,8 +225,6 @@ class OnnxBackend(Backend):
         import tf2onnx.convert
         from tf2onnx import tf_loader
 
-        from ..rewrites import erfc_as_erf
-
         log(f"tf2onnx {tf2onnx.__version__}, opset {opset}" + (" (tf2onnx's default)" if not options.opset else ""))
         big = prepared.graph_def.ByteSize() > GC_MIN_GRAPH_BYTES
         input_names, output_names = [f"{n}:0" for n in names], [f"{o}:0" for o in prepared.outputs]
@@ -239,7 +238,7 @@ class OnnxBackend(Backend):
             # freezes it, then throws that copy away and optimizes the GraphDef it was given. Ours is
             # frozen already; skipping that copy lowers ResNet-50's peak by ~0.3 GB.
             with tf.Graph().as_default():
-                graph_def = erfc_as_erf(prepared.graph_def)
+                graph_def = rewrites.erfc_as_erf(prepared.graph_def)
                 if graph_def is not prepared.graph_def:
                     log("Erfc written as 1 - Erf (tf2onnx converts Erf only)")
                 optimized = tf_loader.tf_optimize(input_names, output_names, graph_def)
